@@ -1,0 +1,174 @@
+//! The command line: `curate init | import | repl | run`. With no command, the REPL.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+use curate_stdlib::import::{self, CocoOptions, ImportFormat, ImportOptions};
+use curate_stdlib::progress::CancelFlag;
+use curate_stdlib::Workspace;
+
+use crate::diagnostic::render;
+use crate::progress_bar::Bar;
+use crate::run::{color, RunOptions};
+
+#[derive(Parser, Debug)]
+#[command(name = "curate", version, about = "Curate computer-vision training data: a REPL, scripts and data unit tests")]
+pub struct Cli {
+    /// Run as if started in DIR.
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    pub chdir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a workspace: curate.toml, an empty manifest, scripts/, tests/ and a .gitignore.
+    Init {
+        /// The folder to create it in (the current one by default).
+        dir: Option<PathBuf>,
+        /// The dataset's name (the folder's name by default).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Build the manifest from an image folder, a CSV, JSONL or Parquet table, or COCO JSON.
+    Import {
+        /// The folder or file to import.
+        source: PathBuf,
+        /// The source format (detected from the source by default).
+        #[arg(long, value_parser = ["folder", "csv", "jsonl", "parquet", "coco"])]
+        format: Option<String>,
+        /// Set this split on every imported sample.
+        #[arg(long)]
+        split: Option<String>,
+        /// Prefix every derived id, to keep two sources apart.
+        #[arg(long)]
+        id_prefix: Option<String>,
+        /// Add to the existing manifest instead of replacing it.
+        #[arg(long)]
+        append: bool,
+        /// COCO: the folder holding the images (the JSON's folder by default).
+        #[arg(long)]
+        images: Option<PathBuf>,
+        /// COCO: the category that makes an image a person image.
+        #[arg(long, default_value = "person")]
+        person_category: String,
+        /// COCO: the smallest person box, as a fraction of the image area (VWW uses 0.005).
+        #[arg(long, default_value_t = 0.005)]
+        min_person_area: f64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Open the interactive REPL on the workspace.
+    Repl,
+    /// Run a script headlessly. Exit code 0 on success, 1 on a failed assertion, 2 on an error.
+    Run {
+        /// The .rhai script.
+        script: PathBuf,
+        /// A parameter the script reads with `param("k", default)`; repeatable.
+        #[arg(long = "param", value_name = "K=V", value_parser = parse_param)]
+        params: Vec<(String, String)>,
+        /// Print outputs, the result or the error as one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("expected K=V, got `{s}`")),
+    }
+}
+
+/// Ctrl-C sets the cancel flag so that long work stops cleanly; a second Ctrl-C exits at once.
+fn install_interrupt_handler(cancel: &CancelFlag) {
+    let flag = cancel.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.is_set() {
+            std::process::exit(130);
+        }
+        flag.cancel();
+    });
+}
+
+/// Parse the command line, run it and return the exit code.
+pub fn main() -> u8 {
+    let cli = Cli::parse();
+    let dir = cli.chdir.clone().unwrap_or_else(|| PathBuf::from("."));
+    let cancel = CancelFlag::default();
+    install_interrupt_handler(&cancel);
+    match cli.command {
+        None | Some(Command::Repl) => crate::repl::run(&dir, cancel),
+        Some(Command::Run { script, params, json }) => {
+            let script = if script.is_absolute() || cli.chdir.is_none() { script } else { dir.join(script) };
+            crate::run::run(&dir, &RunOptions { script, params, json }, cancel)
+        }
+        Some(Command::Init { dir: target, name }) => {
+            let target = target.map(|t| dir.join(t)).unwrap_or(dir);
+            match Workspace::init(&target, name.as_deref()) {
+                Ok(ws) => {
+                    println!("created workspace `{}` in {}", ws.config.name, target.display());
+                    println!("next: curate -C {} import IMAGES_OR_TABLE", target.display());
+                    0
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Some(Command::Import { source, format, split, id_prefix, append, images, person_category, min_person_area, json }) => {
+            let opts = ImportOptions {
+                format: format.as_deref().and_then(ImportFormat::parse),
+                split,
+                id_prefix,
+                append,
+                coco: CocoOptions { images, person_category, min_person_area },
+            };
+            let source = if source.is_absolute() { source } else { dir.join(source) };
+            import_cmd(&dir, &source, &opts, json, cancel)
+        }
+    }
+}
+
+fn import_cmd(dir: &Path, source: &Path, opts: &ImportOptions, json: bool, cancel: CancelFlag) -> u8 {
+    let ws = match Workspace::discover(dir) {
+        Ok(ws) => ws,
+        Err(e) => return fail(&e),
+    };
+    let bar = Bar::new(cancel);
+    match import::import(&ws, source, opts, &bar) {
+        Ok(report) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                return 0;
+            }
+            println!(
+                "imported {} samples from {} ({}); {} now holds {}",
+                report.imported,
+                source.display(),
+                format!("{:?}", report.format).to_lowercase(),
+                report.manifest.display(),
+                report.total
+            );
+            if !report.scan.issues.is_empty() {
+                println!("{} files could not be read (their size, format and hash are null):", report.scan.issues.len());
+                for issue in report.scan.issues.iter().take(20) {
+                    println!("  {}: {}", issue.path, issue.message);
+                }
+                if report.scan.issues.len() > 20 {
+                    println!("  ... and {} more (see --json)", report.scan.issues.len() - 20);
+                }
+            }
+            0
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &curate_stdlib::CurateError) -> u8 {
+    eprint!("{}", render(e, color()));
+    match e {
+        curate_stdlib::CurateError::Interrupted => 130,
+        _ => 2,
+    }
+}

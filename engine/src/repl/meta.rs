@@ -1,0 +1,119 @@
+//! Meta-commands (`:help`, `:schema`, `:vars`, ...): one table of name, arguments, help and
+//! function, as evcxr keeps them.
+
+use std::fmt::Write;
+
+use curate_stdlib::primitives::{self, Primitive};
+
+use super::Repl;
+
+pub struct MetaCommand {
+    pub name: &'static str,
+    pub args: &'static str,
+    pub help: &'static str,
+    pub run: fn(&mut Repl, &str) -> MetaOutcome,
+}
+
+pub enum MetaOutcome {
+    Text(String),
+    Error(String),
+    Quit,
+}
+
+pub const COMMANDS: &[MetaCommand] = &[
+    MetaCommand { name: ":help", args: "[NAME]", help: "list the primitives, or show one's signatures, doc and examples", run: help },
+    MetaCommand { name: ":schema", args: "", help: "the manifest's columns and their types", run: schema },
+    MetaCommand { name: ":vars", args: "", help: "the variables defined so far, with their types", run: vars },
+    MetaCommand { name: ":quit", args: "", help: "leave the REPL (Ctrl-D does too)", run: quit },
+];
+
+pub fn find(name: &str) -> Option<&'static MetaCommand> {
+    let name = if name == ":q" || name == ":exit" { ":quit" } else { name };
+    COMMANDS.iter().find(|c| c.name == name)
+}
+
+/// Run a `:command args` line.
+pub fn dispatch(repl: &mut Repl, line: &str) -> MetaOutcome {
+    let (name, args) = line.trim().split_once(char::is_whitespace).unwrap_or((line.trim(), ""));
+    match find(name) {
+        Some(cmd) => (cmd.run)(repl, args.trim()),
+        None => {
+            let names: Vec<&str> = COMMANDS.iter().map(|c| c.name).collect();
+            MetaOutcome::Error(format!("unknown command `{name}`; commands: {}", names.join(" ")))
+        }
+    }
+}
+
+fn quit(_: &mut Repl, _: &str) -> MetaOutcome {
+    MetaOutcome::Quit
+}
+
+fn help(_: &mut Repl, args: &str) -> MetaOutcome {
+    if args.is_empty() {
+        return MetaOutcome::Text(overview());
+    }
+    let name = args.trim_start_matches(':');
+    if let Some(p) = primitives::find(name) {
+        return MetaOutcome::Text(primitive_help(p));
+    }
+    if let Some(c) = find(&format!(":{name}")) {
+        return MetaOutcome::Text(format!("{} {}\n  {}", c.name, c.args, c.help));
+    }
+    let names: Vec<String> = primitives::ALL.iter().map(|p| p.name.to_string()).collect();
+    let hint = match curate_stdlib::error::closest(name, &names) {
+        Some(s) => format!("; did you mean `{s}`?"),
+        None => "; `:help` lists them".to_string(),
+    };
+    MetaOutcome::Error(format!("no primitive called `{name}`{hint}"))
+}
+
+pub fn overview() -> String {
+    let mut s = String::from("Primitives (`:help NAME` for details):\n");
+    let width = primitives::ALL.iter().map(|p| p.name.len()).max().unwrap_or(0);
+    for p in primitives::ALL {
+        let first = p.summary.split(". ").next().unwrap_or(p.summary).trim_end_matches('.');
+        let _ = writeln!(s, "  {:width$}  {first}", p.name);
+    }
+    s.push_str("\nCommands:\n");
+    for c in COMMANDS {
+        let _ = writeln!(s, "  {:18} {}", format!("{} {}", c.name, c.args), c.help);
+    }
+    s.trim_end().to_string()
+}
+
+pub fn primitive_help(p: &Primitive) -> String {
+    let mut s = String::new();
+    for sig in p.signatures {
+        let _ = writeln!(s, "{sig}");
+    }
+    let _ = writeln!(s, "\n{}\n\nExamples:", p.summary);
+    for ex in p.examples {
+        let _ = writeln!(s, "  {}", ex.code);
+        if let Some(r) = ex.result {
+            let _ = writeln!(s, "  // => {r}");
+        }
+    }
+    s.trim_end().to_string()
+}
+
+fn schema(repl: &mut Repl, _: &str) -> MetaOutcome {
+    match repl.session.schema() {
+        Ok(cols) => {
+            let width = cols.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+            let lines: Vec<String> = cols.iter().map(|(n, t)| format!("  {n:width$}  {t}")).collect();
+            MetaOutcome::Text(format!("manifest columns:\n{}", lines.join("\n")))
+        }
+        Err(e) => MetaOutcome::Error(e.to_string()),
+    }
+}
+
+fn vars(repl: &mut Repl, _: &str) -> MetaOutcome {
+    let vars = repl.session.variables();
+    if vars.is_empty() {
+        return MetaOutcome::Text("no variables yet; define one with `let ds = open();`".to_string());
+    }
+    let w0 = vars.iter().map(|v| v.0.len()).max().unwrap_or(0);
+    let w1 = vars.iter().map(|v| v.1.len()).max().unwrap_or(0);
+    let lines: Vec<String> = vars.iter().map(|(n, t, p)| format!("  {n:w0$}  {t:w1$}  {p}")).collect();
+    MetaOutcome::Text(lines.join("\n"))
+}

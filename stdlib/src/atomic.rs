@@ -1,0 +1,53 @@
+//! Atomic file writes: write a temporary file beside the target, fsync it, then rename it over.
+//! A reader never sees a torn file, and an interrupted write leaves the old file in place.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{CurateError, Result};
+
+/// Write `path` atomically with whatever `write` puts into the file.
+pub fn write_atomic<F>(path: &Path, write: F) -> Result<()>
+where
+    F: FnOnce(&mut std::fs::File) -> Result<()>,
+{
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(|e| CurateError::io(dir, e))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".curate-tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| CurateError::io(dir, e))?;
+    write(tmp.as_file_mut())?;
+    tmp.as_file_mut().flush().map_err(|e| CurateError::io(path, e))?;
+    tmp.as_file().sync_all().map_err(|e| CurateError::io(path, e))?;
+    tmp.persist(path).map_err(|e| CurateError::io(path, e.error))?;
+    Ok(())
+}
+
+/// Write bytes to `path` atomically.
+pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic(path, |f| f.write_all(bytes).map_err(|e| CurateError::io(path, e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_write_keeps_old_file_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.txt");
+        write_bytes_atomic(&path, b"old").expect("write");
+        let res = write_atomic(&path, |f| {
+            f.write_all(b"half").map_err(|e| CurateError::io("x", e))?;
+            Err(CurateError::Interrupted)
+        });
+        assert!(res.is_err());
+        assert_eq!(std::fs::read(&path).expect("read"), b"old");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").collect();
+        assert_eq!(names.len(), 1, "temp file left behind");
+    }
+}

@@ -1,0 +1,102 @@
+//! `curate.toml`: the workspace's name, manifest location, script limits and (later) models.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CurateError, Result};
+
+pub const CONFIG_FILE: &str = "curate.toml";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// A short name for the dataset, shown in prompts and reports.
+    pub name: String,
+    /// The manifest, relative to the workspace root.
+    #[serde(default = "default_manifest")]
+    pub manifest: String,
+    /// Where relative image paths in the manifest are resolved from, relative to the workspace.
+    #[serde(default = "default_media")]
+    pub media: String,
+    #[serde(default)]
+    pub limits: Limits,
+    /// Model declarations; parsed by the model loader, kept opaque here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub models: BTreeMap<String, toml::Value>,
+}
+
+/// Limits on what a script may do, so that a runaway loop ends with a clear error.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_operations: u64,
+    pub max_call_levels: usize,
+    pub max_string_size: usize,
+    pub max_array_size: usize,
+    pub max_map_size: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_operations: 500_000_000,
+            max_call_levels: 64,
+            max_string_size: 64 * 1024 * 1024,
+            max_array_size: 50_000_000,
+            max_map_size: 1_000_000,
+        }
+    }
+}
+
+fn default_manifest() -> String {
+    "manifest.parquet".to_string()
+}
+
+fn default_media() -> String {
+    ".".to_string()
+}
+
+impl Config {
+    pub fn new(name: &str) -> Self {
+        Config {
+            name: name.to_string(),
+            manifest: default_manifest(),
+            media: default_media(),
+            limits: Limits::default(),
+            models: BTreeMap::new(),
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| CurateError::io(path, e))?;
+        Self::parse(&text).map_err(|message| CurateError::Config {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+    }
+
+    pub fn to_toml(&self) -> String {
+        // Serialising a struct of strings and integers cannot fail.
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_unknown_keys() {
+        let c = Config::new("people");
+        assert_eq!(Config::parse(&c.to_toml()), Ok(c));
+        let err = Config::parse("name = \"x\"\nmanifets = \"m.parquet\"\n").unwrap_err();
+        assert!(err.contains("manifets"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+    }
+}

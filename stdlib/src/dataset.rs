@@ -1,0 +1,74 @@
+//! `Dataset`: an immutable view of a workspace's samples, a lazy Polars plan over the manifest.
+//! Every primitive returns a new `Dataset`; nothing is read until a result is needed, so filters
+//! and projections push down into the Parquet scan.
+
+use std::sync::Arc;
+
+use polars::prelude::*;
+
+use crate::error::{CurateError, Result};
+use crate::workspace::Workspace;
+
+#[derive(Clone)]
+pub struct Dataset {
+    ws: Arc<Workspace>,
+    lf: LazyFrame,
+    schema: SchemaRef,
+}
+
+impl Dataset {
+    pub fn new(ws: Arc<Workspace>, mut lf: LazyFrame) -> Result<Self> {
+        let schema = lf.collect_schema()?;
+        Ok(Dataset { ws, lf, schema })
+    }
+
+    /// A dataset over the same workspace with a new plan.
+    pub fn derive(&self, lf: LazyFrame) -> Result<Self> {
+        Self::new(self.ws.clone(), lf)
+    }
+
+    pub fn workspace(&self) -> &Arc<Workspace> {
+        &self.ws
+    }
+
+    pub fn lazy(&self) -> LazyFrame {
+        self.lf.clone()
+    }
+
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    pub fn column_names(&self) -> Vec<String> {
+        crate::manifest::names(&self.schema)
+    }
+
+    /// Check that `name` is a column, or say which ones exist.
+    pub fn check_column(&self, name: &str) -> Result<()> {
+        if self.schema.contains(name) {
+            Ok(())
+        } else {
+            Err(CurateError::unknown_column(name, self.column_names()))
+        }
+    }
+
+    pub fn collect(&self) -> Result<DataFrame> {
+        Ok(self.lf.clone().collect()?)
+    }
+
+    pub fn len(&self) -> Result<usize> {
+        let df = self.lf.clone().select([len().alias("n")]).collect()?;
+        let n = df.column("n")?.get(0)?.extract::<u64>().unwrap_or(0);
+        Ok(n as usize)
+    }
+
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+}
+
+impl std::fmt::Debug for Dataset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Dataset({}, columns: {})", self.ws.config.name, self.column_names().join(", "))
+    }
+}

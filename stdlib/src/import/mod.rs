@@ -1,0 +1,185 @@
+//! `curate import`: build the manifest from an image folder, a CSV/JSONL/Parquet table, or COCO
+//! instances JSON, then scan every image (size, format, content hash) and write the manifest
+//! atomically.
+
+mod coco;
+mod folder;
+mod table;
+
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+use crate::error::{CurateError, Result};
+use crate::manifest;
+use crate::progress::Progress;
+use crate::scan::{self, ScanReport};
+use crate::workspace::Workspace;
+
+pub use coco::CocoOptions;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImportFormat {
+    Folder,
+    Csv,
+    Jsonl,
+    Parquet,
+    Coco,
+}
+
+impl ImportFormat {
+    pub const NAMES: [&'static str; 5] = ["folder", "csv", "jsonl", "parquet", "coco"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "folder" => Some(Self::Folder),
+            "csv" => Some(Self::Csv),
+            "jsonl" | "ndjson" => Some(Self::Jsonl),
+            "parquet" => Some(Self::Parquet),
+            "coco" => Some(Self::Coco),
+            _ => None,
+        }
+    }
+
+    /// Guess the format from the source: a directory, or a file's extension. A `.json` file is
+    /// taken for COCO, since a plain JSON array is not a manifest format we read.
+    pub fn detect(source: &Path) -> Option<Self> {
+        if source.is_dir() {
+            return Some(Self::Folder);
+        }
+        match source.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "csv" => Some(Self::Csv),
+            "jsonl" | "ndjson" => Some(Self::Jsonl),
+            "parquet" => Some(Self::Parquet),
+            "json" => Some(Self::Coco),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// The source format; detected from the source when `None`.
+    pub format: Option<ImportFormat>,
+    /// Set this split on every imported row (overrides what the source says).
+    pub split: Option<String>,
+    /// Put this in front of every derived id, to keep ids from two sources apart.
+    pub id_prefix: Option<String>,
+    /// Add to the existing manifest instead of replacing it.
+    pub append: bool,
+    pub coco: CocoOptions,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ImportReport {
+    pub format: ImportFormat,
+    pub imported: usize,
+    pub total: usize,
+    pub manifest: PathBuf,
+    pub scan: ScanReport,
+}
+
+/// Import `source` into the workspace's manifest.
+pub fn import(ws: &Workspace, source: &Path, opts: &ImportOptions, progress: &dyn Progress) -> Result<ImportReport> {
+    if !source.exists() {
+        return Err(CurateError::import(source, "not found"));
+    }
+    let format = match opts.format.or_else(|| ImportFormat::detect(source)) {
+        Some(f) => f,
+        None => {
+            return Err(CurateError::import(
+                source,
+                format!("cannot tell the format; pass --format ({})", ImportFormat::NAMES.join(", ")),
+            ))
+        }
+    };
+    let rows = match format {
+        ImportFormat::Folder => folder::read(ws, source)?,
+        ImportFormat::Csv | ImportFormat::Jsonl | ImportFormat::Parquet => table::read(ws, source, format)?,
+        ImportFormat::Coco => coco::read(ws, source, &opts.coco)?,
+    };
+    let mut rows = finish_rows(rows, opts).map_err(|e| CurateError::import(source, e))?;
+    manifest::check_ids(source, &rows)?;
+    let imported = rows.height();
+
+    let (scanned, report) = scan::scan(
+        std::mem::take(&mut rows),
+        &|p: &str| ws.media_path(p),
+        progress,
+    )?;
+    let manifest_path = ws.manifest_path();
+    let mut out = if opts.append && manifest_path.is_file() {
+        let existing = manifest::scan(&manifest_path)?;
+        let both = concat_lf_diagonal([existing, scanned.lazy()], UnionArgs::default())?.collect()?;
+        manifest::check_ids(&manifest_path, &both)?;
+        both
+    } else {
+        scanned
+    };
+    manifest::write(&manifest_path, &mut out)?;
+    Ok(ImportReport {
+        format,
+        imported,
+        total: out.height(),
+        manifest: manifest_path,
+        scan: report,
+    })
+}
+
+/// Apply the split and id-prefix options and put the standard columns first, in their usual
+/// types.
+fn finish_rows(df: DataFrame, opts: &ImportOptions) -> PolarsResult<DataFrame> {
+    let mut lf = df.lazy();
+    if let Some(split) = &opts.split {
+        lf = lf.with_column(lit(split.clone()).alias("split"));
+    }
+    if let Some(prefix) = &opts.id_prefix {
+        lf = lf.with_column(concat_str([lit(prefix.clone()), col("id")], "", false).alias("id"));
+    }
+    let schema = lf.collect_schema()?;
+    let mut front: Vec<Expr> = Vec::new();
+    for name in ["id", "path", "label", "split"] {
+        if schema.contains(name) {
+            front.push(col(name).cast(DataType::String));
+        } else {
+            front.push(lit(NULL).cast(DataType::String).alias(name));
+        }
+    }
+    let scan_cols = ["width", "height", "format", "bytes", "hash"];
+    let rest: Vec<Expr> = schema
+        .iter_names()
+        .filter(|n| !["id", "path", "label", "split"].contains(&n.as_str()) && !scan_cols.contains(&n.as_str()))
+        .map(|n| col(n.clone()))
+        .collect();
+    front.extend(rest);
+    lf.select(front).collect()
+}
+
+/// How a file path is stored in the manifest: relative to the media root when it lies under it,
+/// absolute otherwise (media may live outside the workspace).
+fn stored_path(ws: &Workspace, file: &Path) -> String {
+    let abs = file.canonicalize().unwrap_or_else(|_| file.to_path_buf());
+    let media = ws.media_root().canonicalize().unwrap_or_else(|_| ws.media_root());
+    match abs.strip_prefix(&media) {
+        Ok(rel) => rel.to_string_lossy().replace('\\', "/"),
+        Err(_) => abs.to_string_lossy().into_owned(),
+    }
+}
+
+/// An id derived from a path relative to the import source: the path without its extension.
+fn id_from_rel(rel: &Path) -> String {
+    rel.with_extension("").to_string_lossy().replace('\\', "/")
+}
+
+pub const IMAGE_EXTENSIONS: [&str; 9] = ["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff", "pgm"];
+
+pub fn is_image(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .map(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests;

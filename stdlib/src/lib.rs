@@ -1,0 +1,27 @@
+//! curate's standard library: the workspace, the manifest, import and scan, the `Dataset` type
+//! and the primitives that scripts call, registered on a sandboxed Rhai engine.
+//!
+//! Nothing here prints. Long work reports through [`progress::Progress`]; results are values or
+//! typed [`output::Output`]s that the front ends in `curate-engine` render.
+
+pub mod atomic;
+pub mod config;
+pub mod dataset;
+pub mod error;
+pub mod import;
+pub mod manifest;
+pub mod options;
+pub mod output;
+pub mod primitives;
+pub mod progress;
+pub mod sandbox;
+pub mod scan;
+pub mod value;
+pub mod workspace;
+
+#[doc(hidden)]
+pub mod testing;
+
+pub use dataset::Dataset;
+pub use error::{CurateError, Result};
+pub use workspace::Workspace;

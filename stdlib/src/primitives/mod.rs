@@ -1,0 +1,105 @@
+//! The dataset primitives. One file each: a module doc, a pure-Rust function (frames in, frames
+//! out), a thin Rhai wrapper, and a `DOC` entry whose examples run as tests and feed `:help`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rhai::Engine;
+
+use crate::progress::CancelFlag;
+use crate::workspace::Workspace;
+
+pub mod assert;
+pub mod col;
+pub mod filter;
+pub mod get;
+pub mod group_count;
+pub mod head;
+pub mod ids;
+pub mod len;
+pub mod open;
+pub mod param;
+pub mod sample;
+pub mod show;
+
+/// What every primitive can reach: the session's root (the sandbox), its workspace if there is
+/// one, the script parameters and the cancel flag.
+pub struct Context {
+    pub root: PathBuf,
+    pub workspace: Option<Arc<Workspace>>,
+    pub params: rhai::Map,
+    pub cancel: CancelFlag,
+    /// Where `print` and `show` send their outputs; the front end renders them.
+    pub sink: Sink,
+}
+
+/// Receives outputs as a script produces them.
+pub type Sink = Arc<dyn Fn(crate::output::Output) + Send + Sync>;
+
+impl Context {
+    /// A context that drops every output, for tests and tools.
+    pub fn quiet(root: PathBuf, workspace: Option<Arc<Workspace>>) -> Self {
+        Context {
+            root,
+            workspace,
+            params: rhai::Map::new(),
+            cancel: CancelFlag::default(),
+            sink: Arc::new(|_| {}),
+        }
+    }
+}
+
+/// One runnable example: the code and, where it is deterministic, the displayed result.
+pub struct Example {
+    pub code: &'static str,
+    pub result: Option<&'static str>,
+}
+
+/// The documentation of a primitive: `:help`, completion and the example tests read it.
+pub struct Primitive {
+    pub name: &'static str,
+    pub signatures: &'static [&'static str],
+    pub summary: &'static str,
+    pub examples: &'static [Example],
+}
+
+/// Every primitive, in the order `:help` lists them.
+pub const ALL: &[&Primitive] = &[
+    &open::DOC,
+    &len::DOC,
+    &head::DOC,
+    &filter::DOC,
+    &col::DOC,
+    &sample::DOC,
+    &group_count::DOC,
+    &ids::DOC,
+    &get::DOC,
+    &param::DOC,
+    &assert::DOC,
+    &show::DOC,
+];
+
+pub fn find(name: &str) -> Option<&'static Primitive> {
+    ALL.iter().copied().find(|p| p.name == name)
+}
+
+/// Register every primitive on `engine`.
+pub fn register_all(engine: &mut Engine, ctx: &Arc<Context>) {
+    engine.register_type_with_name::<crate::Dataset>("Dataset");
+    engine.register_type_with_name::<crate::CurateError>("Error");
+    engine.register_fn("to_string", |e: &mut crate::CurateError| e.to_string());
+    engine.register_fn("to_string", |ds: &mut crate::Dataset| crate::output::display_value(&rhai::Dynamic::from(ds.clone())));
+    engine.register_fn("to_debug", |ds: &mut crate::Dataset| format!("{ds:?}"));
+    open::register(engine, ctx);
+    len::register(engine);
+    head::register(engine);
+    filter::register(engine);
+    col::register(engine);
+    sample::register(engine);
+    group_count::register(engine);
+    ids::register(engine);
+    get::register(engine);
+    param::register(engine, ctx);
+    assert::register(engine);
+    show::register(engine, ctx);
+}

@@ -1,0 +1,61 @@
+//! `open(path)`: a workspace's samples as a dataset.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rhai::{Engine, EvalAltResult};
+
+use super::{Context, Example, Primitive};
+use crate::dataset::Dataset;
+use crate::error::{CurateError, Result};
+use crate::workspace::Workspace;
+
+pub const DOC: Primitive = Primitive {
+    name: "open",
+    signatures: &["open() -> Dataset", "open(path: string) -> Dataset"],
+    summary: "Open a workspace's samples (the manifest) as a dataset. Without a path, the \
+              workspace the session runs in. Paths are relative to that workspace and may not leave it.",
+    examples: &[
+        Example { code: "open(\".\").len()", result: Some("1400") },
+        Example { code: "let ds = open(); ds.len()", result: Some("1400") },
+    ],
+};
+
+/// Open the workspace at `dir` as a dataset.
+pub fn open_dataset(dir: &Path) -> Result<Dataset> {
+    let ws = Arc::new(Workspace::open(dir)?);
+    let lf = ws.scan_manifest()?;
+    Dataset::new(ws, lf)
+}
+
+pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
+    let c = ctx.clone();
+    engine.register_fn("open", move || -> Result<Dataset, Box<EvalAltResult>> {
+        match &c.workspace {
+            Some(ws) => Ok(Dataset::new(ws.clone(), ws.scan_manifest()?)?),
+            None => Err(CurateError::NotAWorkspace { path: c.root.clone() }.into()),
+        }
+    });
+    let c = ctx.clone();
+    engine.register_fn("open", move |path: &str| -> Result<Dataset, Box<EvalAltResult>> {
+        let dir = crate::workspace::resolve_inside(&c.root, path)?;
+        if let Some(ws) = c.workspace.as_ref().filter(|ws| ws.root() == dir) {
+            return Ok(Dataset::new(ws.clone(), ws.scan_manifest()?)?);
+        }
+        Ok(open_dataset(&dir)?)
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn examples() {
+        crate::testing::check_examples(&super::DOC);
+    }
+
+    #[test]
+    fn open_outside_the_workspace_is_refused() {
+        let err = crate::testing::eval_err("open(\"..\")");
+        assert!(err.contains("outside the workspace"), "{err}");
+    }
+}

@@ -1,0 +1,181 @@
+//! A dataset workspace: a directory with `curate.toml`, a manifest, scripts, tests and a
+//! `.curate/` cache. Also the sandbox rule for paths that scripts hand us.
+
+use std::path::{Component, Path, PathBuf};
+
+use polars::prelude::*;
+
+use crate::config::{Config, CONFIG_FILE};
+use crate::error::{CurateError, Result};
+use crate::manifest;
+
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    root: PathBuf,
+    pub config: Config,
+}
+
+impl Workspace {
+    /// Open the workspace rooted at `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let root = dir
+            .canonicalize()
+            .map_err(|e| CurateError::io(dir, e))?;
+        let config_path = root.join(CONFIG_FILE);
+        if !config_path.is_file() {
+            return Err(CurateError::NotAWorkspace { path: dir.to_path_buf() });
+        }
+        let config = Config::load(&config_path)?;
+        Ok(Workspace { root, config })
+    }
+
+    /// Find the workspace containing `dir` (it or one of its parents), like git does.
+    pub fn discover(dir: &Path) -> Result<Self> {
+        let start = dir.canonicalize().map_err(|e| CurateError::io(dir, e))?;
+        let mut cur: Option<&Path> = Some(&start);
+        while let Some(d) = cur {
+            if d.join(CONFIG_FILE).is_file() {
+                return Self::open(d);
+            }
+            cur = d.parent();
+        }
+        Err(CurateError::NotAWorkspace { path: dir.to_path_buf() })
+    }
+
+    /// Create a new workspace in `dir`: config, an empty manifest, `scripts/`, `tests/` and a
+    /// `.gitignore` that keeps the `.curate/` cache out of git.
+    pub fn init(dir: &Path, name: Option<&str>) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| CurateError::io(dir, e))?;
+        let config_path = dir.join(CONFIG_FILE);
+        if config_path.exists() {
+            return Err(CurateError::WorkspaceExists { path: dir.to_path_buf() });
+        }
+        let root = dir.canonicalize().map_err(|e| CurateError::io(dir, e))?;
+        let name = name
+            .map(str::to_string)
+            .or_else(|| root.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "dataset".to_string());
+        let config = Config::new(&name);
+        for sub in ["scripts", "tests"] {
+            let p = root.join(sub);
+            std::fs::create_dir_all(&p).map_err(|e| CurateError::io(&p, e))?;
+        }
+        let gitignore = root.join(".gitignore");
+        if !gitignore.exists() {
+            crate::atomic::write_bytes_atomic(&gitignore, b"# caches: embeddings, predictions, indexes. Safe to delete.\n.curate/\n")?;
+        }
+        let ws = Workspace { root, config };
+        manifest::write(&ws.manifest_path(), &mut manifest::empty())?;
+        // The config goes last: its presence marks a complete workspace.
+        crate::atomic::write_bytes_atomic(&config_path, ws.config.to_toml().as_bytes())?;
+        Ok(ws)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn manifest_path(&self) -> PathBuf {
+        self.root.join(&self.config.manifest)
+    }
+
+    pub fn media_root(&self) -> PathBuf {
+        self.root.join(&self.config.media)
+    }
+
+    /// The cache directory, `.curate/`.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.root.join(".curate")
+    }
+
+    /// Where the image at manifest path `p` lives on disk.
+    pub fn media_path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.media_root().join(p)
+        }
+    }
+
+    /// The manifest as a lazy frame. The schema is read eagerly so that a missing or corrupt
+    /// manifest is reported here, naming the file, rather than at the first query.
+    pub fn scan_manifest(&self) -> Result<LazyFrame> {
+        manifest::scan(&self.manifest_path())
+    }
+
+    /// Resolve a path a script gave us. It must stay inside the workspace, after `..` and
+    /// symlinks are resolved.
+    pub fn resolve_inside(&self, path: &str) -> Result<PathBuf> {
+        resolve_inside(&self.root, path)
+    }
+}
+
+/// Resolve `path` against `root`, refusing anything that ends up outside `root`.
+pub fn resolve_inside(root: &Path, path: &str) -> Result<PathBuf> {
+    let outside = || CurateError::PathOutsideWorkspace {
+        path: path.to_string(),
+        root: root.to_path_buf(),
+    };
+    let joined = root.join(path);
+    let mut normal = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::ParentDir => {
+                if !normal.pop() {
+                    return Err(outside());
+                }
+            }
+            Component::CurDir => {}
+            other => normal.push(other),
+        }
+    }
+    if !normal.starts_with(root) {
+        return Err(outside());
+    }
+    // A symlink inside the workspace may still point outside it.
+    if let Ok(real) = normal.canonicalize() {
+        if !real.starts_with(root) {
+            return Err(outside());
+        }
+        return Ok(real);
+    }
+    Ok(normal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_cannot_escape_the_workspace() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().canonicalize().expect("canon");
+        std::fs::create_dir(root.join("a")).expect("mkdir");
+        assert!(resolve_inside(&root, "a").is_ok());
+        assert!(resolve_inside(&root, "a/../a").is_ok());
+        assert!(resolve_inside(&root, ".").is_ok());
+        assert!(resolve_inside(&root, "..").is_err());
+        assert!(resolve_inside(&root, "a/../../x").is_err());
+        assert!(resolve_inside(&root, "/etc/passwd").is_err());
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink("/etc", root.join("link")).expect("symlink");
+            assert!(resolve_inside(&root, "link/passwd").is_err());
+        }
+    }
+
+    #[test]
+    fn init_refuses_an_existing_workspace() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ws = Workspace::init(dir.path(), Some("t")).expect("init");
+        assert!(ws.manifest_path().is_file());
+        assert!(ws.root().join(".gitignore").is_file());
+        assert!(matches!(
+            Workspace::init(dir.path(), None),
+            Err(CurateError::WorkspaceExists { .. })
+        ));
+        let reopened = Workspace::open(dir.path()).expect("open");
+        assert_eq!(reopened.config.name, "t");
+    }
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests of the `curate` binary: one test binary, one module per area.
+
+mod util;
+
+mod errors;
+mod examples;
+mod import;
+mod readme;
+mod repl;
+mod run;

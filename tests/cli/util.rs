@@ -1,0 +1,123 @@
+//! The `Test` builder: each test gets a fresh temporary directory, runs the real `curate` binary
+//! in it and inspects exit code, stdout and stderr (just's and ripgrep's pattern).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn example_dir() -> PathBuf {
+    repo().join("examples/people")
+}
+
+/// `../shared/assets`, when it is there; tests that need more than the example skip without it.
+pub fn assets() -> Option<PathBuf> {
+    let p = repo().join("../shared/assets");
+    if p.is_dir() {
+        Some(p)
+    } else {
+        eprintln!("skipping: ../shared/assets is absent");
+        None
+    }
+}
+
+pub struct Test {
+    pub dir: tempfile::TempDir,
+    args: Vec<String>,
+    stdin: Option<String>,
+    cwd: Option<PathBuf>,
+}
+
+pub struct Outcome {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Test {
+    /// An empty directory.
+    pub fn new() -> Self {
+        Test { dir: tempfile::tempdir().expect("tempdir"), args: vec![], stdin: None, cwd: None }
+    }
+
+    /// A copy of the example workspace's config and manifest, with its media linked in.
+    pub fn example() -> Self {
+        let t = Self::new();
+        for f in ["curate.toml", "manifest.parquet", "samples.csv"] {
+            std::fs::copy(example_dir().join(f), t.path().join(f)).expect("copy example file");
+        }
+        std::fs::create_dir(t.path().join("scripts")).expect("mkdir scripts");
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(example_dir().join("media"), t.path().join("media")).expect("link media");
+        t
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(self, rel: &str, contents: &str) -> Self {
+        let p = self.path().join(rel);
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).expect("mkdir");
+        }
+        std::fs::write(p, contents).expect("write");
+        self
+    }
+
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args = args.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    pub fn stdin(mut self, s: &str) -> Self {
+        self.stdin = Some(s.to_string());
+        self
+    }
+
+    pub fn cwd(mut self, dir: &Path) -> Self {
+        self.cwd = Some(dir.to_path_buf());
+        self
+    }
+
+    pub fn run(&self) -> Outcome {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_curate"));
+        cmd.args(&self.args)
+            .current_dir(self.cwd.as_deref().unwrap_or(self.path()))
+            .env("NO_COLOR", "1")
+            .env("CI", "true")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn curate");
+        {
+            let mut stdin = child.stdin.take().expect("stdin");
+            if let Some(s) = &self.stdin {
+                stdin.write_all(s.as_bytes()).expect("write stdin");
+            }
+        }
+        let out = child.wait_with_output().expect("wait");
+        Outcome {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl Outcome {
+    #[track_caller]
+    pub fn success(self) -> Self {
+        assert_eq!(self.code, 0, "expected success\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    #[track_caller]
+    pub fn code(self, code: i32) -> Self {
+        assert_eq!(self.code, code, "wrong exit code\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+}
