@@ -60,6 +60,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Compute and cache embeddings for every image in the manifest (only what is missing).
+    Embed {
+        /// The model, as declared in curate.toml (the only embedding model by default).
+        #[arg(long)]
+        model: Option<String>,
+        /// Take only shard I of N (by content hash), e.g. --shard 0/4, to spread work over machines.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Open the interactive REPL on the workspace.
     Repl,
     /// Run a script headlessly. Exit code 0 on success, 1 on a failed assertion, 2 on an error.
@@ -116,6 +128,7 @@ pub fn main() -> u8 {
                 Err(e) => fail(&e),
             }
         }
+        Some(Command::Embed { model, shard, json }) => embed_cmd(&dir, model.as_deref(), shard.as_deref(), json, cancel),
         Some(Command::Import { source, format, split, id_prefix, append, images, person_category, min_person_area, json }) => {
             let opts = ImportOptions {
                 format: format.as_deref().and_then(ImportFormat::parse),
@@ -158,6 +171,31 @@ fn import_cmd(dir: &Path, source: &Path, opts: &ImportOptions, json: bool, cance
                 if report.scan.issues.len() > 20 {
                     println!("  ... and {} more (see --json)", report.scan.issues.len() - 20);
                 }
+            }
+            0
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn embed_cmd(dir: &Path, model: Option<&str>, shard: Option<&str>, json: bool, cancel: CancelFlag) -> u8 {
+    use curate_stdlib::primitives::embed::{describe, embed_dataset};
+    let shard = match shard.map(curate_stdlib::embed::Shard::parse).transpose() {
+        Ok(s) => s,
+        Err(message) => return fail(&curate_stdlib::CurateError::arg("--shard", message)),
+    };
+    let sink: curate_stdlib::primitives::Sink = std::sync::Arc::new(|_| {});
+    let session = match crate::session::Session::new(dir, rhai::Map::new(), cancel, sink) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let result = session.open_workspace().and_then(|ds| embed_dataset(session.context(), &ds, model, shard));
+    match result {
+        Ok(report) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            } else {
+                println!("{}", describe(&report));
             }
             0
         }

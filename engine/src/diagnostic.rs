@@ -129,7 +129,7 @@ impl ScriptError {
             EvalAltResult::ErrorPropertyNotFound(..) => (
                 ErrorKind::Runtime,
                 "curate::script::unknown_property",
-                Some("a sample map has one key per manifest column; `:schema` lists them".to_string()),
+                Some("the map has no such key (a sample has one key per manifest column: `:schema` lists them); `m.get(key) ?? default` reads an optional key".to_string()),
             ),
             EvalAltResult::ErrorVariableNotFound(..) => (ErrorKind::Runtime, "curate::script::unknown_variable", None),
             EvalAltResult::ErrorMismatchDataType(..) | EvalAltResult::ErrorMismatchOutputType(..) => {

@@ -30,6 +30,7 @@ impl Session {
     /// A session rooted at `dir`: the workspace containing it if there is one, else `dir` itself
     /// (so that `curate init` and `open("sub/ws")` still work).
     pub fn new(dir: &Path, params: Map, cancel: CancelFlag, sink: Sink) -> Result<Self, CurateError> {
+        let progress = Arc::new(crate::progress_bar::Bar::new(cancel.clone()));
         let workspace = match Workspace::discover(dir) {
             Ok(ws) => Some(Arc::new(ws)),
             Err(CurateError::NotAWorkspace { .. }) => None,
@@ -42,7 +43,7 @@ impl Session {
         let limits = workspace.as_ref().map(|ws| ws.config.limits.clone()).unwrap_or_default();
         let mut scope = Scope::new();
         scope.push_constant("params", params.clone());
-        let ctx = Arc::new(Context { root, workspace, params, cancel, sink });
+        let ctx = Arc::new(Context { root, workspace, params, cancel, sink, progress, registry: Default::default() });
         let engine = curate_stdlib::sandbox::build_engine(&ctx, &limits);
         Ok(Session { engine, scope, lib: AST::empty(), ctx })
     }
@@ -53,6 +54,18 @@ impl Session {
 
     pub fn root(&self) -> &Path {
         &self.ctx.root
+    }
+
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// The session workspace's samples.
+    pub fn open_workspace(&self) -> Result<curate_stdlib::Dataset, CurateError> {
+        let Some(ws) = &self.ctx.workspace else {
+            return Err(CurateError::NotAWorkspace { path: self.ctx.root.clone() });
+        };
+        curate_stdlib::Dataset::new(ws.clone(), ws.scan_manifest()?)
     }
 
     pub fn cancel_flag(&self) -> &CancelFlag {

@@ -16,8 +16,15 @@ where
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir).map_err(|e| CurateError::io(dir, e))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".curate-tmp-")
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".curate-tmp-");
+    // tempfile makes private (0600) files; what we write is shared workspace data.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    let mut tmp = builder
         .tempfile_in(dir)
         .map_err(|e| CurateError::io(dir, e))?;
     write(tmp.as_file_mut())?;

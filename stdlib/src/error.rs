@@ -88,6 +88,14 @@ pub enum CurateError {
     #[diagnostic(code(curate::polars))]
     Polars(String),
 
+    #[error("model `{model}`: {message}")]
+    #[diagnostic(code(curate::model::invalid), help("models are declared under [models.NAME] in curate.toml"))]
+    Model { model: String, message: String },
+
+    #[error("no embeddings from `{model}` for these samples ({missing} not embedded)")]
+    #[diagnostic(code(curate::embedding::missing), help("compute them first with `ds.embed()` or `curate embed`"))]
+    NotEmbedded { model: String, missing: usize },
+
     #[error("assertion failed: {message}")]
     #[diagnostic(code(curate::assert::failed))]
     AssertionFailed { message: String },

@@ -7,16 +7,21 @@
 pub mod atomic;
 pub mod config;
 pub mod dataset;
+pub mod embed;
 pub mod error;
 pub mod import;
+pub mod index;
 pub mod manifest;
+pub mod model;
 pub mod options;
 pub mod output;
+pub mod preprocess;
 pub mod primitives;
 pub mod progress;
 pub mod sandbox;
 pub mod scan;
 pub mod value;
+pub mod vectors;
 pub mod workspace;
 
 #[doc(hidden)]

@@ -2,6 +2,7 @@
 
 mod util;
 
+mod embed;
 mod errors;
 mod examples;
 mod import;

@@ -43,7 +43,7 @@ impl Test {
         Test { dir: tempfile::tempdir().expect("tempdir"), args: vec![], stdin: None, cwd: None }
     }
 
-    /// A copy of the example workspace's config and manifest, with its media linked in.
+    /// A copy of the example workspace's config and manifest, with its media and models linked in.
     pub fn example() -> Self {
         let t = Self::new();
         for f in ["curate.toml", "manifest.parquet", "samples.csv"] {
@@ -51,7 +51,9 @@ impl Test {
         }
         std::fs::create_dir(t.path().join("scripts")).expect("mkdir scripts");
         #[cfg(unix)]
-        std::os::unix::fs::symlink(example_dir().join("media"), t.path().join("media")).expect("link media");
+        for linked in ["media", "models"] {
+            std::os::unix::fs::symlink(example_dir().join(linked), t.path().join(linked)).expect("link media and models");
+        }
         t
     }
 
@@ -84,8 +86,13 @@ impl Test {
     }
 
     pub fn run(&self) -> Outcome {
+        self.run_with(&self.args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// Run with these arguments instead of the builder's, keeping the test usable afterwards.
+    pub fn run_with(&self, args: &[&str]) -> Outcome {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_curate"));
-        cmd.args(&self.args)
+        cmd.args(args)
             .current_dir(self.cwd.as_deref().unwrap_or(self.path()))
             .env("NO_COLOR", "1")
             .env("CI", "true")

@@ -11,6 +11,7 @@ use crate::workspace::Workspace;
 
 pub mod assert;
 pub mod col;
+pub mod embed;
 pub mod filter;
 pub mod get;
 pub mod group_count;
@@ -21,6 +22,7 @@ pub mod open;
 pub mod param;
 pub mod sample;
 pub mod show;
+pub mod similar;
 
 /// What every primitive can reach: the session's root (the sandbox), its workspace if there is
 /// one, the script parameters and the cancel flag.
@@ -31,6 +33,10 @@ pub struct Context {
     pub cancel: CancelFlag,
     /// Where `print` and `show` send their outputs; the front end renders them.
     pub sink: Sink,
+    /// Progress and cancellation for long primitives (embedding, index builds).
+    pub progress: Arc<dyn crate::progress::Progress>,
+    /// Models, embeddings and indexes, loaded once per session.
+    pub registry: crate::vectors::Registry,
 }
 
 /// Receives outputs as a script produces them.
@@ -45,6 +51,8 @@ impl Context {
             params: rhai::Map::new(),
             cancel: CancelFlag::default(),
             sink: Arc::new(|_| {}),
+            progress: Arc::new(crate::progress::Silent),
+            registry: Default::default(),
         }
     }
 }
@@ -77,6 +85,8 @@ pub const ALL: &[&Primitive] = &[
     &param::DOC,
     &assert::DOC,
     &show::DOC,
+    &embed::DOC,
+    &similar::DOC,
 ];
 
 pub fn find(name: &str) -> Option<&'static Primitive> {
@@ -102,4 +112,6 @@ pub fn register_all(engine: &mut Engine, ctx: &Arc<Context>) {
     param::register(engine, ctx);
     assert::register(engine);
     show::register(engine, ctx);
+    embed::register(engine, ctx);
+    similar::register(engine, ctx);
 }

@@ -1,0 +1,140 @@
+//! Nearest-neighbour search over a model's cached embeddings: an HNSW index (instant-distance),
+//! built on demand, persisted beside the cache and rebuilt when the cached set changes, plus the
+//! exact brute-force search it is measured against.
+//!
+//! Cosine similarity normalises the vectors, so that squared L2 ranks like cosine distance;
+//! distances are reported as `1 - cos` for cosine and as Euclidean distance for L2.
+
+use std::path::{Path, PathBuf};
+
+use instant_distance::{Builder, HnswMap, Search};
+use serde::{Deserialize, Serialize};
+
+use crate::atomic::write_atomic;
+use crate::embed::Embeddings;
+use crate::error::{CurateError, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    #[default]
+    Cosine,
+    L2,
+}
+
+impl Metric {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "cosine" => Some(Metric::Cosine),
+            "l2" | "euclidean" => Some(Metric::L2),
+            _ => None,
+        }
+    }
+
+    /// Prepare a vector for this metric (normalise for cosine).
+    pub fn prepare(self, v: &[f32]) -> Vec<f32> {
+        match self {
+            Metric::L2 => v.to_vec(),
+            Metric::Cosine => curate_kernels::normalized(v),
+        }
+    }
+
+    /// The reported distance from a squared L2 distance between prepared vectors.
+    pub fn report(self, sq: f32) -> f32 {
+        match self {
+            Metric::L2 => sq.max(0.0).sqrt(),
+            Metric::Cosine => (sq / 2.0).max(0.0),
+        }
+    }
+}
+
+pub use curate_kernels::{sq_l2, Vector};
+
+/// A fingerprint of the vector set: the index is stale when it changes.
+pub fn fingerprint(hashes: &[String]) -> String {
+    let mut sorted: Vec<&String> = hashes.iter().collect();
+    sorted.sort();
+    let mut h = blake3::Hasher::new();
+    for s in sorted {
+        h.update(s.as_bytes());
+        h.update(b"\n");
+    }
+    h.finalize().to_hex().to_string()
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct AnnIndex {
+    pub metric: Metric,
+    pub fingerprint: String,
+    /// Row of each point in the `Embeddings` it was built from.
+    hnsw: HnswMap<Vector, u32>,
+}
+
+pub struct Neighbour {
+    /// Row in the `Embeddings`.
+    pub row: usize,
+    pub distance: f32,
+}
+
+impl AnnIndex {
+    pub fn build(emb: &Embeddings, metric: Metric) -> Self {
+        let points: Vec<Vector> = (0..emb.len()).map(|i| Vector(metric.prepare(emb.row(i)))).collect();
+        let values: Vec<u32> = (0..emb.len() as u32).collect();
+        let hnsw = Builder::default().ef_construction(200).ef_search(128).seed(7).build(points, values);
+        AnnIndex { metric, fingerprint: fingerprint(&emb.hashes), hnsw }
+    }
+
+    pub fn path(cache_dir: &Path, metric: Metric) -> PathBuf {
+        cache_dir.join(format!("index-{metric:?}.bin").to_lowercase())
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        write_atomic(path, |f| {
+            bincode::serialize_into(std::io::BufWriter::new(f), self).map_err(|e| CurateError::io(path, e))
+        })
+    }
+
+    /// Load the index at `path` if it is there and was built from exactly these vectors.
+    pub fn load_fresh(path: &Path, emb: &Embeddings, metric: Metric) -> Option<Self> {
+        let file = std::fs::File::open(path).ok()?;
+        let idx: AnnIndex = bincode::deserialize_from(std::io::BufReader::new(file)).ok()?;
+        (idx.metric == metric && idx.fingerprint == fingerprint(&emb.hashes)).then_some(idx)
+    }
+
+    /// The `k` nearest rows to `query` (a raw vector), re-ranked exactly.
+    pub fn search(&self, emb: &Embeddings, query: &[f32], k: usize, candidates: usize) -> Vec<Neighbour> {
+        let q = Vector(self.metric.prepare(query));
+        let mut search = Search::default();
+        let mut out: Vec<Neighbour> = self
+            .hnsw
+            .search(&q, &mut search)
+            .take(candidates.max(k))
+            .map(|item| {
+                let row = *item.value as usize;
+                let sq = sq_l2(&q.0, &self.metric.prepare(emb.row(row)));
+                Neighbour { row, distance: self.metric.report(sq) }
+            })
+            .collect();
+        out.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.row.cmp(&b.row)));
+        out.truncate(k);
+        out
+    }
+}
+
+/// Exact search: the reference the index is measured against.
+pub fn exact_search(emb: &Embeddings, metric: Metric, query: &[f32], k: usize, rows: Option<&[usize]>) -> Vec<Neighbour> {
+    let q = metric.prepare(query);
+    let score = |row: usize| Neighbour { row, distance: metric.report(sq_l2(&q, &metric.prepare(emb.row(row)))) };
+    let mut all: Vec<Neighbour> = match rows {
+        Some(rows) => rows.iter().map(|&r| score(r)).collect(),
+        None => (0..emb.len()).map(score).collect(),
+    };
+    let k = k.min(all.len());
+    if k == 0 {
+        return vec![];
+    }
+    all.select_nth_unstable_by(k - 1, |a, b| a.distance.total_cmp(&b.distance).then(a.row.cmp(&b.row)));
+    all.truncate(k);
+    all.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.row.cmp(&b.row)));
+    all
+}

@@ -1,0 +1,242 @@
+//! Models declared in `curate.toml`, loaded and optimised with tract-onnx once per session.
+//!
+//! ```toml
+//! [models.mobilenet]
+//! path = "models/mobilenetv2_imagenet.onnx"
+//! input = [224, 224]          # height, width
+//! layout = "nchw"             # or "nhwc"
+//! channels = "rgb"            # or "gray", "bgr"
+//! scale = 0.00392156862       # pixel * scale, then (x - mean) / std
+//! mean = [0.485, 0.456, 0.406]
+//! std = [0.229, 0.224, 0.225]
+//! embedding = "embedding"     # an output or any node name ("node" or "node:1")
+//! scores = "logits"           # class scores, if the model has them
+//! classes = "models/imagenet_classes.txt"
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use tract_onnx::prelude::*;
+
+use crate::error::{CurateError, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    #[default]
+    Nchw,
+    Nhwc,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Channels {
+    #[default]
+    Rgb,
+    Bgr,
+    Gray,
+}
+
+impl Channels {
+    pub fn count(self) -> usize {
+        match self {
+            Channels::Gray => 1,
+            _ => 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    pub path: String,
+    /// [height, width]
+    pub input: [usize; 2],
+    #[serde(default)]
+    pub layout: Layout,
+    #[serde(default)]
+    pub channels: Channels,
+    #[serde(default = "default_scale")]
+    pub scale: f32,
+    #[serde(default)]
+    pub mean: Option<Vec<f32>>,
+    #[serde(default)]
+    pub std: Option<Vec<f32>>,
+    pub embedding: Option<String>,
+    pub scores: Option<String>,
+    /// A file with one class name per line, or the names inline.
+    pub classes: Option<Classes>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Classes {
+    File(String),
+    Names(Vec<String>),
+}
+
+fn default_scale() -> f32 {
+    1.0 / 255.0
+}
+
+pub const SPEC_KEYS: &[&str] =
+    &["path", "input", "layout", "channels", "scale", "mean", "std", "embedding", "scores", "classes"];
+
+impl ModelSpec {
+    pub fn parse(name: &str, value: &toml::Value) -> Result<Self> {
+        value.clone().try_into().map_err(|e: toml::de::Error| CurateError::Model {
+            model: name.to_string(),
+            message: format!("invalid declaration in curate.toml: {}", e.message()),
+        })
+    }
+
+    fn per_channel(&self, name: &str, v: &Option<Vec<f32>>, default: f32) -> Result<Vec<f32>> {
+        let n = self.channels.count();
+        match v {
+            None => Ok(vec![default; n]),
+            Some(v) if v.len() == n => Ok(v.clone()),
+            Some(v) if v.len() == 1 => Ok(vec![v[0]; n]),
+            Some(v) => Err(CurateError::Model {
+                model: name.to_string(),
+                message: format!("mean/std need {n} values for {:?} input, got {}", self.channels, v.len()),
+            }),
+        }
+    }
+}
+
+/// What the preprocessing needs to turn an image into the model's input tensor.
+#[derive(Debug, Clone)]
+pub struct InputSpec {
+    pub height: usize,
+    pub width: usize,
+    pub layout: Layout,
+    pub channels: Channels,
+    pub scale: f32,
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl InputSpec {
+    pub fn shape(&self) -> [usize; 4] {
+        let c = self.channels.count();
+        match self.layout {
+            Layout::Nchw => [1, c, self.height, self.width],
+            Layout::Nhwc => [1, self.height, self.width, c],
+        }
+    }
+}
+
+/// A loaded, optimised model.
+pub struct Model {
+    pub name: String,
+    pub path: PathBuf,
+    /// BLAKE3 of the ONNX file: caches are keyed by it.
+    pub hash: String,
+    pub input: InputSpec,
+    pub classes: Option<Vec<String>>,
+    plan: Arc<TypedRunnableModel>,
+    embedding_ix: Option<usize>,
+    scores_ix: Option<usize>,
+}
+
+/// One image's outputs.
+#[derive(Debug, Clone, Default)]
+pub struct ModelOutput {
+    pub embedding: Option<Vec<f32>>,
+    pub scores: Option<Vec<f32>>,
+}
+
+impl Model {
+    pub fn load(root: &Path, name: &str, spec: &ModelSpec) -> Result<Self> {
+        let err = |message: String| CurateError::Model { model: name.to_string(), message };
+        let path = root.join(&spec.path);
+        let bytes = std::fs::read(&path).map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
+        let hash = blake3::hash(&bytes).to_hex().to_string();
+        let input = InputSpec {
+            height: spec.input[0],
+            width: spec.input[1],
+            layout: spec.layout,
+            channels: spec.channels,
+            scale: spec.scale,
+            mean: spec.per_channel(name, &spec.mean, 0.0)?,
+            std: spec.per_channel(name, &spec.std, 1.0)?,
+        };
+        let mut model = tract_onnx::onnx()
+            .model_for_read(&mut std::io::Cursor::new(&bytes))
+            .map_err(|e| err(format!("{} is not a loadable ONNX model: {e}", path.display())))?;
+        let mut wanted: Vec<String> = Vec::new();
+        for n in spec.embedding.iter().chain(spec.scores.iter()) {
+            if !wanted.contains(n) {
+                wanted.push(n.clone());
+            }
+        }
+        if wanted.is_empty() {
+            return Err(err("declares neither `embedding` nor `scores`: name the output(s) to use".to_string()));
+        }
+        if let Err(e) = model.select_outputs_by_name(&wanted) {
+            let outputs: Vec<String> = model
+                .output_outlets()
+                .map(|o| o.iter().map(|o| model.outlet_label(*o).map(str::to_string).unwrap_or_else(|| model.node(o.node).name.clone())).collect())
+                .unwrap_or_default();
+            return Err(err(format!("{e}; the model's outputs are: {}", outputs.join(", "))));
+        }
+        let shape = input.shape();
+        model
+            .set_input_fact(0, f32::fact(shape).into())
+            .map_err(|e| err(format!("cannot set input shape {shape:?}: {e}")))?;
+        let typed = model.into_optimized().map_err(|e| {
+            err(format!("the input shape {shape:?} ({:?}) does not fit the model: {}", spec.layout, chain(&e)))
+        })?;
+        let plan = typed.into_runnable().map_err(|e| err(chain(&e)))?;
+        let ix = |n: &Option<String>| n.as_ref().and_then(|n| wanted.iter().position(|w| w == n));
+        let classes = match &spec.classes {
+            None => None,
+            Some(Classes::Names(v)) => Some(v.clone()),
+            Some(Classes::File(f)) => {
+                let p = root.join(f);
+                let text = std::fs::read_to_string(&p).map_err(|e| err(format!("cannot read classes {}: {e}", p.display())))?;
+                Some(text.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect())
+            }
+        };
+        Ok(Model {
+            name: name.to_string(),
+            path,
+            hash,
+            input,
+            classes,
+            plan,
+            embedding_ix: ix(&spec.embedding),
+            scores_ix: ix(&spec.scores),
+        })
+    }
+
+    /// A reusable per-thread state: run many images through one state.
+    pub fn spawn(&self) -> Result<ModelState> {
+        let state = self.plan.spawn().map_err(|e| CurateError::Model { model: self.name.clone(), message: chain(&e) })?;
+        Ok(ModelState { state })
+    }
+
+    pub fn run(&self, state: &mut ModelState, input: Tensor) -> Result<ModelOutput> {
+        let outputs = state
+            .state
+            .run(tvec!(input.into()))
+            .map_err(|e| CurateError::Model { model: self.name.clone(), message: chain(&e) })?;
+        let take = |ix: Option<usize>| -> Result<Option<Vec<f32>>> {
+            let Some(ix) = ix else { return Ok(None) };
+            let t = outputs.get(ix).ok_or_else(|| CurateError::Model { model: self.name.clone(), message: format!("missing output {ix}") })?;
+            let view = t.to_plain_array_view::<f32>().map_err(|e| CurateError::Model { model: self.name.clone(), message: chain(&e) })?;
+            Ok(Some(view.iter().copied().collect()))
+        };
+        Ok(ModelOutput { embedding: take(self.embedding_ix)?, scores: take(self.scores_ix)? })
+    }
+}
+
+pub struct ModelState {
+    state: TypedSimpleState,
+}
+
+fn chain(e: &TractError) -> String {
+    format!("{e:#}")
+}

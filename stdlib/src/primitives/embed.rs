@@ -1,0 +1,88 @@
+//! `ds.embed(model)`: compute and cache an embedding for every image of the dataset.
+
+use std::sync::Arc;
+
+use polars::prelude::*;
+use rhai::{Engine, EvalAltResult};
+
+use super::{Context, Example, Primitive};
+use crate::dataset::Dataset;
+use crate::embed::{self, EmbedReport, Job, Shard};
+use crate::error::Result;
+use crate::output::Output;
+
+pub const DOC: Primitive = Primitive {
+    name: "embed",
+    signatures: &["ds.embed() -> Dataset", "ds.embed(model: string) -> Dataset"],
+    summary: "Compute an embedding for every image in ds with a model declared in curate.toml \
+              (the only embedding model when none is named), in parallel, with a progress bar. \
+              Vectors are cached in .curate/ by content hash and model hash, so only new or \
+              changed images are embedded; an interrupted run keeps what it finished. Images \
+              that cannot be read are listed, not fatal. Returns ds, for chaining.",
+    examples: &[Example { code: "open().filter(\"class = 'face'\").embed(\"mobilenet\").len()", result: Some("100") }],
+};
+
+/// Embed the images of `ds`; the report says what was cached, computed and skipped.
+pub fn embed_dataset(ctx: &Context, ds: &Dataset, model: Option<&str>, shard: Option<Shard>) -> Result<EmbedReport> {
+    let ws = ds.workspace().clone();
+    let model = ctx.registry.model(&ws, model)?;
+    let df = ds.lazy().select([col("id"), col("path"), col("hash")]).collect()?;
+    let ids = df.column("id")?.str()?.clone();
+    let paths = df.column("path")?.str()?.clone();
+    let hashes = df.column("hash")?.str()?.clone();
+    let jobs: Vec<Job> = ids
+        .iter()
+        .zip(paths.iter())
+        .zip(hashes.iter())
+        .filter_map(|((id, path), hash)| {
+            Some(Job { id: id?.to_string(), path: ws.media_path(path?), hash: hash.map(str::to_string) })
+        })
+        .collect();
+    embed::embed(&ws, &model, jobs, shard, ctx.progress.as_ref())
+}
+
+pub fn describe(r: &EmbedReport) -> String {
+    let mut s = format!(
+        "{}: {} images, {} embedded, {} already cached, {} failed ({:.1} s)",
+        r.model,
+        r.images,
+        r.embedded,
+        r.cached,
+        r.failed.len(),
+        r.seconds
+    );
+    for f in r.failed.iter().take(10) {
+        s.push_str(&format!("\n  {} ({}): {}", f.id, f.path, f.message));
+    }
+    if r.failed.len() > 10 {
+        s.push_str(&format!("\n  ... and {} more", r.failed.len() - 10));
+    }
+    s
+}
+
+pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
+    let c = ctx.clone();
+    engine.register_fn("embed", move |ds: &mut Dataset| -> Result<Dataset, Box<EvalAltResult>> {
+        let report = embed_dataset(&c, ds, None, None)?;
+        if report.embedded > 0 || !report.failed.is_empty() {
+            (c.sink)(Output::Text(describe(&report)));
+        }
+        Ok(ds.clone())
+    });
+    let c = ctx.clone();
+    engine.register_fn("embed", move |ds: &mut Dataset, model: &str| -> Result<Dataset, Box<EvalAltResult>> {
+        let report = embed_dataset(&c, ds, Some(model), None)?;
+        if report.embedded > 0 || !report.failed.is_empty() {
+            (c.sink)(Output::Text(describe(&report)));
+        }
+        Ok(ds.clone())
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn examples() {
+        crate::testing::check_examples(&super::DOC);
+    }
+}

@@ -1,0 +1,199 @@
+//! `ds.similar(query, k)`: the samples nearest to a query by embedding.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use polars::prelude::*;
+use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
+
+use super::{Context, Example, Primitive};
+use crate::dataset::Dataset;
+use crate::error::{CurateError, Result};
+use crate::index::{exact_search, Metric, Neighbour};
+use crate::options::{self, Options};
+
+pub const DOC: Primitive = Primitive {
+    name: "similar",
+    signatures: &[
+        "ds.similar(query, k: int) -> Dataset",
+        "ds.similar(query, k: int, #{model: string, exact: bool, metric: \"cosine\"|\"l2\"}) -> Dataset",
+    ],
+    summary: "The k samples of ds nearest to the query by embedding, nearest first, with a \
+              `distance` column (1 - cosine similarity by default) and `query`, the query it is \
+              nearest to. The query is an id, an array of ids, a dataset, or the path of an image \
+              file that need not be in the dataset. Queries are left out of the result. Uses the \
+              HNSW index (built once, saved, rebuilt when the embeddings change); `exact: true` \
+              searches by brute force. Embed first with `ds.embed()`.",
+    examples: &[
+        Example { code: "let ds = open().filter(\"split = 'test'\").embed(); ds.similar(\"cifar/test/cat/0003\", 5).len()", result: Some("5") },
+        Example { code: "let ds = open().filter(\"split = 'test'\").embed(); ds.similar(\"cifar/test/cat/0003\", 3, #{exact: true}).col(\"query\")", result: Some("[\"cifar/test/cat/0003\", \"cifar/test/cat/0003\", \"cifar/test/cat/0003\"]") },
+    ],
+};
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimilarOptions {
+    pub model: Option<String>,
+    pub exact: bool,
+    pub metric: Option<String>,
+}
+
+impl Options for SimilarOptions {
+    const KEYS: &'static [&'static str] = &["model", "exact", "metric"];
+}
+
+/// A query: the samples (id, content hash) it names, or an outside image's vector.
+enum Query {
+    Samples(Vec<(String, String)>),
+    File(String, Vec<f32>),
+}
+
+pub fn similar(ctx: &Context, ds: &Dataset, query: &Dynamic, k: i64, opts: &SimilarOptions) -> Result<Dataset> {
+    if k < 0 {
+        return Err(CurateError::arg("similar", format!("k must be at least 0, got {k}")));
+    }
+    let k = k as usize;
+    let ws = ds.workspace().clone();
+    let metric = match &opts.metric {
+        None => Metric::Cosine,
+        Some(m) => Metric::parse(m).ok_or_else(|| CurateError::InvalidOption {
+            function: "similar".into(),
+            key: "metric".into(),
+            message: format!("`{m}` is not a metric; use \"cosine\" or \"l2\""),
+        })?,
+    };
+    let model = ctx.registry.model(&ws, opts.model.as_deref())?;
+    let vectors = ctx.registry.vectors(&ws, &model)?;
+    let emb = &vectors.embeddings;
+
+    // The view's samples and the rows of their vectors.
+    let view = ds.lazy().select([col("id"), col("hash")]).collect()?;
+    let ids = view.column("id")?.str()?.clone();
+    let hashes = view.column("hash")?.str()?.clone();
+    let mut ids_of_row: HashMap<usize, Vec<String>> = HashMap::new();
+    let mut missing = 0usize;
+    for (id, h) in ids.iter().zip(hashes.iter()) {
+        let (Some(id), Some(h)) = (id, h) else { continue };
+        match vectors.rows.get(h) {
+            Some(&row) => ids_of_row.entry(row).or_default().push(id.to_string()),
+            None => missing += 1,
+        }
+    }
+    if ids_of_row.is_empty() {
+        return Err(CurateError::NotEmbedded { model: model.name.clone(), missing });
+    }
+
+    let query = resolve_query(ctx, ds, query, &model, &vectors)?;
+    let (qvecs, exclude): (Vec<(String, Vec<f32>)>, Vec<String>) = match query {
+        Query::Samples(samples) => {
+            let mut qv = Vec::new();
+            for (id, h) in &samples {
+                let row = *vectors.rows.get(h).ok_or_else(|| CurateError::NotEmbedded { model: model.name.clone(), missing: 1 })?;
+                qv.push((id.clone(), emb.row(row).to_vec()));
+            }
+            (qv, samples.into_iter().map(|s| s.0).collect())
+        }
+        Query::File(path, v) => (vec![(path, v)], vec![]),
+    };
+
+    let view_rows: Vec<usize> = ids_of_row.keys().copied().collect();
+    let small_view = view_rows.len() * 4 < emb.len();
+    let want = k + exclude.len();
+    let index = if opts.exact || small_view { None } else { Some(ctx.registry.index(&ws, &model, &vectors, metric)?) };
+    // Best (distance, query) per vector row.
+    let mut best: HashMap<usize, (f32, String)> = HashMap::new();
+    for (qid, qv) in &qvecs {
+        let found: Vec<Neighbour> = match &index {
+            Some(idx) => {
+                let hits: Vec<Neighbour> = idx.search(emb, qv, want * 4 + 64, want * 4 + 64).into_iter().filter(|n| ids_of_row.contains_key(&n.row)).collect();
+                if hits.len() >= want { hits } else { exact_search(emb, metric, qv, want, Some(&view_rows)) }
+            }
+            None => exact_search(emb, metric, qv, want, Some(&view_rows)),
+        };
+        for n in found {
+            let e = best.entry(n.row).or_insert((f32::INFINITY, String::new()));
+            if n.distance < e.0 {
+                *e = (n.distance, qid.clone());
+            }
+        }
+    }
+    let mut rows: Vec<(String, f32, String)> = Vec::new();
+    for (row, (d, q)) in best {
+        for id in &ids_of_row[&row] {
+            if !exclude.contains(id) {
+                rows.push((id.clone(), d, q.clone()));
+            }
+        }
+    }
+    rows.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+    rows.truncate(k);
+    let hits = df!(
+        "id" => rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+        "distance" => rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+        "query" => rows.iter().map(|r| r.2.clone()).collect::<Vec<_>>(),
+    )?;
+    let joined = hits
+        .lazy()
+        .join(ds.lazy(), [col("id")], [col("id")], JoinArgs::new(JoinType::Left))
+        .sort(["distance"], SortMultipleOptions::default().with_maintain_order(true));
+    let cols: Vec<Expr> = ds.column_names().iter().map(|c| col(c.as_str())).chain([col("distance"), col("query")]).collect();
+    ds.derive(joined.select(cols))
+}
+
+fn resolve_query(ctx: &Context, ds: &Dataset, query: &Dynamic, model: &crate::model::Model, vectors: &crate::vectors::Vectors) -> Result<Query> {
+    let all = ds.workspace().scan_manifest()?;
+    let lookup = |ids: Vec<String>| -> Result<Query> {
+        let want = Series::new("id".into(), ids.clone());
+        let df = all.clone().filter(col("id").is_in(lit(want).implode(false), false)).select([col("id"), col("hash")]).collect()?;
+        let found: HashMap<String, Option<String>> = df
+            .column("id")?
+            .str()?
+            .iter()
+            .zip(df.column("hash")?.str()?.iter())
+            .filter_map(|(i, h)| i.map(|i| (i.to_string(), h.map(str::to_string))))
+            .collect();
+        let mut out = Vec::new();
+        for id in ids {
+            match found.get(&id) {
+                Some(Some(h)) => out.push((id, h.clone())),
+                Some(None) => return Err(CurateError::arg("similar", format!("sample `{id}` has no content hash (unreadable image?)"))),
+                None => return Err(CurateError::UnknownId { id }),
+            }
+        }
+        Ok(Query::Samples(out))
+    };
+    if let Some(other) = query.read_lock::<Dataset>() {
+        let ids: Vec<String> = other.lazy().select([col("id")]).collect()?.column("id")?.str()?.iter().flatten().map(str::to_string).collect();
+        return lookup(ids);
+    }
+    if query.is_array() {
+        let arr = query.clone().into_array().unwrap_or_default();
+        let ids = crate::value::array_to_strings(&arr).map_err(|m| CurateError::arg("similar", m))?;
+        return lookup(ids);
+    }
+    let Ok(text) = query.clone().into_string() else {
+        return Err(CurateError::arg("similar", format!("the query must be an id, an array of ids, a dataset or an image path, not a {}", query.type_name())));
+    };
+    match lookup(vec![text.clone()]) {
+        Err(CurateError::UnknownId { .. }) if crate::import::is_image(std::path::Path::new(&text)) => {
+            let path = crate::workspace::resolve_inside(&ctx.root, &text)?;
+            let v = crate::embed::embed_file(model, &path).map_err(|m| CurateError::io(&path, m))?;
+            let _ = vectors;
+            Ok(Query::File(text, v))
+        }
+        other => other,
+    }
+}
+
+pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
+    let c = ctx.clone();
+    engine.register_fn("similar", move |ds: &mut Dataset, q: Dynamic, k: i64| -> Result<Dataset, Box<EvalAltResult>> {
+        Ok(similar(&c, ds, &q, k, &SimilarOptions::default())?)
+    });
+    let c = ctx.clone();
+    engine.register_fn("similar", move |ds: &mut Dataset, q: Dynamic, k: i64, opts: Map| -> Result<Dataset, Box<EvalAltResult>> {
+        let opts: SimilarOptions = options::parse("similar", &opts)?;
+        Ok(similar(&c, ds, &q, k, &opts)?)
+    });
+    let _ = Array::new();
+}

@@ -1,0 +1,112 @@
+//! The session's models, embeddings and indexes: each model is loaded and optimised once, and a
+//! model's vectors and index are kept in memory until the cache changes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::embed::{self, Embeddings};
+use crate::error::{CurateError, Result};
+use crate::index::{AnnIndex, Metric};
+use crate::model::{Model, ModelSpec};
+use crate::workspace::Workspace;
+
+pub struct Vectors {
+    pub embeddings: Embeddings,
+    /// Row of each content hash.
+    pub rows: HashMap<String, usize>,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    models: Mutex<HashMap<String, Arc<Model>>>,
+    vectors: Mutex<HashMap<String, (usize, Arc<Vectors>)>>,
+    indexes: Mutex<HashMap<(String, Metric), Arc<AnnIndex>>>,
+}
+
+impl Registry {
+    /// The model called `name` (or the only embedding model when `name` is empty).
+    pub fn model(&self, ws: &Workspace, name: Option<&str>) -> Result<Arc<Model>> {
+        let name = match name {
+            Some(n) => n.to_string(),
+            None => default_embedding_model(ws)?,
+        };
+        if let Some(m) = self.models.lock().ok().and_then(|m| m.get(&name).cloned()) {
+            return Ok(m);
+        }
+        let Some(value) = ws.config.models.get(&name) else {
+            let known: Vec<String> = ws.config.models.keys().cloned().collect();
+            return Err(CurateError::Model {
+                model: name,
+                message: format!("not declared in curate.toml (models: {})", if known.is_empty() { "none".to_string() } else { known.join(", ") }),
+            });
+        };
+        let spec = ModelSpec::parse(&name, value)?;
+        let model = Arc::new(Model::load(ws.root(), &name, &spec)?);
+        if let Ok(mut m) = self.models.lock() {
+            m.insert(name, model.clone());
+        }
+        Ok(model)
+    }
+
+    /// The cached vectors of `model`, reloaded when parts were added.
+    pub fn vectors(&self, ws: &Workspace, model: &Model) -> Result<Arc<Vectors>> {
+        let dir = embed::cache_dir(ws, model);
+        let parts = std::fs::read_dir(&dir).map(|rd| rd.count()).unwrap_or(0);
+        if let Some((n, v)) = self.vectors.lock().ok().and_then(|m| m.get(&model.hash).cloned()) {
+            if n == parts {
+                return Ok(v);
+            }
+        }
+        let embeddings = embed::load(&dir)?;
+        let rows = embeddings.hashes.iter().enumerate().map(|(i, h)| (h.clone(), i)).collect();
+        let v = Arc::new(Vectors { embeddings, rows });
+        if let Ok(mut m) = self.vectors.lock() {
+            m.insert(model.hash.clone(), (parts, v.clone()));
+        }
+        Ok(v)
+    }
+
+    /// The ANN index over `vectors`: from memory, from disk when fresh, or built and saved.
+    pub fn index(&self, ws: &Workspace, model: &Model, vectors: &Vectors, metric: Metric) -> Result<Arc<AnnIndex>> {
+        let key = (model.hash.clone(), metric);
+        let fp = crate::index::fingerprint(&vectors.embeddings.hashes);
+        if let Some(idx) = self.indexes.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            if idx.fingerprint == fp {
+                return Ok(idx);
+            }
+        }
+        let path = AnnIndex::path(&embed::cache_dir(ws, model), metric);
+        let idx = match AnnIndex::load_fresh(&path, &vectors.embeddings, metric) {
+            Some(idx) => idx,
+            None => {
+                let idx = AnnIndex::build(&vectors.embeddings, metric);
+                idx.save(&path)?;
+                idx
+            }
+        };
+        let idx = Arc::new(idx);
+        if let Ok(mut m) = self.indexes.lock() {
+            m.insert(key, idx.clone());
+        }
+        Ok(idx)
+    }
+}
+
+/// The model to embed with when none is named: the only one that declares an `embedding`.
+pub fn default_embedding_model(ws: &Workspace) -> Result<String> {
+    let with_embedding: Vec<&String> = ws
+        .config
+        .models
+        .iter()
+        .filter(|(_, v)| v.get("embedding").is_some())
+        .map(|(k, _)| k)
+        .collect();
+    match with_embedding.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(CurateError::Model { model: String::new(), message: "no model in curate.toml declares an `embedding` output".to_string() }),
+        many => Err(CurateError::Model {
+            model: String::new(),
+            message: format!("several models declare an embedding ({}); name one", many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")),
+        }),
+    }
+}
