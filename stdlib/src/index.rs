@@ -124,17 +124,38 @@ impl AnnIndex {
 /// Exact search: the reference the index is measured against.
 pub fn exact_search(emb: &Embeddings, metric: Metric, query: &[f32], k: usize, rows: Option<&[usize]>) -> Vec<Neighbour> {
     let q = metric.prepare(query);
-    let score = |row: usize| Neighbour { row, distance: metric.report(sq_l2(&q, &metric.prepare(emb.row(row)))) };
-    let mut all: Vec<Neighbour> = match rows {
-        Some(rows) => rows.iter().map(|&r| score(r)).collect(),
-        None => (0..emb.len()).map(score).collect(),
+    let rows: Vec<usize> = match rows {
+        Some(r) => r.to_vec(),
+        None => (0..emb.len()).collect(),
     };
-    let k = k.min(all.len());
-    if k == 0 {
-        return vec![];
+    let prepared: Vec<Vec<f32>> = rows.iter().map(|&r| metric.prepare(emb.row(r))).collect();
+    curate_kernels::nearest(&prepared, &q, k)
+        .into_iter()
+        .map(|(j, sq)| Neighbour { row: rows[j], distance: metric.report(sq) })
+        .collect()
+}
+
+/// For each of `rows`, its `k` nearest other rows among `rows`: by brute force (exact, in
+/// parallel), or through `index` for large sets.
+pub fn knn_within(emb: &Embeddings, metric: Metric, rows: &[usize], k: usize, index: Option<&AnnIndex>) -> Vec<Vec<Neighbour>> {
+    use rayon::prelude::*;
+    let member: std::collections::HashSet<usize> = rows.iter().copied().collect();
+    match index {
+        Some(idx) => rows
+            .par_iter()
+            .map(|&r| {
+                let fetch = (k + 1) * 4;
+                let mut hits: Vec<Neighbour> = idx.search(emb, emb.row(r), fetch, fetch).into_iter().filter(|n| n.row != r && member.contains(&n.row)).collect();
+                hits.truncate(k);
+                hits
+            })
+            .collect(),
+        None => {
+            let prepared: Vec<Vec<f32>> = rows.iter().map(|&r| metric.prepare(emb.row(r))).collect();
+            curate_kernels::knn_brute(&prepared, k)
+                .into_iter()
+                .map(|near| near.into_iter().map(|(j, sq)| Neighbour { row: rows[j], distance: metric.report(sq) }).collect())
+                .collect()
+        }
     }
-    all.select_nth_unstable_by(k - 1, |a, b| a.distance.total_cmp(&b.distance).then(a.row.cmp(&b.row)));
-    all.truncate(k);
-    all.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.row.cmp(&b.row)));
-    all
 }

@@ -92,6 +92,39 @@ impl Registry {
     }
 }
 
+/// The samples of a dataset view that have vectors: the ids behind each vector row (identical
+/// files share a row), and how many samples have none yet.
+pub struct View {
+    pub ids_of_row: HashMap<usize, Vec<String>>,
+    pub missing: usize,
+}
+
+impl View {
+    pub fn of(ds: &crate::Dataset, vectors: &Vectors) -> Result<Self> {
+        use polars::prelude::*;
+        let df = ds.lazy().select([col("id"), col("hash")]).collect()?;
+        let ids = df.column("id")?.str()?.clone();
+        let hashes = df.column("hash")?.str()?.clone();
+        let mut ids_of_row: HashMap<usize, Vec<String>> = HashMap::new();
+        let mut missing = 0usize;
+        for (id, h) in ids.iter().zip(hashes.iter()) {
+            let Some(id) = id else { continue };
+            match h.and_then(|h| vectors.rows.get(h)) {
+                Some(&row) => ids_of_row.entry(row).or_default().push(id.to_string()),
+                None => missing += 1,
+            }
+        }
+        Ok(View { ids_of_row, missing })
+    }
+
+    /// The vector rows, in a stable order.
+    pub fn rows(&self) -> Vec<usize> {
+        let mut rows: Vec<usize> = self.ids_of_row.keys().copied().collect();
+        rows.sort_unstable();
+        rows
+    }
+}
+
 /// The model to embed with when none is named: the only one that declares an `embedding`.
 pub fn default_embedding_model(ws: &Workspace) -> Result<String> {
     let with_embedding: Vec<&String> = ws
@@ -103,9 +136,9 @@ pub fn default_embedding_model(ws: &Workspace) -> Result<String> {
         .collect();
     match with_embedding.as_slice() {
         [one] => Ok((*one).clone()),
-        [] => Err(CurateError::Model { model: String::new(), message: "no model in curate.toml declares an `embedding` output".to_string() }),
+        [] => Err(CurateError::Model { model: "(default)".to_string(), message: "no model in curate.toml declares an `embedding` output".to_string() }),
         many => Err(CurateError::Model {
-            model: String::new(),
+            model: "(default)".to_string(),
             message: format!("several models declare an embedding ({}); name one", many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")),
         }),
     }

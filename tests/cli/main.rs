@@ -3,6 +3,7 @@
 mod util;
 
 mod embed;
+mod duplicates;
 mod errors;
 mod examples;
 mod import;

@@ -11,6 +11,7 @@ use crate::workspace::Workspace;
 
 pub mod assert;
 pub mod col;
+pub mod duplicates;
 pub mod embed;
 pub mod filter;
 pub mod get;
@@ -19,6 +20,7 @@ pub mod head;
 pub mod ids;
 pub mod len;
 pub mod open;
+pub mod outliers;
 pub mod param;
 pub mod sample;
 pub mod show;
@@ -87,6 +89,8 @@ pub const ALL: &[&Primitive] = &[
     &show::DOC,
     &embed::DOC,
     &similar::DOC,
+    &duplicates::DOC,
+    &outliers::DOC,
 ];
 
 pub fn find(name: &str) -> Option<&'static Primitive> {
@@ -114,4 +118,6 @@ pub fn register_all(engine: &mut Engine, ctx: &Arc<Context>) {
     show::register(engine, ctx);
     embed::register(engine, ctx);
     similar::register(engine, ctx);
+    duplicates::register(engine, ctx);
+    outliers::register(engine, ctx);
 }

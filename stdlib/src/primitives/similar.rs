@@ -66,22 +66,11 @@ pub fn similar(ctx: &Context, ds: &Dataset, query: &Dynamic, k: i64, opts: &Simi
     let vectors = ctx.registry.vectors(&ws, &model)?;
     let emb = &vectors.embeddings;
 
-    // The view's samples and the rows of their vectors.
-    let view = ds.lazy().select([col("id"), col("hash")]).collect()?;
-    let ids = view.column("id")?.str()?.clone();
-    let hashes = view.column("hash")?.str()?.clone();
-    let mut ids_of_row: HashMap<usize, Vec<String>> = HashMap::new();
-    let mut missing = 0usize;
-    for (id, h) in ids.iter().zip(hashes.iter()) {
-        let (Some(id), Some(h)) = (id, h) else { continue };
-        match vectors.rows.get(h) {
-            Some(&row) => ids_of_row.entry(row).or_default().push(id.to_string()),
-            None => missing += 1,
-        }
+    let view = crate::vectors::View::of(ds, &vectors)?;
+    if view.ids_of_row.is_empty() {
+        return Err(CurateError::NotEmbedded { model: model.name.clone(), missing: view.missing });
     }
-    if ids_of_row.is_empty() {
-        return Err(CurateError::NotEmbedded { model: model.name.clone(), missing });
-    }
+    let ids_of_row = &view.ids_of_row;
 
     let query = resolve_query(ctx, ds, query, &model, &vectors)?;
     let (qvecs, exclude): (Vec<(String, Vec<f32>)>, Vec<String>) = match query {
@@ -96,7 +85,7 @@ pub fn similar(ctx: &Context, ds: &Dataset, query: &Dynamic, k: i64, opts: &Simi
         Query::File(path, v) => (vec![(path, v)], vec![]),
     };
 
-    let view_rows: Vec<usize> = ids_of_row.keys().copied().collect();
+    let view_rows = view.rows();
     let small_view = view_rows.len() * 4 < emb.len();
     let want = k + exclude.len();
     let index = if opts.exact || small_view { None } else { Some(ctx.registry.index(&ws, &model, &vectors, metric)?) };
