@@ -7,7 +7,6 @@
 
 use std::path::{Path, PathBuf};
 
-use instant_distance::{Builder, HnswMap, Search};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::write_atomic;
@@ -67,7 +66,7 @@ pub struct AnnIndex {
     pub metric: Metric,
     pub fingerprint: String,
     /// Row of each point in the `Embeddings` it was built from.
-    hnsw: HnswMap<Vector, u32>,
+    hnsw: curate_kernels::Hnsw,
 }
 
 pub struct Neighbour {
@@ -79,8 +78,7 @@ pub struct Neighbour {
 impl AnnIndex {
     pub fn build(emb: &Embeddings, metric: Metric) -> Self {
         let points: Vec<Vector> = (0..emb.len()).map(|i| Vector(metric.prepare(emb.row(i)))).collect();
-        let values: Vec<u32> = (0..emb.len() as u32).collect();
-        let hnsw = Builder::default().ef_construction(200).ef_search(128).seed(7).build(points, values);
+        let hnsw = curate_kernels::build_hnsw(points, 200, 128, 7);
         AnnIndex { metric, fingerprint: fingerprint(&emb.hashes), hnsw }
     }
 
@@ -101,19 +99,14 @@ impl AnnIndex {
         (idx.metric == metric && idx.fingerprint == fingerprint(&emb.hashes)).then_some(idx)
     }
 
-    /// The `k` nearest rows to `query` (a raw vector), re-ranked exactly.
-    pub fn search(&self, emb: &Embeddings, query: &[f32], k: usize, candidates: usize) -> Vec<Neighbour> {
+    /// The `k` nearest rows to `query` (a raw vector). The graph holds the full prepared
+    /// vectors, so the distances it reports are exact; only the neighbour set is approximate.
+    pub fn search(&self, query: &[f32], k: usize, candidates: usize) -> Vec<Neighbour> {
         let q = Vector(self.metric.prepare(query));
-        let mut search = Search::default();
-        let mut out: Vec<Neighbour> = self
-            .hnsw
-            .search(&q, &mut search)
-            .take(candidates.max(k))
-            .map(|item| {
-                let row = *item.value as usize;
-                let sq = sq_l2(&q.0, &self.metric.prepare(emb.row(row)));
-                Neighbour { row, distance: self.metric.report(sq) }
-            })
+        // The index ranks by squared L2 between prepared vectors, which is exact for them.
+        let mut out: Vec<Neighbour> = curate_kernels::search_hnsw(&self.hnsw, &q, candidates.max(k))
+            .into_iter()
+            .map(|(row, sq)| Neighbour { row, distance: self.metric.report(sq) })
             .collect();
         out.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.row.cmp(&b.row)));
         out.truncate(k);
@@ -145,7 +138,7 @@ pub fn knn_within(emb: &Embeddings, metric: Metric, rows: &[usize], k: usize, in
             .par_iter()
             .map(|&r| {
                 let fetch = (k + 1) * 4;
-                let mut hits: Vec<Neighbour> = idx.search(emb, emb.row(r), fetch, fetch).into_iter().filter(|n| n.row != r && member.contains(&n.row)).collect();
+                let mut hits: Vec<Neighbour> = idx.search(emb.row(r), fetch, fetch).into_iter().filter(|n| n.row != r && member.contains(&n.row)).collect();
                 hits.truncate(k);
                 hits
             })

@@ -13,17 +13,6 @@ pub fn example_dir() -> PathBuf {
     repo().join("examples/people")
 }
 
-/// `../shared/assets`, when it is there; tests that need more than the example skip without it.
-pub fn assets() -> Option<PathBuf> {
-    let p = repo().join("../shared/assets");
-    if p.is_dir() {
-        Some(p)
-    } else {
-        eprintln!("skipping: ../shared/assets is absent");
-        None
-    }
-}
-
 pub struct Test {
     pub dir: tempfile::TempDir,
     args: Vec<String>,

@@ -59,6 +59,25 @@ impl instant_distance::Point for Vector {
     }
 }
 
+/// An HNSW map from points to row numbers. Built and searched here so that instant-distance's
+/// generic code is compiled in this optimised crate, not in an unoptimised caller.
+pub type Hnsw = instant_distance::HnswMap<Vector, u32>;
+
+pub fn build_hnsw(points: Vec<Vector>, ef_construction: usize, ef_search: usize, seed: u64) -> Hnsw {
+    let values: Vec<u32> = (0..points.len() as u32).collect();
+    instant_distance::Builder::default()
+        .ef_construction(ef_construction)
+        .ef_search(ef_search)
+        .seed(seed)
+        .build(points, values)
+}
+
+/// Up to `n` approximate nearest (row, squared distance) of `query`, nearest first.
+pub fn search_hnsw(hnsw: &Hnsw, query: &Vector, n: usize) -> Vec<(usize, f32)> {
+    let mut search = instant_distance::Search::default();
+    hnsw.search(query, &mut search).take(n).map(|item| (*item.value as usize, item.distance)).collect()
+}
+
 /// Interleaved u8 pixels (`channels` per pixel) to normalised f32, either planar (NCHW) or
 /// interleaved (NHWC). `order` maps output channel to input channel (BGR models swap).
 pub fn normalize_pixels(

@@ -94,7 +94,7 @@ pub fn similar(ctx: &Context, ds: &Dataset, query: &Dynamic, k: i64, opts: &Simi
     for (qid, qv) in &qvecs {
         let found: Vec<Neighbour> = match &index {
             Some(idx) => {
-                let hits: Vec<Neighbour> = idx.search(emb, qv, want * 4 + 64, want * 4 + 64).into_iter().filter(|n| ids_of_row.contains_key(&n.row)).collect();
+                let hits: Vec<Neighbour> = idx.search(qv, want * 4 + 64, want * 4 + 64).into_iter().filter(|n| ids_of_row.contains_key(&n.row)).collect();
                 if hits.len() >= want { hits } else { exact_search(emb, metric, qv, want, Some(&view_rows)) }
             }
             None => exact_search(emb, metric, qv, want, Some(&view_rows)),

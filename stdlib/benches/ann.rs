@@ -1,0 +1,69 @@
+//! HNSW (instant-distance, through curate's index) against exact search on the same vectors:
+//! recall@10, build time and query throughput, on synthetic clustered vectors.
+//!
+//! Run: cargo bench -p curate-stdlib --bench ann -- [N] [DIM]   (defaults 100000 128)
+//! A plain main rather than criterion: building one index takes minutes, so it is measured once.
+
+use std::time::Instant;
+
+use curate_stdlib::embed::Embeddings;
+use curate_stdlib::index::{exact_search, AnnIndex, Metric};
+
+/// A small deterministic generator (SplitMix64), so that runs are comparable.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn unit(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+    /// Roughly normal: the sum of four uniforms, centred.
+    fn gauss(&mut self) -> f32 {
+        (self.unit() + self.unit() + self.unit() + self.unit() - 2.0) * 1.7
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let n: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let dim: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(128);
+    let clusters = 100;
+    let queries = 1000;
+    let mut rng = Rng(42);
+    let centres: Vec<Vec<f32>> = (0..clusters).map(|_| (0..dim).map(|_| rng.gauss()).collect()).collect();
+    let mut data = Vec::with_capacity(n * dim);
+    for i in 0..n {
+        let c = &centres[i % clusters];
+        data.extend(c.iter().map(|x| x + 0.5 * rng.gauss()));
+    }
+    let emb = Embeddings { hashes: (0..n).map(|i| format!("{i:016x}")).collect(), dim, data };
+    let query_vecs: Vec<Vec<f32>> = (0..queries)
+        .map(|q| centres[q % clusters].iter().map(|x| x + 0.5 * rng.gauss()).collect())
+        .collect();
+
+    let t = Instant::now();
+    let index = AnnIndex::build(&emb, Metric::Cosine);
+    let build = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let ann: Vec<Vec<usize>> = query_vecs.iter().map(|q| index.search(q, 10, 10).into_iter().map(|n| n.row).collect()).collect();
+    let ann_qps = queries as f64 / t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let exact: Vec<Vec<usize>> = query_vecs.iter().map(|q| exact_search(&emb, Metric::Cosine, q, 10, None).into_iter().map(|n| n.row).collect()).collect();
+    let exact_qps = queries as f64 / t.elapsed().as_secs_f64();
+
+    let hits: usize = ann.iter().zip(&exact).map(|(a, e)| a.iter().filter(|r| e.contains(r)).count()).sum();
+    let recall = hits as f64 / (queries * 10) as f64;
+    println!("ann: {n} vectors x {dim}-d, {clusters} clusters, {queries} queries, cosine, M=default ef_construction=200 ef_search=128");
+    println!("  build {build:.1} s on {} threads", rayon::current_num_threads());
+    println!("  HNSW  {ann_qps:.0} queries/s (1 thread), recall@10 {recall:.4}");
+    println!("  exact {exact_qps:.0} queries/s (1 thread)");
+    println!("  speed-up {:.1}x", ann_qps / exact_qps);
+}
