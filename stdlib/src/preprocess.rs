@@ -3,7 +3,6 @@
 
 use std::io::Cursor;
 
-use fast_image_resize::{images::Image, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::{DynamicImage, ImageReader};
 use tract_onnx::prelude::Tensor;
 
@@ -32,15 +31,10 @@ pub fn to_tensor(img: &DynamicImage, spec: &InputSpec) -> Result<Tensor, String>
         Channels::Gray => (img.to_luma8().into_raw(), 1usize),
         _ => (img.to_rgb8().into_raw(), 3usize),
     };
-    let pixel_type = if c == 1 { PixelType::U8 } else { PixelType::U8x3 };
     let resized: Vec<u8> = if img.width() == w && img.height() == h {
         pixels
     } else {
-        let src = Image::from_vec_u8(img.width(), img.height(), pixels, pixel_type).map_err(|e| e.to_string())?;
-        let mut dst = Image::new(w, h, pixel_type);
-        let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(fast_image_resize::FilterType::Bilinear));
-        Resizer::new().resize(&src, &mut dst, &opts).map_err(|e| e.to_string())?;
-        dst.into_vec()
+        curate_kernels::resize_u8(pixels, img.width(), img.height(), c, w, h)?
     };
     let order: [usize; 3] = if spec.channels == Channels::Bgr { [2, 1, 0] } else { [0, 1, 2] };
     let data = curate_kernels::normalize_pixels(&resized, c, order, spec.scale, &spec.mean, &spec.std, spec.layout == Layout::Nchw);

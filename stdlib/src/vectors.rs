@@ -125,6 +125,28 @@ impl View {
     }
 }
 
+/// Brute force is exact and fast enough below this many vectors; above it, kNN over a whole
+/// view goes through the index.
+pub const BRUTE_FORCE_LIMIT: usize = 20_000;
+
+impl Registry {
+    /// The cosine k nearest neighbours of every embedded sample of `ds` among the others, by
+    /// vector row, with the view that maps rows back to ids. Errors when nothing is embedded.
+    pub fn knn_view(&self, ds: &crate::Dataset, model: Option<&str>, k: usize) -> Result<(View, Vec<usize>, Vec<Vec<crate::index::Neighbour>>)> {
+        let ws = ds.workspace().clone();
+        let model = self.model(&ws, model)?;
+        let vectors = self.vectors(&ws, &model)?;
+        let view = View::of(ds, &vectors)?;
+        if view.ids_of_row.is_empty() {
+            return Err(CurateError::NotEmbedded { model: model.name.clone(), missing: view.missing });
+        }
+        let rows = view.rows();
+        let index = if rows.len() > BRUTE_FORCE_LIMIT { Some(self.index(&ws, &model, &vectors, Metric::Cosine)?) } else { None };
+        let neighbours = crate::index::knn_within(&vectors.embeddings, Metric::Cosine, &rows, k, index.as_deref());
+        Ok((view, rows, neighbours))
+    }
+}
+
 /// The model to embed with when none is named: the only one that declares an `embedding`.
 pub fn default_embedding_model(ws: &Workspace) -> Result<String> {
     let with_embedding: Vec<&String> = ws

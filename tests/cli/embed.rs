@@ -163,3 +163,23 @@ fn model_declaration_errors_name_the_model() {
     let out = t.write("s.rhai", "open().embed(\"nope\")").args(&["run", "s.rhai"]).run().code(2);
     assert!(out.stderr.contains("model `nope`: not declared in curate.toml (models: mobilenet, vww)"), "{}", out.stderr);
 }
+
+#[test]
+fn shards_split_the_work_and_merge_by_content_hash() {
+    let csv = std::fs::read_to_string(example_dir().join("samples.csv")).expect("samples.csv");
+    let subset: Vec<&str> = csv.lines().take(161).collect();
+    let t = Test::example().write("subset.csv", &(subset.join("\n") + "\n"));
+    t.run_with(&["import", "subset.csv"]).success();
+    let count = |args: &[&str]| -> u64 {
+        let out = t.run_with(args).success();
+        let report: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+        report["embedded"].as_u64().expect("embedded")
+    };
+    let a = count(&["embed", "--shard", "0/2", "--json"]);
+    let b = count(&["embed", "--shard", "1/2", "--json"]);
+    assert!(a > 0 && b > 0, "both shards get work: {a} + {b}");
+    assert_eq!(a + b, 160);
+    assert_eq!(count(&["embed", "--json"]), 0, "the two shards together cover everything");
+    let out = t.run_with(&["embed", "--shard", "2/2"]).code(2);
+    assert!(out.stderr.contains("need 0 <= i < n"), "{}", out.stderr);
+}

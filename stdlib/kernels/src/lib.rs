@@ -78,6 +78,18 @@ pub fn search_hnsw(hnsw: &Hnsw, query: &Vector, n: usize) -> Vec<(usize, f32)> {
     hnsw.search(query, &mut search).take(n).map(|item| (*item.value as usize, item.distance)).collect()
 }
 
+/// Resize interleaved u8 pixels (1 or 3 channels) with a bilinear filter. A plain function so
+/// that fast_image_resize's generic code is compiled here, optimised.
+pub fn resize_u8(pixels: Vec<u8>, width: u32, height: u32, channels: usize, to_width: u32, to_height: u32) -> Result<Vec<u8>, String> {
+    use fast_image_resize::{images::Image, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+    let pixel_type = if channels == 1 { PixelType::U8 } else { PixelType::U8x3 };
+    let src = Image::from_vec_u8(width, height, pixels, pixel_type).map_err(|e| e.to_string())?;
+    let mut dst = Image::new(to_width, to_height, pixel_type);
+    let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    Resizer::new().resize(&src, &mut dst, &opts).map_err(|e| e.to_string())?;
+    Ok(dst.into_vec())
+}
+
 /// Interleaved u8 pixels (`channels` per pixel) to normalised f32, either planar (NCHW) or
 /// interleaved (NHWC). `order` maps output channel to input channel (BGR models swap).
 pub fn normalize_pixels(

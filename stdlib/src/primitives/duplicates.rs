@@ -10,7 +10,6 @@ use rhai::{Engine, EvalAltResult, Map};
 use super::{Context, Example, Primitive};
 use crate::dataset::Dataset;
 use crate::error::{CurateError, Result};
-use crate::index::{knn_within, Metric};
 use crate::options::{self, Options};
 
 pub const DOC: Primitive = Primitive {
@@ -98,17 +97,8 @@ pub fn duplicates(ctx: &Context, ds: &Dataset, opts: &DuplicatesOptions) -> Resu
     }
 
     if opts.near {
-        let ws = ds.workspace().clone();
-        let model = ctx.registry.model(&ws, opts.model.as_deref())?;
-        let vectors = ctx.registry.vectors(&ws, &model)?;
-        let view = crate::vectors::View::of(ds, &vectors)?;
-        if view.ids_of_row.is_empty() {
-            return Err(CurateError::NotEmbedded { model: model.name.clone(), missing: view.missing });
-        }
-        let rows = view.rows();
-        let index = if rows.len() > 20_000 { Some(ctx.registry.index(&ws, &model, &vectors, Metric::Cosine)?) } else { None };
+        let (view, rows, neighbours) = ctx.registry.knn_view(ds, opts.model.as_deref(), 10)?;
         let max_distance = (1.0 - opts.threshold) as f32;
-        let neighbours = knn_within(&vectors.embeddings, Metric::Cosine, &rows, 10, index.as_deref());
         for (r, near) in rows.iter().zip(neighbours) {
             let a = index_of[view.ids_of_row[r][0].as_str()];
             for n in near.into_iter().filter(|n| n.distance <= max_distance) {

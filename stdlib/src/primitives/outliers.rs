@@ -8,7 +8,6 @@ use rhai::{Engine, EvalAltResult};
 use super::{Context, Example, Primitive};
 use crate::dataset::Dataset;
 use crate::error::{CurateError, Result};
-use crate::index::{knn_within, Metric};
 
 pub const DOC: Primitive = Primitive {
     name: "outliers",
@@ -23,16 +22,7 @@ pub fn outliers(ctx: &Context, ds: &Dataset, k: i64) -> Result<Dataset> {
     if k < 1 {
         return Err(CurateError::arg("outliers", format!("k must be at least 1, got {k}")));
     }
-    let ws = ds.workspace().clone();
-    let model = ctx.registry.model(&ws, None)?;
-    let vectors = ctx.registry.vectors(&ws, &model)?;
-    let view = crate::vectors::View::of(ds, &vectors)?;
-    if view.ids_of_row.is_empty() {
-        return Err(CurateError::NotEmbedded { model: model.name.clone(), missing: view.missing });
-    }
-    let rows = view.rows();
-    let index = if rows.len() > 20_000 { Some(ctx.registry.index(&ws, &model, &vectors, Metric::Cosine)?) } else { None };
-    let neighbours = knn_within(&vectors.embeddings, Metric::Cosine, &rows, k as usize, index.as_deref());
+    let (view, rows, neighbours) = ctx.registry.knn_view(ds, None, k as usize)?;
     let (mut out_id, mut out_score) = (vec![], vec![]);
     for (r, near) in rows.iter().zip(neighbours) {
         let score = if near.is_empty() { 0.0 } else { near.iter().map(|n| n.distance as f64).sum::<f64>() / near.len() as f64 };
