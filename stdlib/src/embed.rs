@@ -192,7 +192,10 @@ pub fn embed(ws: &Workspace, model: &Model, jobs: Vec<Job>, shard: Option<Shard>
         for (i, r) in results {
             match r {
                 Ok((h, v)) => {
-                    if shard.is_some_and(|s| !s.owns(&h)) || !queued.insert(h.clone()) && chunk[i].hash.is_none() {
+                    // Jobs with a known hash were deduplicated and sharded when planned; the
+                    // others only now know theirs.
+                    let planned = chunk[i].hash.is_some();
+                    if !planned && (shard.is_some_and(|s| !s.owns(&h)) || cached.contains(&h) || !queued.insert(h.clone())) {
                         continue;
                     }
                     dim = v.len();

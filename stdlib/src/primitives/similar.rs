@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use polars::prelude::*;
-use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
+use rhai::{Dynamic, Engine, EvalAltResult, Map};
 
 use super::{Context, Example, Primitive};
 use crate::dataset::Dataset;
@@ -72,7 +72,7 @@ pub fn similar(ctx: &Context, ds: &Dataset, query: &Dynamic, k: i64, opts: &Simi
     }
     let ids_of_row = &view.ids_of_row;
 
-    let query = resolve_query(ctx, ds, query, &model, &vectors)?;
+    let query = resolve_query(ctx, ds, query, &model)?;
     let (qvecs, exclude): (Vec<(String, Vec<f32>)>, Vec<String>) = match query {
         Query::Samples(samples) => {
             let mut qv = Vec::new();
@@ -129,7 +129,7 @@ pub fn similar(ctx: &Context, ds: &Dataset, query: &Dynamic, k: i64, opts: &Simi
     ds.derive(joined.select(cols))
 }
 
-fn resolve_query(ctx: &Context, ds: &Dataset, query: &Dynamic, model: &crate::model::Model, vectors: &crate::vectors::Vectors) -> Result<Query> {
+fn resolve_query(ctx: &Context, ds: &Dataset, query: &Dynamic, model: &crate::model::Model) -> Result<Query> {
     let all = ds.workspace().scan_manifest()?;
     let lookup = |ids: Vec<String>| -> Result<Query> {
         let want = Series::new("id".into(), ids.clone());
@@ -167,7 +167,6 @@ fn resolve_query(ctx: &Context, ds: &Dataset, query: &Dynamic, model: &crate::mo
         Err(CurateError::UnknownId { .. }) if crate::import::is_image(std::path::Path::new(&text)) => {
             let path = crate::workspace::resolve_inside(&ctx.root, &text)?;
             let v = crate::embed::embed_file(model, &path).map_err(|m| CurateError::io(&path, m))?;
-            let _ = vectors;
             Ok(Query::File(text, v))
         }
         other => other,
@@ -184,5 +183,4 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
         let opts: SimilarOptions = options::parse("similar", &opts)?;
         Ok(similar(&c, ds, &q, k, &opts)?)
     });
-    let _ = Array::new();
 }
