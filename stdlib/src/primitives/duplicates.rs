@@ -143,9 +143,7 @@ pub fn duplicates(ctx: &Context, ds: &Dataset, opts: &DuplicatesOptions) -> Resu
         }
     }
     let hits = df!("id" => out_id, "cluster" => out_cluster, "cluster_size" => out_size, "similarity" => out_sim, "leak" => out_leak)?;
-    let joined = hits.lazy().join(ds.lazy(), [col("id")], [col("id")], JoinArgs::new(JoinType::Left));
-    let cols: Vec<Expr> = ds.column_names().iter().map(|c| col(c.as_str())).chain(["cluster", "cluster_size", "similarity", "leak"].map(col)).collect();
-    ds.derive(joined.select(cols).sort(["cluster", "id"], SortMultipleOptions::default()))
+    ds.derive(ds.annotate(hits).sort(["cluster", "id"], SortMultipleOptions::default()))
 }
 
 pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {

@@ -60,22 +60,23 @@ pub fn describe(r: &EmbedReport) -> String {
     s
 }
 
+/// The script form: embed, say what happened when anything did, and return `ds`.
+fn embed_and_report(ctx: &Context, ds: &Dataset, model: Option<&str>) -> Result<Dataset> {
+    let report = embed_dataset(ctx, ds, model, None)?;
+    if report.embedded > 0 || !report.failed.is_empty() {
+        (ctx.sink)(Output::Text(describe(&report)));
+    }
+    Ok(ds.clone())
+}
+
 pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     let c = ctx.clone();
     engine.register_fn("embed", move |ds: &mut Dataset| -> Result<Dataset, Box<EvalAltResult>> {
-        let report = embed_dataset(&c, ds, None, None)?;
-        if report.embedded > 0 || !report.failed.is_empty() {
-            (c.sink)(Output::Text(describe(&report)));
-        }
-        Ok(ds.clone())
+        Ok(embed_and_report(&c, ds, None)?)
     });
     let c = ctx.clone();
     engine.register_fn("embed", move |ds: &mut Dataset, model: &str| -> Result<Dataset, Box<EvalAltResult>> {
-        let report = embed_dataset(&c, ds, Some(model), None)?;
-        if report.embedded > 0 || !report.failed.is_empty() {
-            (c.sink)(Output::Text(describe(&report)));
-        }
-        Ok(ds.clone())
+        Ok(embed_and_report(&c, ds, Some(model))?)
     });
 }
 

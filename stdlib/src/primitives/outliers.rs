@@ -32,9 +32,7 @@ pub fn outliers(ctx: &Context, ds: &Dataset, k: i64) -> Result<Dataset> {
         }
     }
     let scores = df!("id" => out_id, "outlier_score" => out_score)?;
-    let joined = scores.lazy().join(ds.lazy(), [col("id")], [col("id")], JoinArgs::new(JoinType::Left));
-    let cols: Vec<Expr> = ds.column_names().iter().map(|c| col(c.as_str())).chain([col("outlier_score")]).collect();
-    ds.derive(joined.select(cols).sort_by_exprs([col("outlier_score"), col("id")], SortMultipleOptions::default().with_order_descending_multi([true, false])))
+    ds.derive(ds.annotate(scores).sort_by_exprs([col("outlier_score"), col("id")], SortMultipleOptions::default().with_order_descending_multi([true, false])))
 }
 
 pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {

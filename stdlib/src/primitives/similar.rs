@@ -121,12 +121,7 @@ pub fn similar(ctx: &Context, ds: &Dataset, query: &Dynamic, k: i64, opts: &Simi
         "distance" => rows.iter().map(|r| r.1).collect::<Vec<_>>(),
         "query" => rows.iter().map(|r| r.2.clone()).collect::<Vec<_>>(),
     )?;
-    let joined = hits
-        .lazy()
-        .join(ds.lazy(), [col("id")], [col("id")], JoinArgs::new(JoinType::Left))
-        .sort(["distance"], SortMultipleOptions::default().with_maintain_order(true));
-    let cols: Vec<Expr> = ds.column_names().iter().map(|c| col(c.as_str())).chain([col("distance"), col("query")]).collect();
-    ds.derive(joined.select(cols))
+    ds.derive(ds.annotate(hits).sort(["distance"], SortMultipleOptions::default().with_maintain_order(true)))
 }
 
 fn resolve_query(ctx: &Context, ds: &Dataset, query: &Dynamic, model: &crate::model::Model) -> Result<Query> {
