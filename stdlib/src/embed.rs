@@ -48,9 +48,38 @@ impl Shard {
     }
 }
 
-/// The cache folder of a model in a workspace.
+/// Which of a model's outputs a cache holds: the same machinery caches embeddings and class
+/// scores (predictions), in separate folders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Embedding,
+    Scores,
+}
+
+impl Kind {
+    fn folder(self) -> &'static str {
+        match self {
+            Kind::Embedding => "embeddings",
+            Kind::Scores => "predictions",
+        }
+    }
+
+    fn verb(self) -> &'static str {
+        match self {
+            Kind::Embedding => "embedding",
+            Kind::Scores => "predicting",
+        }
+    }
+}
+
+/// The embedding cache folder of a model in a workspace.
 pub fn cache_dir(ws: &Workspace, model: &Model) -> PathBuf {
-    ws.cache_dir().join("embeddings").join(format!("{}-{}", model.name, &model.hash[..16]))
+    cache_dir_of(ws, model, Kind::Embedding)
+}
+
+/// The cache folder of one kind of output of a model.
+pub fn cache_dir_of(ws: &Workspace, model: &Model, kind: Kind) -> PathBuf {
+    ws.cache_dir().join(kind.folder()).join(format!("{}-{}", model.name, &model.hash[..16]))
 }
 
 /// All cached vectors of a model: content hashes and a row-major matrix.
@@ -151,8 +180,19 @@ pub struct Job {
 
 /// Embed the images of `jobs` that are not cached yet.
 pub fn embed(ws: &Workspace, model: &Model, jobs: Vec<Job>, shard: Option<Shard>, progress: &dyn Progress) -> Result<EmbedReport> {
+    run_model(ws, model, Kind::Embedding, jobs, shard, progress)
+}
+
+/// Run `model` over the images of `jobs` whose `kind` output is not cached yet, and cache it.
+pub fn run_model(ws: &Workspace, model: &Model, kind: Kind, jobs: Vec<Job>, shard: Option<Shard>, progress: &dyn Progress) -> Result<EmbedReport> {
     let started = Instant::now();
-    let dir = cache_dir(ws, model);
+    if kind == Kind::Scores && !model.has_scores() {
+        return Err(CurateError::Model { model: model.name.clone(), message: "declares no `scores` output to predict with".to_string() });
+    }
+    if kind == Kind::Embedding && !model.has_embedding() {
+        return Err(CurateError::Model { model: model.name.clone(), message: "declares no `embedding` output to embed with".to_string() });
+    }
+    let dir = cache_dir_of(ws, model, kind);
     std::fs::create_dir_all(&dir).map_err(|e| CurateError::io(&dir, e))?;
     let cached: HashSet<String> = load(&dir)?.hashes.into_iter().collect();
     let mut report = EmbedReport { model: model.name.clone(), images: jobs.len(), ..Default::default() };
@@ -166,7 +206,7 @@ pub fn embed(ws: &Workspace, model: &Model, jobs: Vec<Job>, shard: Option<Shard>
             _ => todo.push(job),
         }
     }
-    progress.start(&format!("embedding ({})", model.name), todo.len() as u64);
+    progress.start(&format!("{} ({})", kind.verb(), model.name), todo.len() as u64);
     for chunk in todo.chunks(CHUNK) {
         if progress.is_cancelled() {
             break;
@@ -178,7 +218,7 @@ pub fn embed(ws: &Workspace, model: &Model, jobs: Vec<Job>, shard: Option<Shard>
                 || model.spawn(),
                 |state, (i, job)| {
                     let r = match state {
-                        Ok(state) => embed_one(model, state, job),
+                        Ok(state) => run_one(model, kind, state, job),
                         Err(e) => Err(e.to_string()),
                     };
                     progress.advance(1);
@@ -222,13 +262,17 @@ pub fn embed(ws: &Workspace, model: &Model, jobs: Vec<Job>, shard: Option<Shard>
     Ok(report)
 }
 
-fn embed_one(model: &Model, state: &mut crate::model::ModelState, job: &Job) -> std::result::Result<(String, Vec<f32>), String> {
+fn run_one(model: &Model, kind: Kind, state: &mut crate::model::ModelState, job: &Job) -> std::result::Result<(String, Vec<f32>), String> {
     let bytes = std::fs::read(&job.path).map_err(|e| format!("cannot read: {e}"))?;
     let hash = blake3::hash(&bytes).to_hex().to_string();
     let img = crate::preprocess::decode(&bytes).map_err(|e| format!("cannot decode: {e}"))?;
     let input = crate::preprocess::to_tensor(&img, &model.input)?;
     let out = model.run(state, input).map_err(|e| e.to_string())?;
-    let v = out.embedding.ok_or_else(|| format!("model `{}` declares no embedding output", model.name))?;
+    let v = match kind {
+        Kind::Embedding => out.embedding,
+        Kind::Scores => out.scores,
+    };
+    let v = v.ok_or_else(|| format!("model `{}` declares no {:?} output", model.name, kind))?;
     Ok((hash, v))
 }
 
@@ -236,5 +280,5 @@ fn embed_one(model: &Model, state: &mut crate::model::ModelState, job: &Job) -> 
 pub fn embed_file(model: &Model, path: &Path) -> std::result::Result<Vec<f32>, String> {
     let mut state = model.spawn().map_err(|e| e.to_string())?;
     let job = Job { id: String::new(), path: path.to_path_buf(), hash: None };
-    embed_one(model, &mut state, &job).map(|(_, v)| v)
+    run_one(model, Kind::Embedding, &mut state, &job).map(|(_, v)| v)
 }

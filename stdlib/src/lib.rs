@@ -16,6 +16,7 @@ pub mod model;
 pub mod options;
 pub mod output;
 pub mod preprocess;
+pub mod probe;
 pub mod primitives;
 pub mod progress;
 pub mod sandbox;

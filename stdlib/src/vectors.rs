@@ -19,7 +19,7 @@ pub struct Vectors {
 #[derive(Default)]
 pub struct Registry {
     models: Mutex<HashMap<String, Arc<Model>>>,
-    vectors: Mutex<HashMap<String, (usize, Arc<Vectors>)>>,
+    vectors: Mutex<HashMap<(String, embed::Kind), (usize, Arc<Vectors>)>>,
     indexes: Mutex<HashMap<(String, Metric), Arc<AnnIndex>>>,
 }
 
@@ -48,11 +48,17 @@ impl Registry {
         Ok(model)
     }
 
-    /// The cached vectors of `model`, reloaded when parts were added.
+    /// The cached embeddings of `model`, reloaded when parts were added.
     pub fn vectors(&self, ws: &Workspace, model: &Model) -> Result<Arc<Vectors>> {
-        let dir = embed::cache_dir(ws, model);
+        self.outputs(ws, model, embed::Kind::Embedding)
+    }
+
+    /// The cached outputs of one kind (embeddings or class scores), reloaded when parts were added.
+    pub fn outputs(&self, ws: &Workspace, model: &Model, kind: embed::Kind) -> Result<Arc<Vectors>> {
+        let dir = embed::cache_dir_of(ws, model, kind);
         let parts = std::fs::read_dir(&dir).map(|rd| rd.count()).unwrap_or(0);
-        if let Some((n, v)) = self.vectors.lock().ok().and_then(|m| m.get(&model.hash).cloned()) {
+        let key = (model.hash.clone(), kind);
+        if let Some((n, v)) = self.vectors.lock().ok().and_then(|m| m.get(&key).cloned()) {
             if n == parts {
                 return Ok(v);
             }
@@ -61,7 +67,7 @@ impl Registry {
         let rows = embeddings.hashes.iter().enumerate().map(|(i, h)| (h.clone(), i)).collect();
         let v = Arc::new(Vectors { embeddings, rows });
         if let Ok(mut m) = self.vectors.lock() {
-            m.insert(model.hash.clone(), (parts, v.clone()));
+            m.insert(key, (parts, v.clone()));
         }
         Ok(v)
     }
@@ -149,19 +155,18 @@ impl Registry {
 
 /// The model to embed with when none is named: the only one that declares an `embedding`.
 pub fn default_embedding_model(ws: &Workspace) -> Result<String> {
-    let with_embedding: Vec<&String> = ws
-        .config
-        .models
-        .iter()
-        .filter(|(_, v)| v.get("embedding").is_some())
-        .map(|(k, _)| k)
-        .collect();
-    match with_embedding.as_slice() {
+    default_model(ws, "embedding")
+}
+
+/// The only model that declares an output `key` ("embedding" or "scores").
+pub fn default_model(ws: &Workspace, key: &str) -> Result<String> {
+    let with: Vec<&String> = ws.config.models.iter().filter(|(_, v)| v.get(key).is_some()).map(|(k, _)| k).collect();
+    match with.as_slice() {
         [one] => Ok((*one).clone()),
-        [] => Err(CurateError::Model { model: "(default)".to_string(), message: "no model in curate.toml declares an `embedding` output".to_string() }),
+        [] => Err(CurateError::Model { model: "(default)".to_string(), message: format!("no model in curate.toml declares a `{key}` output") }),
         many => Err(CurateError::Model {
             model: "(default)".to_string(),
-            message: format!("several models declare an embedding ({}); name one", many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")),
+            message: format!("several models declare `{key}` ({}); name one", many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")),
         }),
     }
 }

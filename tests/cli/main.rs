@@ -9,4 +9,5 @@ mod examples;
 mod import;
 mod readme;
 mod repl;
+mod probe;
 mod run;

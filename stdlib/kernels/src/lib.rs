@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod probe;
+
 /// Squared Euclidean distance. Not `#[inline]`: inlined into an unoptimised caller it would be
 /// compiled unoptimised there.
 pub fn sq_l2(a: &[f32], b: &[f32]) -> f32 {

@@ -4,7 +4,7 @@
 
 mod coco;
 mod folder;
-mod table;
+pub mod table;
 
 use std::path::{Path, PathBuf};
 

@@ -9,9 +9,10 @@ use super::{id_from_rel, stored_path, ImportFormat};
 use crate::error::{CurateError, Result};
 use crate::workspace::Workspace;
 
-pub(super) fn read(ws: &Workspace, source: &Path, format: ImportFormat) -> Result<DataFrame> {
+/// Read a CSV, JSONL or Parquet file as it is.
+pub fn read_raw(source: &Path, format: ImportFormat) -> Result<DataFrame> {
     let bad = |e: PolarsError| CurateError::import(source, e);
-    let df = match format {
+    Ok(match format {
         ImportFormat::Csv => CsvReadOptions::default()
             .with_has_header(true)
             .try_into_reader_with_file_path(Some(source.to_path_buf()))
@@ -25,7 +26,12 @@ pub(super) fn read(ws: &Workspace, source: &Path, format: ImportFormat) -> Resul
             let file = std::fs::File::open(source).map_err(|e| CurateError::io(source, e))?;
             ParquetReader::new(file).finish().map_err(bad)?
         }
-    };
+    })
+}
+
+pub(super) fn read(ws: &Workspace, source: &Path, format: ImportFormat) -> Result<DataFrame> {
+    let bad = |e: PolarsError| CurateError::import(source, e);
+    let df = read_raw(source, format)?;
     let Some(path_col) = df.column("path").ok() else {
         return Err(CurateError::import(
             source,

@@ -7,7 +7,7 @@ use rhai::{Engine, EvalAltResult};
 
 use super::{Context, Example, Primitive};
 use crate::dataset::Dataset;
-use crate::embed::{self, EmbedReport, Job, Shard};
+use crate::embed::{self, EmbedReport, Job, Kind, Shard};
 use crate::error::Result;
 use crate::output::Output;
 
@@ -24,8 +24,13 @@ pub const DOC: Primitive = Primitive {
 
 /// Embed the images of `ds`; the report says what was cached, computed and skipped.
 pub fn embed_dataset(ctx: &Context, ds: &Dataset, model: Option<&str>, shard: Option<Shard>) -> Result<EmbedReport> {
+    let model = ctx.registry.model(ds.workspace(), model)?;
+    run_dataset(ctx, ds, &model, Kind::Embedding, shard)
+}
+
+/// Run `model` over the images of `ds` whose `kind` output is not cached yet.
+pub fn run_dataset(ctx: &Context, ds: &Dataset, model: &crate::model::Model, kind: Kind, shard: Option<Shard>) -> Result<EmbedReport> {
     let ws = ds.workspace().clone();
-    let model = ctx.registry.model(&ws, model)?;
     let df = ds.lazy().select([col("id"), col("path"), col("hash")]).collect()?;
     let ids = df.column("id")?.str()?.clone();
     let paths = df.column("path")?.str()?.clone();
@@ -38,7 +43,7 @@ pub fn embed_dataset(ctx: &Context, ds: &Dataset, model: Option<&str>, shard: Op
             Some(Job { id: id?.to_string(), path: ws.media_path(path?), hash: hash.map(str::to_string) })
         })
         .collect();
-    embed::embed(&ws, &model, jobs, shard, ctx.progress.as_ref())
+    embed::run_model(&ws, model, kind, jobs, shard, ctx.progress.as_ref())
 }
 
 pub fn describe(r: &EmbedReport) -> String {

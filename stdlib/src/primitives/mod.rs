@@ -10,6 +10,7 @@ use crate::progress::CancelFlag;
 use crate::workspace::Workspace;
 
 pub mod assert;
+pub mod classify;
 pub mod col;
 pub mod duplicates;
 pub mod embed;
@@ -17,11 +18,13 @@ pub mod filter;
 pub mod get;
 pub mod group_count;
 pub mod head;
+pub mod label_issues;
 pub mod ids;
 pub mod len;
 pub mod open;
 pub mod outliers;
 pub mod param;
+pub mod predict;
 pub mod sample;
 pub mod show;
 pub mod similar;
@@ -91,6 +94,15 @@ pub const ALL: &[&Primitive] = &[
     &similar::DOC,
     &duplicates::DOC,
     &outliers::DOC,
+    &predict::DOC,
+    &predict::LOAD_DOC,
+    &classify::DOC,
+    &classify::SCORE_DOC,
+    &classify::PROBE_DOC,
+    &classify::FIT_DOC,
+    &label_issues::DOC,
+    &label_issues::CONFUSION_DOC,
+    &label_issues::METRICS_DOC,
 ];
 
 pub fn find(name: &str) -> Option<&'static Primitive> {
@@ -120,4 +132,7 @@ pub fn register_all(engine: &mut Engine, ctx: &Arc<Context>) {
     similar::register(engine, ctx);
     duplicates::register(engine, ctx);
     outliers::register(engine, ctx);
+    predict::register(engine, ctx);
+    classify::register(engine, ctx);
+    label_issues::register(engine);
 }
