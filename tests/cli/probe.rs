@@ -83,6 +83,11 @@ for target in ["ship", "face"] {
     let r2 = unseen.head(100);
     print(`p100 ${target} ${r1.filter(`class = '${target}'`).len()} ${r2.filter(`class = '${target}'`).len()}`);
 }
+
+// A probe saved by name and loaded again ranks the same way.
+let saved = ds.classify(#{positive: ds.filter("class = 'ship'").head(5), negative: ds.filter("class = 'cat'").head(5)}).save("ship");
+let again = probe("ship");
+print(`saved ${again.positive.len()} ${ds.score("ship").head(20).ids() == ds.score(saved).head(20).ids()}`);
 "#,
     );
     let out = t.run_with(&["run", "scripts/probe.rhai"]).success();
@@ -105,6 +110,8 @@ for target in ["ship", "face"] {
     assert!(r >= 0.8, "confident learning recall {r:.3}");
     assert!(p >= 0.2, "confident learning precision {p:.3}");
     assert!(p > pa, "confident learning ({p:.3}) should be more precise than argmax ({pa:.3})");
+    assert!(out.stdout.contains("\nsaved 5 true\n"), "{}", out.stdout);
+    assert!(t.path().join("probes/ship.json").is_file());
     for l in lines_with(&out.stdout, "p100 ") {
         let f: Vec<&str> = l.split(' ').collect();
         let (first, second): (usize, usize) = (f[1].parse().expect("n"), f[2].parse().expect("n"));
