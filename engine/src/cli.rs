@@ -72,6 +72,33 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the workspace's data unit tests (tests/*.rhai) on a model's predictions. Exit code 0
+    /// when all pass, 1 when any fails or errors, 2 when the suite cannot run.
+    Test {
+        /// Run only the tests whose name contains this.
+        pattern: Option<String>,
+        /// The model to predict with (the only model with `scores` by default).
+        #[arg(long)]
+        model: Option<String>,
+        /// Test these predictions (CSV, JSONL or Parquet with id and p_<class> or pred_label) instead of a model's.
+        #[arg(long, value_name = "FILE")]
+        predictions: Option<String>,
+        /// The run that `no_drop(δ)` rules compare with: a run id, `latest`, `previous` or a run's JSON file.
+        #[arg(long, value_name = "RUN")]
+        baseline: Option<String>,
+        /// Also write JUnit XML here.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Print the run as JSON.
+        #[arg(long)]
+        json: bool,
+        /// List the failing samples of each failing test.
+        #[arg(long)]
+        explain: bool,
+        /// Compare two recorded runs instead (ids, `latest`, `previous` or files): what B fixes and breaks. Exit code 1 when B breaks a test.
+        #[arg(long, num_args = 2, value_names = ["RUN_A", "RUN_B"])]
+        compare: Option<Vec<String>>,
+    },
     /// Open the interactive REPL on the workspace.
     Repl,
     /// Run a script headlessly. Exit code 0 on success, 1 on a failed assertion, 2 on an error.
@@ -128,6 +155,10 @@ pub fn main() -> u8 {
                 Err(e) => fail(&e),
             }
         }
+        Some(Command::Test { pattern, model, predictions, baseline, junit, json, explain, compare }) => match compare {
+            Some(runs) => crate::test_cmd::compare(&dir, &runs[0], &runs[1], json),
+            None => crate::test_cmd::run_tests(&dir, &crate::test_cmd::TestOptions { pattern, model, predictions, baseline, junit, json, explain }, cancel),
+        },
         Some(Command::Embed { model, shard, json }) => embed_cmd(&dir, model.as_deref(), shard.as_deref(), json, cancel),
         Some(Command::Import { source, format, split, id_prefix, append, images, person_category, min_person_area, json }) => {
             let opts = ImportOptions {

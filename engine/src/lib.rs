@@ -8,3 +8,4 @@ pub mod progress_bar;
 pub mod repl;
 pub mod run;
 pub mod session;
+pub mod test_cmd;

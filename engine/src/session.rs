@@ -43,7 +43,7 @@ impl Session {
         let limits = workspace.as_ref().map(|ws| ws.config.limits.clone()).unwrap_or_default();
         let mut scope = Scope::new();
         scope.push_constant("params", params.clone());
-        let ctx = Arc::new(Context { root, workspace, params, cancel, sink, progress, registry: Default::default() });
+        let ctx = Arc::new(Context { root, workspace, params, cancel, sink, progress, registry: Default::default(), tests: Default::default() });
         let engine = curate_stdlib::sandbox::build_engine(&ctx, &limits);
         Ok(Session { engine, scope, lib: AST::empty(), ctx })
     }
@@ -66,6 +66,11 @@ impl Session {
             return Err(CurateError::NotAWorkspace { path: self.ctx.root.clone() });
         };
         curate_stdlib::Dataset::new(ws.clone(), ws.scan_manifest()?)
+    }
+
+    /// Call a rule a script declared (a closure), with the session's functions in reach.
+    pub fn call(&self, f: &rhai::FnPtr) -> Result<Dynamic, Box<rhai::EvalAltResult>> {
+        f.call::<Dynamic>(&self.engine, &self.lib, ())
     }
 
     pub fn cancel_flag(&self) -> &CancelFlag {

@@ -25,6 +25,23 @@ pub struct Config {
     /// Model declarations; parsed by the model loader, kept opaque here.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub models: BTreeMap<String, toml::Value>,
+    /// `curate test` settings.
+    #[serde(default, skip_serializing_if = "TestConfig::is_default")]
+    pub test: TestConfig,
+}
+
+/// `[test]`: what `curate test` runs against when the command line does not say.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TestConfig {
+    /// The model whose predictions the tests judge.
+    pub model: Option<String>,
+}
+
+impl TestConfig {
+    fn is_default(&self) -> bool {
+        self == &TestConfig::default()
+    }
 }
 
 /// Limits on what a script may do, so that a runaway loop ends with a clear error.
@@ -66,6 +83,7 @@ impl Config {
             media: default_media(),
             limits: Limits::default(),
             models: BTreeMap::new(),
+            test: TestConfig::default(),
         }
     }
 

@@ -11,3 +11,4 @@ mod readme;
 mod repl;
 mod probe;
 mod run;
+mod test_cmd;

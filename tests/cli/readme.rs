@@ -48,3 +48,23 @@ fn ci_runs_the_readme_test_command() {
         .expect("the README gives a `cargo test` command");
     assert!(ci.contains(&test_cmd), ".ci/run does not run `{test_cmd}`");
 }
+
+/// The README shows the example suite's real `curate test` output; it must still be what the
+/// suite prints (the run id line aside).
+#[test]
+fn readme_shows_the_example_suites_real_output() {
+    let text = readme();
+    let shown = blocks(&text, "text")
+        .into_iter()
+        .find(|b| b.starts_with("$ curate -C examples/people test\n"))
+        .expect("the README shows `curate -C examples/people test`");
+    let t = Test::example();
+    std::fs::create_dir(t.path().join("tests")).expect("mkdir tests");
+    std::fs::copy(crate::util::example_dir().join("tests/person.rhai"), t.path().join("tests/person.rhai")).expect("copy suite");
+    let out = t.run_with(&["test"]).code(1);
+    let actual: String = out.stdout.lines().filter(|l| !l.starts_with("recorded run")).map(|l| format!("{l}\n")).collect();
+    let shown = shown.trim_start_matches("$ curate -C examples/people test\n");
+    assert_eq!(shown.trim_end(), actual.trim_end(), "update the README's curate test block");
+    let tests = actual.lines().filter(|l| l.starts_with('✓') || l.starts_with('✗') || l.starts_with('!')).count();
+    assert!(tests >= 10, "the example suite has {tests} tests");
+}

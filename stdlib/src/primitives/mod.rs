@@ -10,6 +10,7 @@ use crate::progress::CancelFlag;
 use crate::workspace::Workspace;
 
 pub mod assert;
+pub mod checks;
 pub mod classify;
 pub mod col;
 pub mod duplicates;
@@ -42,6 +43,8 @@ pub struct Context {
     pub progress: Arc<dyn crate::progress::Progress>,
     /// Models, embeddings and indexes, loaded once per session.
     pub registry: crate::vectors::Registry,
+    /// Data unit tests declared by the scripts, and what `curate test` runs them against.
+    pub tests: checks::TestState,
 }
 
 /// Receives outputs as a script produces them.
@@ -58,6 +61,7 @@ impl Context {
             sink: Arc::new(|_| {}),
             progress: Arc::new(crate::progress::Silent),
             registry: Default::default(),
+            tests: Default::default(),
         }
     }
 }
@@ -103,6 +107,7 @@ pub const ALL: &[&Primitive] = &[
     &label_issues::DOC,
     &label_issues::CONFUSION_DOC,
     &label_issues::METRICS_DOC,
+    &checks::DOC,
 ];
 
 pub fn find(name: &str) -> Option<&'static Primitive> {
@@ -135,4 +140,5 @@ pub fn register_all(engine: &mut Engine, ctx: &Arc<Context>) {
     predict::register(engine, ctx);
     classify::register(engine, ctx);
     label_issues::register(engine);
+    checks::register(engine, ctx);
 }

@@ -1,0 +1,444 @@
+//! `curate test`: run the data unit tests of a workspace (`tests/*.rhai`), print
+//! "Unit Tests Passed: N / M", record the run in `.curate/runs/`, write JUnit XML, compare runs
+//! and explain failures.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use curate_stdlib::output::Output;
+use curate_stdlib::primitives::checks::{PredictionSource, Verdict};
+use curate_stdlib::progress::CancelFlag;
+use curate_stdlib::{CurateError, Workspace};
+use rhai::Dynamic;
+use serde::{Deserialize, Serialize};
+
+use crate::diagnostic::{render, ScriptError};
+use crate::session::Session;
+
+#[derive(Debug, Default)]
+pub struct TestOptions {
+    pub pattern: Option<String>,
+    pub model: Option<String>,
+    pub predictions: Option<String>,
+    pub baseline: Option<String>,
+    pub junit: Option<PathBuf>,
+    pub json: bool,
+    pub explain: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Fail,
+    Error,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TestResult {
+    pub name: String,
+    pub file: String,
+    pub line: usize,
+    pub status: Status,
+    pub verdicts: Vec<Verdict>,
+    /// The error, for a test that could not be judged.
+    pub message: Option<String>,
+    pub seconds: f64,
+}
+
+impl TestResult {
+    /// The value the test measured (its first rule's), for baselines and comparisons.
+    pub fn value(&self) -> Option<f64> {
+        self.verdicts.first().and_then(|v| v.value)
+    }
+
+    fn describe(&self) -> String {
+        match (&self.message, self.verdicts.as_slice()) {
+            (Some(m), _) => m.lines().next().unwrap_or_default().to_string(),
+            (None, []) => "returned true".to_string(),
+            (None, vs) => vs.iter().map(Verdict::describe).collect::<Vec<_>>().join("; "),
+        }
+    }
+}
+
+/// One recorded run of the suite.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Run {
+    pub id: String,
+    pub time: String,
+    pub curate_version: String,
+    pub predictions: String,
+    /// The model's file hash, or the predictions file's content hash.
+    pub predictions_hash: Option<String>,
+    /// The manifest's content hash: the dataset state tested.
+    pub manifest_hash: String,
+    pub tests: Vec<TestResult>,
+}
+
+impl Run {
+    pub fn count(&self, s: Status) -> usize {
+        self.tests.iter().filter(|t| t.status == s).count()
+    }
+}
+
+fn runs_dir(ws: &Workspace) -> PathBuf {
+    ws.cache_dir().join("runs")
+}
+
+/// A run by id, by `latest` / `previous`, or by the path of its JSON file.
+pub fn load_run(ws: &Workspace, which: &str) -> Result<Run, CurateError> {
+    let dir = runs_dir(ws);
+    let path = if which == "latest" || which == "previous" {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "json")).collect())
+            .unwrap_or_default();
+        files.sort();
+        let back = if which == "latest" { 1 } else { 2 };
+        files.len().checked_sub(back).map(|i| files[i].clone()).ok_or_else(|| {
+            CurateError::arg("--baseline", format!("no {which} run in {}: run `curate test` first", dir.display()))
+        })?
+    } else if which.ends_with(".json") {
+        PathBuf::from(which)
+    } else {
+        dir.join(format!("{which}.json"))
+    };
+    let bytes = std::fs::read(&path).map_err(|e| CurateError::io(&path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| CurateError::io(&path, format!("not a test run record: {e}")))
+}
+
+/// A new run's id and time. Ids start with a sequence number, so that they sort in the order
+/// the runs were made even within one second: `00007-20261125-215221`.
+fn new_run_id(dir: &Path) -> (String, String) {
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let compact = stamp.replace(['-', ':'], "").trim_end_matches('Z').replace('T', "-");
+    let mut seq = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()?.file_name().to_str()?.split('-').next()?.parse::<u64>().ok()).max().unwrap_or(0))
+        .unwrap_or(0);
+    loop {
+        seq += 1;
+        let id = format!("{seq:05}-{compact}");
+        if !dir.join(format!("{id}.json")).exists() {
+            return (id, stamp);
+        }
+    }
+}
+
+/// Run the suite; the exit code is 0 when every test passed, 1 when any failed or errored.
+pub fn run_tests(dir: &Path, opts: &TestOptions, cancel: CancelFlag) -> u8 {
+    match run_inner(dir, opts, cancel) {
+        Ok(code) => code,
+        Err(e) => {
+            eprint!("{}", render(&e, crate::run::color()));
+            2
+        }
+    }
+}
+
+fn run_inner(dir: &Path, opts: &TestOptions, cancel: CancelFlag) -> Result<u8, CurateError> {
+    let json = opts.json;
+    let sink: curate_stdlib::primitives::Sink = if json {
+        Arc::new(|_| {})
+    } else {
+        Arc::new(|o: Output| {
+            let _ = writeln!(std::io::stderr(), "{}", o.render_text(None));
+        })
+    };
+    let session = Session::new(dir, rhai::Map::new(), cancel, sink)?;
+    let ws = session.workspace().cloned().ok_or_else(|| CurateError::NotAWorkspace { path: dir.to_path_buf() })?;
+    let ctx = session.context();
+    let (source, label, hash) = match (&opts.predictions, &opts.model) {
+        (Some(_), Some(_)) => return Err(CurateError::arg("curate test", "give --model or --predictions, not both")),
+        (Some(file), None) => {
+            let path = curate_stdlib::workspace::resolve_inside(ws.root(), file)?;
+            let bytes = std::fs::read(&path).map_err(|e| CurateError::io(&path, e))?;
+            (PredictionSource::File(file.clone()), format!("file {file}"), Some(blake3::hash(&bytes).to_hex().to_string()))
+        }
+        (None, model) => {
+            let name = match model.clone().or_else(|| ws.config.test.model.clone()) {
+                Some(m) => m,
+                None => curate_stdlib::vectors::default_model(&ws, "scores")?,
+            };
+            let m = ctx.registry.model(&ws, Some(&name))?;
+            (PredictionSource::Model(Some(name.clone())), format!("model {name}"), Some(m.hash.clone()))
+        }
+    };
+    if let Ok(mut s) = ctx.tests.source.lock() {
+        *s = Some(source);
+    }
+    if let Some(b) = &opts.baseline {
+        let base = load_run(&ws, b)?;
+        if let Ok(mut map) = ctx.tests.baseline.lock() {
+            *map = base.tests.iter().filter_map(|t| t.value().map(|v| (t.name.clone(), v))).collect();
+        }
+    }
+    let tests_dir = ws.root().join("tests");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&tests_dir)
+        .map_err(|e| CurateError::io(&tests_dir, format!("cannot list the test files: {e}")))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "rhai"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(CurateError::io(&tests_dir, "no *.rhai test files"));
+    }
+    let mut session = session;
+    let mut results = Vec::new();
+    for file in &files {
+        let rel = file.strip_prefix(ws.root()).unwrap_or(file).display().to_string();
+        let src = std::fs::read_to_string(file).map_err(|e| CurateError::io(file, e))?;
+        let before = session.context().tests.declared.lock().map(|d| d.len()).unwrap_or(0);
+        if let Err(e) = session.eval_cell(&rel, &src) {
+            results.push(TestResult {
+                name: rel.clone(),
+                file: rel.clone(),
+                line: e.line.unwrap_or(0),
+                status: Status::Error,
+                verdicts: vec![],
+                message: Some(format!("{rel}:{}:{}: {}", e.line.unwrap_or(0), e.column.unwrap_or(0), e.message)),
+                seconds: 0.0,
+            });
+            continue;
+        }
+        let declared: Vec<_> = session.context().tests.declared.lock().map(|d| d[before..].to_vec()).unwrap_or_default();
+        for d in declared {
+            if opts.pattern.as_ref().is_some_and(|p| !d.name.contains(p.as_str())) {
+                continue;
+            }
+            if let Ok(mut c) = session.context().tests.current.lock() {
+                *c = Some(d.name.clone());
+            }
+            let started = std::time::Instant::now();
+            let outcome = session.call(&d.rule);
+            let seconds = started.elapsed().as_secs_f64();
+            let mut r = TestResult { name: d.name.clone(), file: rel.clone(), line: d.line, status: Status::Pass, verdicts: vec![], message: None, seconds };
+            match outcome {
+                Ok(v) => judge(&mut r, v),
+                Err(e) => {
+                    let se = ScriptError::from_eval(&rel, &src, &e);
+                    if matches!(curate_stdlib::error::find_curate_error(&e), Some(CurateError::Interrupted)) {
+                        return Err(CurateError::Interrupted);
+                    }
+                    r.status = Status::Error;
+                    r.message = Some(format!("{rel}:{}:{}: {}", se.line.unwrap_or(0), se.column.unwrap_or(0), se.message));
+                }
+            }
+            results.push(r);
+        }
+    }
+    if results.is_empty() {
+        return Err(CurateError::arg("curate test", match &opts.pattern {
+            Some(p) => format!("no test matches `{p}`"),
+            None => "the test files declare no tests: use test(name, || rule)".to_string(),
+        }));
+    }
+    let manifest = std::fs::read(ws.manifest_path()).map_err(|e| CurateError::io(ws.manifest_path(), e))?;
+    let (id, time) = new_run_id(&runs_dir(&ws));
+    let run = Run {
+        id,
+        time,
+        curate_version: env!("CARGO_PKG_VERSION").to_string(),
+        predictions: label,
+        predictions_hash: hash,
+        manifest_hash: blake3::hash(&manifest).to_hex().to_string(),
+        tests: results,
+    };
+    let path = runs_dir(&ws).join(format!("{}.json", run.id));
+    let bytes = serde_json::to_vec_pretty(&run).map_err(|e| CurateError::io(&path, e))?;
+    curate_stdlib::atomic::write_atomic(&path, |f| f.write_all(&bytes).map_err(|e| CurateError::io(&path, e)))?;
+    if let Some(junit) = &opts.junit {
+        let xml = junit_xml(&run);
+        let target = if junit.is_absolute() { junit.clone() } else { dir.join(junit) };
+        curate_stdlib::atomic::write_atomic(&target, |f| f.write_all(xml.as_bytes()).map_err(|e| CurateError::io(&target, e)))?;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&run).unwrap_or_default());
+    } else {
+        print!("{}", summary(&run, opts.explain));
+        println!("recorded run {} ({})", run.id, path.strip_prefix(ws.root()).unwrap_or(&path).display());
+    }
+    Ok(if run.count(Status::Pass) == run.tests.len() { 0 } else { 1 })
+}
+
+/// A rule's value: a verdict, a bool, or an array of them (all must pass).
+fn judge(r: &mut TestResult, v: Dynamic) {
+    let items: Vec<Dynamic> = if v.is_array() { v.into_array().unwrap_or_default() } else { vec![v] };
+    let mut pass = true;
+    for item in items {
+        if let Some(b) = item.clone().try_cast::<bool>() {
+            pass &= b;
+        } else if let Some(verdict) = item.clone().try_cast::<Verdict>() {
+            if let Some(e) = &verdict.error {
+                r.status = Status::Error;
+                r.message = Some(format!("{}: {e}", verdict.metric));
+            }
+            pass &= verdict.pass;
+            r.verdicts.push(verdict);
+        } else {
+            r.status = Status::Error;
+            r.message = Some(format!("the rule returned a {}, not a verdict (metric >= x) or a bool", item.type_name()));
+            return;
+        }
+    }
+    if r.status != Status::Error {
+        r.status = if pass { Status::Pass } else { Status::Fail };
+    }
+}
+
+fn mark(s: Status) -> &'static str {
+    match s {
+        Status::Pass => "✓",
+        Status::Fail => "✗",
+        Status::Error => "!",
+    }
+}
+
+pub fn summary(run: &Run, explain: bool) -> String {
+    let mut out = String::new();
+    let width = run.tests.iter().map(|t| t.name.chars().count()).max().unwrap_or(0);
+    for t in &run.tests {
+        out.push_str(&format!("{} {:width$}  {}\n", mark(t.status), t.name, t.describe()));
+        if explain && t.status != Status::Pass {
+            let failing: Vec<&String> = t.verdicts.iter().flat_map(|v| v.failing.iter()).collect();
+            if failing.is_empty() {
+                out.push_str(&format!("    ({}:{}) no failing samples to list\n", t.file, t.line));
+            } else {
+                let shown: Vec<String> = failing.iter().take(50).map(|i| format!("\"{i}\"")).collect();
+                out.push_str(&format!("    ({}:{}) {} failing samples, most confident mistakes first:\n    [{}]", t.file, t.line, failing.len(), shown.join(", ")));
+                if failing.len() > 50 {
+                    out.push_str(&format!(" ... and {} more", failing.len() - 50));
+                }
+                out.push('\n');
+            }
+        }
+    }
+    let (fail, err) = (run.count(Status::Fail), run.count(Status::Error));
+    out.push_str(&format!("\nUnit Tests Passed: {} / {}", run.count(Status::Pass), run.tests.len()));
+    if fail + err > 0 {
+        out.push_str(&format!("  ({fail} failed, {err} errors)"));
+    }
+    out.push_str(&format!("  [{}]\n", run.predictions));
+    out
+}
+
+/// JUnit XML, as CI systems read it: one testsuite per test file.
+pub fn junit_xml(run: &Run) -> String {
+    use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
+    let mut w = quick_xml::Writer::new_with_indent(Vec::new(), b' ', 2);
+    let mut files: Vec<&str> = run.tests.iter().map(|t| t.file.as_str()).collect();
+    files.dedup();
+    let _ = w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)));
+    let mut root = BytesStart::new("testsuites");
+    root.push_attribute(("name", "curate"));
+    root.push_attribute(("tests", run.tests.len().to_string().as_str()));
+    root.push_attribute(("failures", run.count(Status::Fail).to_string().as_str()));
+    root.push_attribute(("errors", run.count(Status::Error).to_string().as_str()));
+    let _ = w.write_event(Event::Start(root));
+    for file in files {
+        let tests: Vec<&TestResult> = run.tests.iter().filter(|t| t.file == file).collect();
+        let mut suite = BytesStart::new("testsuite");
+        suite.push_attribute(("name", file));
+        suite.push_attribute(("tests", tests.len().to_string().as_str()));
+        suite.push_attribute(("failures", tests.iter().filter(|t| t.status == Status::Fail).count().to_string().as_str()));
+        suite.push_attribute(("errors", tests.iter().filter(|t| t.status == Status::Error).count().to_string().as_str()));
+        suite.push_attribute(("timestamp", run.time.as_str()));
+        let _ = w.write_event(Event::Start(suite));
+        for t in tests {
+            let mut case = BytesStart::new("testcase");
+            case.push_attribute(("name", t.name.as_str()));
+            case.push_attribute(("classname", file.trim_end_matches(".rhai").replace('/', ".").as_str()));
+            case.push_attribute(("file", file));
+            case.push_attribute(("line", t.line.to_string().as_str()));
+            case.push_attribute(("time", format!("{:.3}", t.seconds).as_str()));
+            let _ = w.write_event(Event::Start(case));
+            let tag = match t.status {
+                Status::Pass => None,
+                Status::Fail => Some("failure"),
+                Status::Error => Some("error"),
+            };
+            if let Some(tag) = tag {
+                let mut e = BytesStart::new(tag);
+                e.push_attribute(("message", t.describe().as_str()));
+                let _ = w.write_event(Event::Start(e));
+                let failing: Vec<&String> = t.verdicts.iter().flat_map(|v| v.failing.iter()).take(50).collect();
+                let body = format!("{}\nfailing samples: {:?}", t.describe(), failing);
+                let _ = w.write_event(Event::Text(BytesText::new(&body)));
+                let _ = w.write_event(Event::End(BytesEnd::new(tag)));
+            }
+            let _ = w.write_event(Event::End(BytesEnd::new("testcase")));
+        }
+        let _ = w.write_event(Event::End(BytesEnd::new("testsuite")));
+    }
+    let _ = w.write_event(Event::End(BytesEnd::new("testsuites")));
+    String::from_utf8(w.into_inner()).unwrap_or_default() + "\n"
+}
+
+/// `curate test --compare A B`: which tests B fixes and breaks relative to A. Exit code 1 when
+/// B breaks any test A passed.
+pub fn compare(dir: &Path, a: &str, b: &str, json: bool) -> u8 {
+    let ws = match Workspace::discover(dir) {
+        Ok(ws) => ws,
+        Err(e) => {
+            eprint!("{}", render(&e, crate::run::color()));
+            return 2;
+        }
+    };
+    let (ra, rb) = match (load_run(&ws, a), load_run(&ws, b)) {
+        (Ok(x), Ok(y)) => (x, y),
+        (Err(e), _) | (_, Err(e)) => {
+            eprint!("{}", render(&e, crate::run::color()));
+            return 2;
+        }
+    };
+    let before: HashMap<&str, &TestResult> = ra.tests.iter().map(|t| (t.name.as_str(), t)).collect();
+    let mut rows = Vec::new();
+    for t in &rb.tests {
+        let old = before.get(t.name.as_str());
+        let change = match old.map(|o| o.status) {
+            None => "new",
+            Some(Status::Pass) if t.status != Status::Pass => "broken",
+            Some(s) if s != Status::Pass && t.status == Status::Pass => "fixed",
+            Some(s) if s != t.status => "changed",
+            _ => "same",
+        };
+        let delta = match (old.and_then(|o| o.value()), t.value()) {
+            (Some(x), Some(y)) => Some(y - x),
+            _ => None,
+        };
+        rows.push(serde_json::json!({
+            "name": t.name, "change": change,
+            "before": old.map(|o| o.status), "after": t.status,
+            "value_before": old.and_then(|o| o.value()), "value_after": t.value(), "delta": delta,
+        }));
+    }
+    for t in &ra.tests {
+        if !rb.tests.iter().any(|x| x.name == t.name) {
+            rows.push(serde_json::json!({"name": t.name, "change": "removed", "before": t.status, "after": null}));
+        }
+    }
+    let count = |c: &str| rows.iter().filter(|r| r["change"] == c).count();
+    let broken = count("broken");
+    if json {
+        let doc = serde_json::json!({"a": ra.id, "b": rb.id, "fixed": count("fixed"), "broken": broken, "tests": rows});
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else {
+        println!("{} ({}) -> {} ({})", ra.id, ra.predictions, rb.id, rb.predictions);
+        let width = rows.iter().filter_map(|r| r["name"].as_str()).map(|n| n.chars().count()).max().unwrap_or(0);
+        for r in &rows {
+            let v = |k: &str| r[k].as_f64().map(|x| format!("{x:.3}")).unwrap_or_else(|| "-".into());
+            let delta = r["delta"].as_f64().map(|d| format!(" ({d:+.3})")).unwrap_or_default();
+            println!(
+                "  {:8} {:width$}  {} -> {}   {} -> {}{delta}",
+                r["change"].as_str().unwrap_or_default(),
+                r["name"].as_str().unwrap_or_default(),
+                r["before"].as_str().unwrap_or("-"),
+                r["after"].as_str().unwrap_or("-"),
+                v("value_before"),
+                v("value_after"),
+            );
+        }
+        println!("\nfixed {}, broken {broken}, passing {} -> {}", count("fixed"), ra.count(Status::Pass), rb.count(Status::Pass));
+    }
+    u8::from(broken > 0)
+}

@@ -1,0 +1,339 @@
+//! Data unit tests: `test(name, || rule)` declares a named test; metrics on a slice's
+//! predictions (`recall`, `precision`, `fpr`, `accuracy`, `mean_score`, `count`) compared with a
+//! threshold give a `Verdict` that remembers the value, the threshold, the slice size and the
+//! failing samples. `curate test` collects the tests, runs them and reports.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use polars::prelude::*;
+use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, NativeCallContext};
+
+use super::{Context, Example, Primitive};
+use crate::dataset::Dataset;
+use crate::error::{CurateError, Result};
+
+pub const DOC: Primitive = Primitive {
+    name: "test",
+    signatures: &[
+        "test(name: string, rule: || -> Verdict | bool | [Verdict])",
+        "predictions() -> Dataset",
+        "slice.recall(class) / precision(class) / fpr(class) / accuracy() / mean_score([col]) / count() -> Metric",
+        "metric >= x, metric <= x, metric > x, metric < x -> Verdict",
+        "metric.no_drop(delta) -> Verdict",
+        "slice.every_predicted(class) / none_predicted(class) / min_count(n) -> Verdict",
+    ],
+    summary: "Declare a data unit test in a workspace's tests/*.rhai, run by `curate test`. The \
+              rule compares a metric of a slice's predictions with a threshold, e.g. \
+              `test(\"faces\", || predictions().filter(\"class = 'face'\").recall(\"person\") >= 0.9)`. \
+              predictions() is the workspace with the predictions `curate test` was given (--model \
+              or --predictions). A metric of an empty slice (no samples, or none of the class) \
+              is an error, not a pass. no_drop(δ) fails when the metric fell by more than δ since \
+              the baseline run (--baseline).",
+    examples: &[Example {
+        code: "let rule = || open().filter(\"class = 'face'\").predict(\"vww\").recall(\"person\") >= 0.5; test(\"faces\", rule); rule.call().to_string()",
+        result: Some("recall(person) = 0.000 ≥ 0.5: fail (n=100)"),
+    }],
+};
+
+/// A metric measured on a slice.
+#[derive(Debug, Clone)]
+pub struct Metric {
+    pub name: String,
+    /// None when the denominator is empty.
+    pub value: Option<f64>,
+    /// Samples in the denominator.
+    pub n: usize,
+    /// The samples counting against the metric, most confident mistakes first.
+    pub failing: Vec<String>,
+}
+
+/// The outcome of a rule.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Verdict {
+    pub pass: bool,
+    pub metric: String,
+    pub value: Option<f64>,
+    pub op: String,
+    pub threshold: Option<f64>,
+    pub n: usize,
+    /// Why it could not be judged (an empty slice, no baseline).
+    pub error: Option<String>,
+    #[serde(default)]
+    pub failing: Vec<String>,
+}
+
+impl Verdict {
+    pub fn describe(&self) -> String {
+        let value = match self.value {
+            Some(v) if self.metric == "count" => format!("{v}"),
+            Some(v) => format!("{v:.3}"),
+            None => "n/a".into(),
+        };
+        let op = match self.op.as_str() {
+            ">=" => "≥",
+            "<=" => "≤",
+            other => other,
+        };
+        let rule = match self.threshold {
+            Some(t) => format!("{} = {value} {op} {}", self.metric, trim(t)),
+            None => format!("{} = {value} {op}", self.metric),
+        };
+        match &self.error {
+            Some(e) => format!("{rule}: error: {e}"),
+            None => format!("{rule}: {} (n={})", if self.pass { "pass" } else { "fail" }, self.n),
+        }
+    }
+}
+
+fn trim(x: f64) -> String {
+    let s = format!("{x}");
+    if s.len() > 8 {
+        format!("{x:.4}")
+    } else {
+        s
+    }
+}
+
+/// One declared test.
+#[derive(Clone)]
+pub struct Declared {
+    pub name: String,
+    pub rule: FnPtr,
+    pub line: usize,
+}
+
+/// What `curate test` shares with the scripts: declared tests, the predictions to test, the
+/// baseline's values and the test being run (for `no_drop`).
+#[derive(Default)]
+pub struct TestState {
+    pub declared: Mutex<Vec<Declared>>,
+    /// The model to predict with, or a predictions file.
+    pub source: Mutex<Option<PredictionSource>>,
+    pub predictions: Mutex<Option<Dataset>>,
+    /// Baseline metric values by test name.
+    pub baseline: Mutex<HashMap<String, f64>>,
+    pub current: Mutex<Option<String>>,
+}
+
+#[derive(Debug, Clone)]
+pub enum PredictionSource {
+    Model(Option<String>),
+    File(String),
+}
+
+fn compare(m: &Metric, op: &str, t: f64) -> Verdict {
+    let error = if m.n == 0 { Some(format!("empty slice: no samples to measure {}", m.name)) } else { None };
+    let pass = error.is_none()
+        && m.value.is_some_and(|v| match op {
+            ">=" => v >= t - 1e-12,
+            ">" => v > t,
+            "<=" => v <= t + 1e-12,
+            "<" => v < t,
+            _ => (v - t).abs() < 1e-12,
+        });
+    Verdict { pass, metric: m.name.clone(), value: m.value, op: op.to_string(), threshold: Some(t), n: m.n, error, failing: m.failing.clone() }
+}
+
+/// (id, label, pred, pred_score) of a slice, as strings; errors name what is missing.
+fn predictions_of(ds: &Dataset, function: &str) -> Result<Vec<(String, Option<String>, Option<String>, f64)>> {
+    for c in ["label", "pred_label"] {
+        if !ds.schema().contains(c) {
+            return Err(CurateError::arg(
+                function,
+                format!("the slice has no `{c}` column: test a slice of predictions() (or of ds.predict(model))"),
+            ));
+        }
+    }
+    let score = if ds.schema().contains("pred_score") { col("pred_score").cast(DataType::Float64) } else { lit(0.0) };
+    let df = ds
+        .lazy()
+        .select([col("id"), col("label").cast(DataType::String), col("pred_label").cast(DataType::String), score.alias("s")])
+        .collect()?;
+    let ids = df.column("id")?.str()?.clone();
+    let labels = df.column("label")?.str()?.clone();
+    let preds = df.column("pred_label")?.str()?.clone();
+    let scores = df.column("s")?.f64()?.clone();
+    let mut out: Vec<_> = (0..df.height())
+        .map(|i| {
+            (
+                ids.get(i).unwrap_or_default().to_string(),
+                labels.get(i).map(str::to_string),
+                preds.get(i).map(str::to_string),
+                scores.get(i).unwrap_or(0.0),
+            )
+        })
+        .collect();
+    // Most confident first, so failing samples list the most confident mistakes first.
+    out.sort_by(|a, b| b.3.total_cmp(&a.3).then_with(|| a.0.cmp(&b.0)));
+    Ok(out)
+}
+
+/// A ratio metric: over the rows where `within` holds, the share where `good` holds.
+fn ratio(ds: &Dataset, name: String, function: &str, within: impl Fn(&Option<String>, &Option<String>) -> bool, good: impl Fn(&Option<String>, &Option<String>) -> bool) -> Result<Metric> {
+    let rows = predictions_of(ds, function)?;
+    let (mut n, mut hits, mut failing) = (0usize, 0usize, Vec::new());
+    for (id, l, p, _) in &rows {
+        if p.is_none() || !within(l, p) {
+            continue;
+        }
+        n += 1;
+        if good(l, p) {
+            hits += 1;
+        } else {
+            failing.push(id.clone());
+        }
+    }
+    let value = if n == 0 { None } else { Some(hits as f64 / n as f64) };
+    Ok(Metric { name, value, n, failing })
+}
+
+fn is(v: &Option<String>, c: &str) -> bool {
+    v.as_deref() == Some(c)
+}
+
+pub fn recall(ds: &Dataset, c: &str) -> Result<Metric> {
+    ratio(ds, format!("recall({c})"), "recall", |l, _| is(l, c), |_, p| is(p, c))
+}
+
+pub fn precision(ds: &Dataset, c: &str) -> Result<Metric> {
+    ratio(ds, format!("precision({c})"), "precision", |_, p| is(p, c), |l, _| is(l, c))
+}
+
+pub fn fpr(ds: &Dataset, c: &str) -> Result<Metric> {
+    // The share of samples not labelled c that are predicted c; failing = those false positives.
+    let m = ratio(ds, format!("fpr({c})"), "fpr", |l, _| l.is_some() && !is(l, c), |_, p| !is(p, c))?;
+    Ok(Metric { value: m.value.map(|v| 1.0 - v), ..m })
+}
+
+pub fn accuracy(ds: &Dataset) -> Result<Metric> {
+    ratio(ds, "accuracy".into(), "accuracy", |l, _| l.is_some(), |l, p| l == p)
+}
+
+/// The share of the slice predicted `c`.
+pub fn predicted_share(ds: &Dataset, c: &str) -> Result<Metric> {
+    ratio(ds, format!("share_predicted({c})"), "every_predicted", |_, _| true, |_, p| is(p, c))
+}
+
+pub fn mean_score(ds: &Dataset, column: &str) -> Result<Metric> {
+    ds.check_column(column)?;
+    let df = ds.lazy().select([col("id"), col(column).cast(DataType::Float64).alias("v")]).collect()?;
+    let mut vals: Vec<(f64, String)> = df
+        .column("v")?
+        .f64()?
+        .iter()
+        .zip(df.column("id")?.str()?.iter())
+        .filter_map(|(v, id)| Some((v?, id?.to_string())))
+        .collect();
+    vals.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let n = vals.len();
+    let value = if n == 0 { None } else { Some(vals.iter().map(|v| v.0).sum::<f64>() / n as f64) };
+    Ok(Metric { name: format!("mean({column})"), value, n, failing: vals.into_iter().map(|v| v.1).collect() })
+}
+
+pub fn count(ds: &Dataset) -> Result<Metric> {
+    let n = ds.len()?;
+    Ok(Metric { name: "count".into(), value: Some(n as f64), n, failing: vec![] })
+}
+
+fn no_drop(ctx: &Context, m: &Metric, delta: f64) -> Verdict {
+    let current = ctx.tests.current.lock().ok().and_then(|c| c.clone());
+    let base = current.as_ref().and_then(|t| ctx.tests.baseline.lock().ok().and_then(|b| b.get(t).copied()));
+    match base {
+        Some(b) => {
+            let mut v = compare(m, ">=", b - delta);
+            v.op = format!(">= baseline {} -", trim(b));
+            v.threshold = Some(delta);
+            v
+        }
+        // Without a baseline there is nothing to regress from: the rule holds, and says so.
+        None => Verdict {
+            pass: m.n > 0,
+            metric: m.name.clone(),
+            value: m.value,
+            op: "no_drop (no baseline; pass --baseline RUN)".into(),
+            threshold: None,
+            n: m.n,
+            error: (m.n == 0).then(|| format!("empty slice: no samples to measure {}", m.name)),
+            failing: vec![],
+        },
+    }
+}
+
+/// The predictions `curate test` was asked to test, computed once per run.
+pub fn predictions(ctx: &Context) -> Result<Dataset> {
+    if let Some(ds) = ctx.tests.predictions.lock().ok().and_then(|p| p.clone()) {
+        return Ok(ds);
+    }
+    let ws = ctx.workspace.clone().ok_or_else(|| CurateError::NotAWorkspace { path: ctx.root.clone() })?;
+    let all = Dataset::new(ws.clone(), ws.scan_manifest()?)?;
+    let source = ctx.tests.source.lock().ok().and_then(|s| s.clone()).unwrap_or_else(|| PredictionSource::Model(ws.config.test.model.clone()));
+    let ds = match source {
+        PredictionSource::Model(m) => super::predict::predict(ctx, &all, m.as_deref())?,
+        PredictionSource::File(f) => super::predict::load_predictions(ctx, &all, &f)?,
+    };
+    if let Ok(mut p) = ctx.tests.predictions.lock() {
+        *p = Some(ds.clone());
+    }
+    Ok(ds)
+}
+
+type R<T> = std::result::Result<T, Box<EvalAltResult>>;
+
+pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
+    engine.register_type_with_name::<Metric>("Metric");
+    engine.register_type_with_name::<Verdict>("Verdict");
+    engine.register_fn("to_string", |m: &mut Metric| format!("{} = {} (n={})", m.name, m.value.map(|v| format!("{v:.3}")).unwrap_or("n/a".into()), m.n));
+    engine.register_fn("to_string", |v: &mut Verdict| v.describe());
+    engine.register_get("value", |m: &mut Metric| -> Dynamic { m.value.map(Dynamic::from).unwrap_or(Dynamic::UNIT) });
+    engine.register_get("n", |m: &mut Metric| m.n as i64);
+    engine.register_get("pass", |v: &mut Verdict| v.pass);
+    for op in [">=", ">", "<=", "<", "=="] {
+        let o = op.to_string();
+        engine.register_fn(op, move |m: Metric, t: f64| compare(&m, &o, t));
+        let o = op.to_string();
+        engine.register_fn(op, move |m: Metric, t: i64| compare(&m, &o, t as f64));
+    }
+    engine.register_fn("recall", |ds: &mut Dataset, c: &str| -> R<Metric> { Ok(recall(ds, c)?) });
+    engine.register_fn("precision", |ds: &mut Dataset, c: &str| -> R<Metric> { Ok(precision(ds, c)?) });
+    engine.register_fn("fpr", |ds: &mut Dataset, c: &str| -> R<Metric> { Ok(fpr(ds, c)?) });
+    engine.register_fn("accuracy", |ds: &mut Dataset| -> R<Metric> { Ok(accuracy(ds)?) });
+    engine.register_fn("mean_score", |ds: &mut Dataset| -> R<Metric> { Ok(mean_score(ds, "pred_score")?) });
+    engine.register_fn("mean_score", |ds: &mut Dataset, c: &str| -> R<Metric> { Ok(mean_score(ds, c)?) });
+    engine.register_fn("count", |ds: &mut Dataset| -> R<Metric> { Ok(count(ds)?) });
+    engine.register_fn("every_predicted", |ds: &mut Dataset, c: &str| -> R<Verdict> { Ok(compare(&predicted_share(ds, c)?, ">=", 1.0)) });
+    engine.register_fn("none_predicted", |ds: &mut Dataset, c: &str| -> R<Verdict> {
+        let m = predicted_share(ds, c)?;
+        // Failing samples are the ones predicted c.
+        let rows = predictions_of(ds, "none_predicted")?;
+        let failing = rows.into_iter().filter(|r| is(&r.2, c)).map(|r| r.0).collect();
+        Ok(compare(&Metric { failing, ..m }, "<=", 0.0))
+    });
+    engine.register_fn("min_count", |ds: &mut Dataset, n: i64| -> R<Verdict> {
+        let size = ds.len()?;
+        let m = Metric { name: "count".into(), value: Some(size as f64), n: size, failing: vec![] };
+        Ok(compare(&m, ">=", n as f64))
+    });
+    let c = ctx.clone();
+    engine.register_fn("no_drop", move |m: &mut Metric, delta: f64| no_drop(&c, m, delta));
+    let c = ctx.clone();
+    engine.register_fn("predictions", move || -> R<Dataset> { Ok(predictions(&c)?) });
+    let c = ctx.clone();
+    engine.register_fn("test", move |call: NativeCallContext, name: &str, rule: FnPtr| -> R<()> {
+        let line = call.call_position().line().unwrap_or(0);
+        let mut declared = c.tests.declared.lock().map_err(|_| CurateError::arg("test", "poisoned"))?;
+        if declared.iter().any(|d| d.name == name) {
+            return Err(CurateError::arg("test", format!("a test called `{name}` is already declared")).into());
+        }
+        declared.push(Declared { name: name.to_string(), rule, line });
+        Ok(())
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn examples() {
+        crate::testing::check_examples(&super::DOC);
+    }
+}
