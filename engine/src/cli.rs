@@ -99,6 +99,23 @@ pub enum Command {
         #[arg(long, num_args = 2, value_names = ["RUN_A", "RUN_B"])]
         compare: Option<Vec<String>>,
     },
+    /// List the edit log (edits.jsonl): every relabel, removal, tag, weight and checkpoint.
+    Log {
+        /// Print the entries as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Summarise what changed between two states: edit counts, checkpoint names, `manifest` or `current`.
+    Diff {
+        /// The earlier state (e.g. `manifest`, `3`, `v7`).
+        a: String,
+        /// The later state (`current` by default).
+        #[arg(default_value = "current")]
+        b: String,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Open the interactive REPL on the workspace.
     Repl,
     /// Run a script headlessly. Exit code 0 on success, 1 on a failed assertion, 2 on an error.
@@ -159,6 +176,8 @@ pub fn main() -> u8 {
             Some(runs) => crate::test_cmd::compare(&dir, &runs[0], &runs[1], json),
             None => crate::test_cmd::run_tests(&dir, &crate::test_cmd::TestOptions { pattern, model, predictions, baseline, junit, json, explain }, cancel),
         },
+        Some(Command::Log { json }) => crate::log_cmd::log(&dir, json),
+        Some(Command::Diff { a, b, json }) => crate::log_cmd::diff(&dir, &a, &b, json),
         Some(Command::Embed { model, shard, json }) => embed_cmd(&dir, model.as_deref(), shard.as_deref(), json, cancel),
         Some(Command::Import { source, format, split, id_prefix, append, images, person_category, min_person_area, json }) => {
             let opts = ImportOptions {

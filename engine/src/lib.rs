@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod diagnostic;
+pub mod log_cmd;
 pub mod progress_bar;
 pub mod repl;
 pub mod run;

@@ -43,7 +43,7 @@ impl Session {
         let limits = workspace.as_ref().map(|ws| ws.config.limits.clone()).unwrap_or_default();
         let mut scope = Scope::new();
         scope.push_constant("params", params.clone());
-        let ctx = Arc::new(Context { root, workspace, params, cancel, sink, progress, registry: Default::default(), tests: Default::default() });
+        let ctx = Arc::new(Context { root, workspace, params, cancel, sink, progress, registry: Default::default(), tests: Default::default(), source_name: Default::default(), confirm: Default::default(), confirm_over: 100 });
         let engine = curate_stdlib::sandbox::build_engine(&ctx, &limits);
         Ok(Session { engine, scope, lib: AST::empty(), ctx })
     }
@@ -80,6 +80,9 @@ impl Session {
     /// Evaluate one cell. `name` labels the source in error reports (a file path, or "repl").
     pub fn eval_cell(&mut self, name: &str, source: &str) -> Result<CellValue, ScriptError> {
         self.ctx.cancel.reset();
+        if let Ok(mut n) = self.ctx.source_name.lock() {
+            *n = name.to_string();
+        }
         let ast = self
             .engine
             .compile_with_scope(&self.scope, source)

@@ -100,8 +100,20 @@ impl Workspace {
 
     /// The manifest as a lazy frame. The schema is read eagerly so that a missing or corrupt
     /// manifest is reported here, naming the file, rather than at the first query.
+    /// The current view: the manifest with the edit log replayed.
     pub fn scan_manifest(&self) -> Result<LazyFrame> {
-        manifest::scan(&self.manifest_path())
+        self.scan_at(None)
+    }
+
+    /// The dataset as it was after the first edits of the log (`None`: all of them).
+    pub fn scan_at(&self, at: Option<&crate::edits::At>) -> Result<LazyFrame> {
+        let lf = manifest::scan(&self.manifest_path())?;
+        let log = crate::edits::read(&crate::edits::path(self))?;
+        let n = match at {
+            Some(a) => a.resolve(&log)?,
+            None => log.edits.len(),
+        };
+        crate::edits::replay(lf, &log.edits[..n])
     }
 
     /// Resolve a path a script gave us. It must stay inside the workspace, after `..` and

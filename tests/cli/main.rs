@@ -2,6 +2,7 @@
 
 mod util;
 
+mod edits;
 mod embed;
 mod duplicates;
 mod errors;

@@ -14,6 +14,7 @@ pub mod checks;
 pub mod classify;
 pub mod col;
 pub mod duplicates;
+pub mod edit;
 pub mod embed;
 pub mod filter;
 pub mod get;
@@ -45,7 +46,16 @@ pub struct Context {
     pub registry: crate::vectors::Registry,
     /// Data unit tests declared by the scripts, and what `curate test` runs them against.
     pub tests: checks::TestState,
+    /// The script (path) or cell ("repl#N") being evaluated, for the edit log.
+    pub source_name: std::sync::Mutex<String>,
+    /// Asks the user before an edit touches more than `confirm_over` samples (the REPL sets it;
+    /// headless runs have none).
+    pub confirm: std::sync::Mutex<Option<Confirm>>,
+    pub confirm_over: usize,
 }
+
+/// A yes/no question to the user.
+pub type Confirm = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// Receives outputs as a script produces them.
 pub type Sink = Arc<dyn Fn(crate::output::Output) + Send + Sync>;
@@ -62,6 +72,9 @@ impl Context {
             progress: Arc::new(crate::progress::Silent),
             registry: Default::default(),
             tests: Default::default(),
+            source_name: Default::default(),
+            confirm: Default::default(),
+            confirm_over: 100,
         }
     }
 }
@@ -108,6 +121,7 @@ pub const ALL: &[&Primitive] = &[
     &label_issues::CONFUSION_DOC,
     &label_issues::METRICS_DOC,
     &checks::DOC,
+    &edit::DOC,
 ];
 
 pub fn find(name: &str) -> Option<&'static Primitive> {
@@ -141,4 +155,5 @@ pub fn register_all(engine: &mut Engine, ctx: &Arc<Context>) {
     classify::register(engine, ctx);
     label_issues::register(engine);
     checks::register(engine, ctx);
+    edit::register(engine, ctx);
 }

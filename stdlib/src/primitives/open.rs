@@ -12,9 +12,11 @@ use crate::workspace::Workspace;
 
 pub const DOC: Primitive = Primitive {
     name: "open",
-    signatures: &["open() -> Dataset", "open(path: string) -> Dataset"],
-    summary: "Open a workspace's samples (the manifest) as a dataset. Without a path, the \
-              workspace the session runs in. Paths are relative to that workspace and may not leave it.",
+    signatures: &["open() -> Dataset", "open(path: string) -> Dataset", "open(#{at: int | string}) -> Dataset", "open(path: string, #{at}) -> Dataset"],
+    summary: "Open a workspace's samples (the manifest with the edit log replayed) as a dataset. \
+              Without a path, the workspace the session runs in. Paths are relative to that \
+              workspace and may not leave it. `at` opens an earlier state: the first N edits, a \
+              checkpoint's name, or \"manifest\" for none.",
     examples: &[
         Example { code: "open(\".\").len()", result: Some("1400") },
         Example { code: "let ds = open(); ds.len()", result: Some("1400") },
@@ -28,7 +30,36 @@ pub fn open_dataset(dir: &Path) -> Result<Dataset> {
     Dataset::new(ws, lf)
 }
 
+fn at_of(opts: &rhai::Map) -> Result<Option<crate::edits::At>> {
+    for k in opts.keys() {
+        if k.as_str() != "at" {
+            return Err(CurateError::UnknownOption { function: "open".into(), key: k.to_string(), valid: vec!["at".into()] });
+        }
+    }
+    Ok(match opts.get("at") {
+        None => None,
+        Some(v) if v.is_int() => Some(crate::edits::At::Position(v.as_int().unwrap_or(0).max(0) as usize)),
+        Some(v) => Some(crate::edits::At::parse(&v.clone().into_string().map_err(|t| CurateError::InvalidOption { function: "open".into(), key: "at".into(), message: format!("expected an edit count or a checkpoint name, found a {t}") })?)),
+    })
+}
+
 pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
+    let c = ctx.clone();
+    engine.register_fn("open", move |opts: rhai::Map| -> Result<Dataset, Box<EvalAltResult>> {
+        let ws = c.workspace.clone().ok_or_else(|| CurateError::NotAWorkspace { path: c.root.clone() })?;
+        let lf = ws.scan_at(at_of(&opts)?.as_ref())?;
+        Ok(Dataset::new(ws, lf)?)
+    });
+    let c = ctx.clone();
+    engine.register_fn("open", move |path: &str, opts: rhai::Map| -> Result<Dataset, Box<EvalAltResult>> {
+        let dir = crate::workspace::resolve_inside(&c.root, path)?;
+        let ws = match c.workspace.as_ref().filter(|ws| ws.root() == dir) {
+            Some(ws) => ws.clone(),
+            None => Arc::new(Workspace::open(&dir)?),
+        };
+        let lf = ws.scan_at(at_of(&opts)?.as_ref())?;
+        Ok(Dataset::new(ws, lf)?)
+    });
     let c = ctx.clone();
     engine.register_fn("open", move || -> Result<Dataset, Box<EvalAltResult>> {
         match &c.workspace {

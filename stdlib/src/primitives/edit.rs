@@ -1,0 +1,201 @@
+//! Edits: `relabel`, `remove`, `restore`, `tag`, `untag`, `set`, `weight`, `oversample` and
+//! `checkpoint` append to the workspace's edit log (`edits.jsonl`) with the script line that made
+//! them and a reason, and return the workspace's new current view.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use polars::prelude::*;
+use rhai::{Dynamic, Engine, EvalAltResult, NativeCallContext};
+use serde_json::Value;
+
+use super::classify::ids_of;
+use super::{Context, Primitive};
+use crate::dataset::Dataset;
+use crate::edits::{self, Edit};
+use crate::error::{CurateError, Result};
+
+pub const DOC: Primitive = Primitive {
+    name: "relabel",
+    signatures: &[
+        "ds.relabel(ids, label: string, reason: string) -> Dataset",
+        "ds.remove(ids, reason: string) -> Dataset",
+        "ds.restore(ids) -> Dataset",
+        "ds.tag(ids, tag: string) / ds.untag(ids, tag: string) -> Dataset",
+        "ds.set(col: string, ids, value) -> Dataset",
+        "ds.weight(ids, w: float) / ds.oversample(ids, factor: float) -> Dataset",
+        "ds.checkpoint(name: string) -> Dataset",
+    ],
+    summary: "Edit the dataset through its log, edits.jsonl: each call appends one entry with the \
+              ids, the old and new values, the reason, the script and line (or \"repl\") and the \
+              time, and returns the workspace's new current view (the manifest with the log \
+              replayed). `ids` is an id, an array of ids or a dataset. remove hides samples until \
+              restore; tag adds a boolean `tag_<name>` column; weight and oversample set the \
+              `weight` column (oversample multiplies it). checkpoint names the current state for \
+              open(#{at: name}) and `curate diff`.",
+    examples: &[],
+};
+
+/// `path:line` of the call, or "repl".
+fn source(ctx: &Context, call: &NativeCallContext) -> String {
+    let name = ctx.source_name.lock().map(|n| n.clone()).unwrap_or_default();
+    if name.is_empty() || name.starts_with("repl") {
+        "repl".to_string()
+    } else {
+        format!("{name}:{}", call.call_position().line().unwrap_or(0))
+    }
+}
+
+fn workspace(ctx: &Context, ds: &Dataset) -> Arc<crate::workspace::Workspace> {
+    ctx.workspace.clone().unwrap_or_else(|| ds.workspace().clone())
+}
+
+/// The current values of `column` for `ids`, checking every id is in the current view.
+fn current_values(ds: &Dataset, ids: &[String], column: Option<&str>) -> Result<Vec<Value>> {
+    let ws = ds.workspace();
+    values_in(&Dataset::new(ws.clone(), ws.scan_manifest()?)?, ids, column)
+}
+
+/// The values of `column` for `ids` in `view`; an id not in it is an error that names it.
+fn values_in(view: &Dataset, ids: &[String], column: Option<&str>) -> Result<Vec<Value>> {
+    let want = Series::new("id".into(), ids.to_vec());
+    let mut select = vec![col("id")];
+    let has = column.is_some_and(|c| view.schema().contains(c));
+    if let (Some(c), true) = (column, has) {
+        select.push(col(c).alias("__v"));
+    }
+    let df = view.lazy().filter(col("id").is_in(lit(want).implode(false), false)).select(select).collect()?;
+    let mut found: HashMap<String, Value> = HashMap::new();
+    let idc = df.column("id")?.str()?.clone();
+    for i in 0..df.height() {
+        let id = idc.get(i).unwrap_or_default().to_string();
+        let v = if has { crate::output::any_to_json(&df.column("__v")?.get(i)?) } else { Value::Null };
+        found.insert(id, v);
+    }
+    ids.iter()
+        .map(|id| found.remove(id).ok_or_else(|| CurateError::UnknownId { id: id.clone() }))
+        .collect()
+}
+
+fn append_and_reopen(ctx: &Context, ds: &Dataset, edit: Edit) -> Result<Dataset> {
+    let ws = workspace(ctx, ds);
+    if let Some(confirm) = ctx.confirm.lock().ok().and_then(|c| c.clone()) {
+        if edit.ids.len() > ctx.confirm_over && !confirm(&format!("{} {} samples?", edit.action, edit.ids.len())) {
+            return Err(CurateError::arg(&edit.action, "cancelled: the edit was not recorded"));
+        }
+    }
+    edits::append(&edits::path(&ws), &[edit])?;
+    Dataset::new(ws.clone(), ws.scan_manifest()?)
+}
+
+fn entry(action: &str, ids: Vec<String>, column: Option<&str>, value: Option<Value>, old: Vec<Value>, reason: &str, source: String) -> Edit {
+    Edit { time: edits::now(), action: action.into(), ids, column: column.map(str::to_string), value, old, reason: reason.into(), source }
+}
+
+fn unique(function: &str, ids: Vec<String>) -> Result<Vec<String>> {
+    if ids.is_empty() {
+        return Err(CurateError::arg(function, "no ids given"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    Ok(ids.into_iter().filter(|i| seen.insert(i.clone())).collect())
+}
+
+pub fn set_value(ctx: &Context, call: &NativeCallContext, ds: &Dataset, action: &str, column: &str, ids: &Dynamic, value: Value, reason: &str) -> Result<Dataset> {
+    if matches!(column, "id" | "path" | "hash") {
+        return Err(CurateError::arg(action, format!("`{column}` identifies the file and cannot be edited")));
+    }
+    let ids = unique(action, ids_of(action, "ids", ids)?)?;
+    let old = current_values(ds, &ids, Some(column))?;
+    let e = entry(action, ids, if action == "relabel" { None } else { Some(column) }, Some(value), old, reason, source(ctx, call));
+    append_and_reopen(ctx, ds, e)
+}
+
+fn json_of(v: &Dynamic, action: &str) -> Result<Value> {
+    let j = crate::output::dynamic_to_json(v);
+    match j {
+        Value::String(_) | Value::Number(_) | Value::Bool(_) => Ok(j),
+        _ => Err(CurateError::arg(action, format!("values are text, numbers or booleans, not a {}", v.type_name()))),
+    }
+}
+
+type R<T> = std::result::Result<T, Box<EvalAltResult>>;
+
+pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
+    let c = ctx.clone();
+    engine.register_fn("relabel", move |call: NativeCallContext, ds: &mut Dataset, ids: Dynamic, label: &str, reason: &str| -> R<Dataset> {
+        Ok(set_value(&c, &call, ds, "relabel", "label", &ids, Value::String(label.into()), reason)?)
+    });
+    let c = ctx.clone();
+    engine.register_fn("set", move |call: NativeCallContext, ds: &mut Dataset, column: &str, ids: Dynamic, value: Dynamic| -> R<Dataset> {
+        let v = json_of(&value, "set")?;
+        if column.starts_with("tag_") || column == "weight" || column == "label" {
+            return Err(CurateError::arg("set", format!("use {} for `{column}`", if column == "label" { "relabel" } else if column == "weight" { "weight" } else { "tag/untag" })).into());
+        }
+        Ok(set_value(&c, &call, ds, "set", column, &ids, v, "")?)
+    });
+    let c = ctx.clone();
+    engine.register_fn("weight", move |call: NativeCallContext, ds: &mut Dataset, ids: Dynamic, w: f64| -> R<Dataset> {
+        if !(w >= 0.0 && w.is_finite()) {
+            return Err(CurateError::arg("weight", format!("a weight must be a finite number >= 0, got {w}")).into());
+        }
+        Ok(set_value(&c, &call, ds, "set_weight", "weight", &ids, Value::from(w), "")?)
+    });
+    let c = ctx.clone();
+    engine.register_fn("oversample", move |call: NativeCallContext, ds: &mut Dataset, ids: Dynamic, factor: f64| -> R<Dataset> {
+        if !(factor > 0.0 && factor.is_finite()) {
+            return Err(CurateError::arg("oversample", format!("the factor must be a finite number > 0, got {factor}")).into());
+        }
+        // One entry per distinct current weight, so each sample's weight is multiplied.
+        let ids = unique("oversample", ids_of("oversample", "ids", &ids)?)?;
+        let old = current_values(ds, &ids, Some("weight"))?;
+        let mut groups: Vec<(f64, Vec<String>, Vec<Value>)> = Vec::new();
+        for (id, o) in ids.into_iter().zip(old) {
+            let w = o.as_f64().unwrap_or(1.0) * factor;
+            match groups.iter_mut().find(|g| g.0 == w) {
+                Some(g) => {
+                    g.1.push(id);
+                    g.2.push(o);
+                }
+                None => groups.push((w, vec![id], vec![o])),
+            }
+        }
+        let ws = workspace(&c, ds);
+        let src = source(&c, &call);
+        let entries: Vec<Edit> = groups
+            .into_iter()
+            .map(|(w, ids, old)| entry("set_weight", ids, Some("weight"), Some(Value::from(w)), old, &format!("oversample x{factor}"), src.clone()))
+            .collect();
+        edits::append(&edits::path(&ws), &entries)?;
+        Ok(Dataset::new(ws.clone(), ws.scan_manifest()?)?)
+    });
+    for (name, action) in [("remove", "remove"), ("tag", "tag"), ("untag", "untag")] {
+        let c = ctx.clone();
+        engine.register_fn(name, move |call: NativeCallContext, ds: &mut Dataset, ids: Dynamic, arg: &str| -> R<Dataset> {
+            let ids = unique(action, ids_of(action, "ids", &ids)?)?;
+            current_values(ds, &ids, None)?;
+            let (column, reason) = if action == "remove" { (None, arg) } else { (Some(arg), "") };
+            if column.is_some_and(|t| t.trim().is_empty()) {
+                return Err(CurateError::arg(action, "the tag name is empty").into());
+            }
+            Ok(append_and_reopen(&c, ds, entry(action, ids, column, None, vec![], reason, source(&c, &call)))?)
+        });
+    }
+    let c = ctx.clone();
+    engine.register_fn("restore", move |call: NativeCallContext, ds: &mut Dataset, ids: Dynamic| -> R<Dataset> {
+        let ids = unique("restore", ids_of("restore", "ids", &ids)?)?;
+        let ws = workspace(&c, ds);
+        // Removed samples are not in the current view; they are in the manifest.
+        let raw = Dataset::new(ws.clone(), crate::manifest::scan(&ws.manifest_path())?)?;
+        values_in(&raw, &ids, None)?;
+        Ok(append_and_reopen(&c, ds, entry("restore", ids, None, None, vec![], "", source(&c, &call)))?)
+    });
+    let c = ctx.clone();
+    engine.register_fn("checkpoint", move |call: NativeCallContext, ds: &mut Dataset, name: &str| -> R<Dataset> {
+        if name.parse::<usize>().is_ok() || name.trim().is_empty() || matches!(name, "manifest" | "current" | "latest") {
+            return Err(CurateError::arg("checkpoint", format!("`{name}` cannot name a checkpoint (numbers and manifest/current/latest are positions)")).into());
+        }
+        let ws = workspace(&c, ds);
+        edits::append(&edits::path(&ws), &[entry("checkpoint", vec![], Some(name), None, vec![], "", source(&c, &call))])?;
+        Ok(Dataset::new(ws.clone(), ws.scan_manifest()?)?)
+    });
+}
