@@ -117,7 +117,11 @@ pub enum Command {
         json: bool,
     },
     /// Open the interactive REPL on the workspace.
-    Repl,
+    Repl {
+        /// Do not ask before an edit touches more than 100 samples.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Run a script headlessly. Exit code 0 on success, 1 on a failed assertion, 2 on an error.
     Run {
         /// The .rhai script.
@@ -156,7 +160,8 @@ pub fn main() -> u8 {
     let cancel = CancelFlag::default();
     install_interrupt_handler(&cancel);
     match cli.command {
-        None | Some(Command::Repl) => crate::repl::run(&dir, cancel),
+        None => crate::repl::run(&dir, cancel, false),
+        Some(Command::Repl { yes }) => crate::repl::run(&dir, cancel, yes),
         Some(Command::Run { script, params, json }) => {
             let script = if script.is_absolute() || cli.chdir.is_none() { script } else { dir.join(script) };
             crate::run::run(&dir, &RunOptions { script, params, json }, cancel)

@@ -68,6 +68,13 @@ impl Session {
         curate_stdlib::Dataset::new(ws.clone(), ws.scan_manifest()?)
     }
 
+    /// Ask before an edit touches many samples (the interactive REPL does; scripts do not).
+    pub fn set_confirm(&self, confirm: Option<curate_stdlib::primitives::Confirm>) {
+        if let Ok(mut c) = self.ctx.confirm.lock() {
+            *c = confirm;
+        }
+    }
+
     /// Call a rule a script declared (a closure), with the session's functions in reach.
     pub fn call(&self, f: &rhai::FnPtr) -> Result<Dynamic, Box<rhai::EvalAltResult>> {
         f.call::<Dynamic>(&self.engine, &self.lib, ())

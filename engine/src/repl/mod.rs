@@ -176,7 +176,7 @@ impl Repl {
 }
 
 /// Run the REPL on the workspace at `dir`. Exit code 0, or 1 when a piped session had errors.
-pub fn run(dir: &Path, cancel: CancelFlag) -> u8 {
+pub fn run(dir: &Path, cancel: CancelFlag, yes: bool) -> u8 {
     let mut repl = match Repl::new(dir, cancel) {
         Ok(r) => r,
         Err(e) => {
@@ -185,7 +185,17 @@ pub fn run(dir: &Path, cancel: CancelFlag) -> u8 {
         }
     };
     let stdin = std::io::stdin();
-    let result = if stdin.is_terminal() { repl.interactive() } else { repl.piped(stdin.lock()) };
+    let interactive = stdin.is_terminal();
+    if interactive && !yes {
+        // An edit of more than `confirm_over` samples asks first (reedline is not reading
+        // while a cell runs, so a plain line read is safe).
+        repl.session.set_confirm(Some(Arc::new(|question: &str| {
+            eprint!("{question} [y/N] ");
+            let mut answer = String::new();
+            std::io::stdin().read_line(&mut answer).is_ok() && answer.trim().eq_ignore_ascii_case("y")
+        })));
+    }
+    let result = if interactive { repl.interactive() } else { repl.piped(stdin.lock()) };
     if let Err(e) = result {
         eprintln!("error: {e}");
         return 2;
