@@ -103,3 +103,82 @@ fn concurrent_sessions_lose_no_edits() {
     let t = t.write("count.rhai", "print(open().filter(\"tag_seen\").len())");
     assert_eq!(t.run_with(&["run", "count.rhai"]).success().stdout.trim(), "50");
 }
+
+fn digest(path: &std::path::Path) -> String {
+    blake3::hash(&std::fs::read(path).expect("exported file")).to_hex().to_string()
+}
+
+#[test]
+fn export_is_deterministic_and_stays_inside_its_folder() {
+    let t = Test::example().write(
+        "export.rhai",
+        r#"let ds = open().oversample(open().filter("class = 'face' AND split = 'test'"), 3.0);
+let ds = ds.filter("split = 'test'");
+print(ds.train_export("exports/a", #{format: "csv"}).rows);
+print(ds.train_export("exports/b", #{format: "csv"}).rows);
+print(ds.train_export("exports/x", #{format: "csv", expand: true}).rows);
+print(ds.train_export("exports/p", #{format: "parquet", mode: "copy"}).files);
+print(ds.train_export("exports/q", #{format: "parquet", mode: "copy"}).files);
+"#,
+    );
+    let out = t.run_with(&["run", "export.rhai"]).success();
+    // 240 test samples; expanded, the 20 test faces count 3 times each.
+    assert_eq!(out.stdout, "240\n240\n280\n240\n240\n");
+    let e = t.path().join("exports");
+    assert_eq!(digest(&e.join("a/manifest.csv")), digest(&e.join("b/manifest.csv")));
+    assert_eq!(digest(&e.join("a/lock.json")), digest(&e.join("b/lock.json")));
+    assert_eq!(digest(&e.join("p/manifest.parquet")), digest(&e.join("q/manifest.parquet")));
+    let lock: serde_json::Value = serde_json::from_slice(&std::fs::read(e.join("a/lock.json")).expect("lock")).expect("json");
+    assert_eq!(lock["state"]["edits"], 1);
+    assert_eq!(lock["counts"]["by_label"]["person"], 20);
+    assert_eq!(lock["counts"]["by_weight"]["3"], 20);
+    assert_eq!(lock["files"].as_array().expect("files").len(), 240);
+    let copied = e.join("q/images/person/lfw_face_000.png");
+    assert_eq!(digest(&copied), digest(&crate::util::example_dir().join("media/lfw/face/000.png")));
+    // Exporting again after an edit changes the state recorded in the lock.
+    let t = t.write("again.rhai", "open().relabel(\"lfw/face/000\", \"no_person\", \"x\").filter(\"split = 'test'\").train_export(\"exports/b\").rows");
+    t.run_with(&["run", "again.rhai"]).success();
+    assert_ne!(digest(&e.join("a/lock.json")), digest(&e.join("b/lock.json")));
+}
+
+#[test]
+fn hostile_ids_and_paths_cannot_escape_the_export() {
+    let t = Test::new().args(&["init", "ws"]);
+    t.run().success();
+    let ws = t.path().join("ws");
+    std::fs::create_dir_all(ws.join("media")).expect("mkdir");
+    std::fs::copy(crate::util::example_dir().join("media/lfw/face/000.png"), ws.join("media/a.png")).expect("copy");
+    let outside = t.path().join("outside.png");
+    std::fs::copy(crate::util::example_dir().join("media/lfw/face/001.png"), &outside).expect("copy");
+    let csv = format!("id,path,label\n../../etc/passwd,media/a.png,../../up\n/abs/olute,{},person\n", outside.display());
+    std::fs::write(ws.join("s.csv"), csv).expect("csv");
+    t.run_with(&["-C", "ws", "import", "s.csv"]).success();
+    std::fs::write(ws.join("e.rhai"), "open().train_export(\"exports/safe\", #{format: \"imagefolder\", mode: \"copy\"}).files").expect("script");
+    let before: Vec<_> = walk(t.path()).into_iter().filter(|p| !p.starts_with(ws.join("exports"))).collect();
+    let out = t.run_with(&["-C", "ws", "run", "e.rhai"]).success();
+    assert_eq!(out.stdout.trim(), "2");
+    let after: Vec<_> = walk(t.path()).into_iter().filter(|p| !p.starts_with(ws.join("exports"))).collect();
+    assert_eq!(before, after, "nothing was written outside the export folder");
+    let exported = walk(&ws.join("exports/safe"));
+    assert!(exported.iter().all(|p| p.starts_with(ws.join("exports/safe"))));
+    assert!(ws.join("exports/safe/images/_._.._up/_._.._etc_passwd.png").is_file(), "{exported:?}");
+    std::fs::write(ws.join("e2.rhai"), "open().train_export(\"../escape\")").expect("script");
+    let out = t.run_with(&["-C", "ws", "run", "e2.rhai"]).code(2);
+    assert!(out.stderr.contains("outside the workspace"), "{}", out.stderr);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() && !p.is_symlink() {
+                stack.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}

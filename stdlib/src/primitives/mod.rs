@@ -16,6 +16,7 @@ pub mod col;
 pub mod duplicates;
 pub mod edit;
 pub mod embed;
+pub mod export;
 pub mod filter;
 pub mod get;
 pub mod group_count;
@@ -122,6 +123,7 @@ pub const ALL: &[&Primitive] = &[
     &label_issues::METRICS_DOC,
     &checks::DOC,
     &edit::DOC,
+    &export::DOC,
 ];
 
 pub fn find(name: &str) -> Option<&'static Primitive> {
@@ -156,4 +158,5 @@ pub fn register_all(engine: &mut Engine, ctx: &Arc<Context>) {
     label_issues::register(engine);
     checks::register(engine, ctx);
     edit::register(engine, ctx);
+    export::register(engine, ctx);
 }

@@ -1,0 +1,237 @@
+//! `ds.train_export(dir, #{format, split, mode, expand})`: a versioned training set — a manifest
+//! (CSV, Parquet or JSONL) or an ImageFolder tree of copies or links, plus `lock.json` with the
+//! dataset state, every file's content hash and the counts. Exporting twice from the same state
+//! gives identical bytes, and nothing is written outside `dir`, whatever the manifest's paths.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use polars::prelude::*;
+use rhai::{Engine, EvalAltResult, Map};
+
+use super::{Context, Example, Primitive};
+use crate::atomic::write_atomic;
+use crate::dataset::Dataset;
+use crate::error::{CurateError, Result};
+use crate::options::{self, Options};
+
+pub const DOC: Primitive = Primitive {
+    name: "train_export",
+    signatures: &["ds.train_export(dir: string) -> map", "ds.train_export(dir: string, #{format, split, mode, expand}) -> map"],
+    summary: "Write ds as a training set in `dir` (inside the workspace): `format` \"csv\" \
+              (default), \"parquet\", \"jsonl\" or \"imagefolder\"; `mode` \"manifest_only\" \
+              (default: paths point at the media), \"copy\" or \"link\" (files go to \
+              dir/images/<label>/, named from their ids, made safe); `split` keeps one split; \
+              `expand: true` repeats each row round(weight) times instead of a weight column. \
+              Also writes lock.json: the edit-log position and manifest hash, each file's content \
+              hash, counts by label, split and weight, and the curate version. Deterministic: \
+              the same state exports to the same bytes.",
+    examples: &[Example {
+        code: "let r = open().filter(\"class = 'face'\").train_export(\"exports/doc\", #{split: \"test\"}); r.rows",
+        result: Some("20"),
+    }],
+};
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExportOptions {
+    pub format: Option<String>,
+    pub split: Option<String>,
+    pub mode: Option<String>,
+    pub expand: bool,
+}
+
+impl Options for ExportOptions {
+    const KEYS: &'static [&'static str] = &["format", "split", "mode", "expand"];
+}
+
+/// A path component from any text: ASCII letters, digits, `.`, `-`, `_`; no leading dot, so
+/// `..` and hidden names cannot appear.
+pub fn safe_component(s: &str) -> String {
+    let mut out: String = s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' }).collect();
+    while out.starts_with('.') {
+        out.replace_range(..1, "_");
+    }
+    if out.is_empty() {
+        out.push('_');
+    }
+    out
+}
+
+fn invalid(key: &str, message: String) -> CurateError {
+    CurateError::InvalidOption { function: "train_export".into(), key: key.into(), message }
+}
+
+pub fn train_export(ctx: &Context, ds: &Dataset, dir: &str, opts: &ExportOptions) -> Result<Map> {
+    let ws = ds.workspace().clone();
+    let out = crate::workspace::resolve_inside(ws.root(), dir)?;
+    if out == ws.root() {
+        return Err(CurateError::arg("train_export", "export into a folder of the workspace, not its root"));
+    }
+    let format = opts.format.clone().unwrap_or_else(|| "csv".into());
+    if !matches!(format.as_str(), "csv" | "parquet" | "jsonl" | "imagefolder") {
+        return Err(invalid("format", format!("`{format}`: use csv, parquet, jsonl or imagefolder")));
+    }
+    let mode = opts.mode.clone().unwrap_or_else(|| if format == "imagefolder" { "link".into() } else { "manifest_only".into() });
+    if !matches!(mode.as_str(), "manifest_only" | "copy" | "link") {
+        return Err(invalid("mode", format!("`{mode}`: use manifest_only, copy or link")));
+    }
+    if format == "imagefolder" && mode == "manifest_only" {
+        return Err(invalid("mode", "an imagefolder export needs the files: use copy or link".into()));
+    }
+    let mut lf = ds.lazy();
+    if let Some(split) = &opts.split {
+        ds.check_column("split")?;
+        lf = lf.filter(col("split").eq(lit(split.clone())));
+    }
+    let weight = if ds.schema().contains("weight") { col("weight").cast(DataType::Float64) } else { lit(1.0) };
+    let str_col = |c: &str| if ds.schema().contains(c) { col(c).cast(DataType::String) } else { lit(NULL).cast(DataType::String).alias(c) };
+    let df = lf
+        .select([col("id"), col("path"), str_col("label"), str_col("split"), str_col("hash"), weight.alias("weight")])
+        .sort(["id"], SortMultipleOptions::default())
+        .collect()?;
+    let get = |c: &str| -> Result<Vec<Option<String>>> { Ok(df.column(c)?.str()?.iter().map(|v| v.map(str::to_string)).collect()) };
+    let (ids, paths, labels, splits, hashes) = (get("id")?, get("path")?, get("label")?, get("split")?, get("hash")?);
+    let weights: Vec<f64> = df.column("weight")?.f64()?.iter().map(|w| w.unwrap_or(1.0)).collect();
+    std::fs::create_dir_all(&out).map_err(|e| CurateError::io(&out, e))?;
+    let out = out.canonicalize().map_err(|e| CurateError::io(&out, e))?;
+
+    // Where each sample goes, and the rows of the exported manifest.
+    let n = ids.len();
+    let mut rows: Vec<(String, String, String, f64, String)> = Vec::new(); // id, path, label, weight, hash
+    let mut files: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let mut by_label: BTreeMap<String, usize> = BTreeMap::new();
+    let mut by_split: BTreeMap<String, usize> = BTreeMap::new();
+    let mut by_weight: BTreeMap<String, usize> = BTreeMap::new();
+    let mut lock_files = Vec::new();
+    for i in 0..n {
+        let id = ids[i].clone().unwrap_or_default();
+        let label = labels[i].clone().unwrap_or_else(|| "unlabelled".into());
+        let src = ws.media_path(paths[i].as_deref().unwrap_or_default());
+        let hash = hashes[i].clone().unwrap_or_default();
+        let exported_path = if mode == "manifest_only" {
+            src.display().to_string()
+        } else {
+            let ext = src.extension().map(|e| format!(".{}", safe_component(&e.to_string_lossy()))).unwrap_or_default();
+            let rel = PathBuf::from("images").join(safe_component(&label)).join(format!("{}{ext}", safe_component(&id)));
+            let target = out.join(&rel);
+            if !target.starts_with(&out) {
+                return Err(CurateError::arg("train_export", format!("`{id}` would be written outside {}", out.display())));
+            }
+            files.push((src.clone(), target));
+            rel.display().to_string()
+        };
+        *by_label.entry(label.clone()).or_default() += 1;
+        *by_split.entry(splits[i].clone().unwrap_or_else(|| "(none)".into())).or_default() += 1;
+        *by_weight.entry(format!("{}", weights[i])).or_default() += 1;
+        lock_files.push(serde_json::json!({"id": id, "path": exported_path, "hash": hash}));
+        let repeats = if opts.expand { weights[i].round().max(0.0) as usize } else { 1 };
+        for _ in 0..repeats {
+            rows.push((id.clone(), exported_path.clone(), label.clone(), if opts.expand { 1.0 } else { weights[i] }, hash.clone()));
+        }
+    }
+    // Files first (each one atomically), so that an interrupted export has no manifest naming
+    // files that are not there.
+    ctx.progress.start("exporting", files.len() as u64);
+    let mut seen = std::collections::HashSet::new();
+    for (src, target) in &files {
+        if ctx.progress.is_cancelled() {
+            ctx.progress.finish();
+            return Err(CurateError::Interrupted);
+        }
+        if !seen.insert(target.clone()) {
+            return Err(CurateError::arg("train_export", format!("two samples map to the same file {}: their ids differ only in characters made safe", target.display())));
+        }
+        export_file(src, target, &mode)?;
+        ctx.progress.advance(1);
+    }
+    ctx.progress.finish();
+    if format != "imagefolder" {
+        let mut table = df!(
+            "id" => rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+            "path" => rows.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(),
+            "label" => rows.iter().map(|r| r.2.as_str()).collect::<Vec<_>>(),
+            "weight" => rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+            "hash" => rows.iter().map(|r| r.4.as_str()).collect::<Vec<_>>(),
+        )?;
+        let file = out.join(format!("manifest.{format}"));
+        write_atomic(&file, |f| {
+            let r = match format.as_str() {
+                "csv" => CsvWriter::new(f).finish(&mut table),
+                "jsonl" => JsonWriter::new(f).with_json_format(JsonFormat::JsonLines).finish(&mut table),
+                _ => ParquetWriter::new(f).finish(&mut table).map(|_| ()),
+            };
+            r.map_err(|e| CurateError::io(&file, e))
+        })?;
+    }
+    let log = crate::edits::read(&crate::edits::path(&ws))?;
+    let manifest_bytes = std::fs::read(ws.manifest_path()).map_err(|e| CurateError::io(ws.manifest_path(), e))?;
+    let lock = serde_json::json!({
+        "curate_version": env!("CARGO_PKG_VERSION"),
+        "state": {"edits": log.edits.len(), "manifest_hash": blake3::hash(&manifest_bytes).to_hex().to_string()},
+        "format": format, "mode": mode, "split": opts.split, "expand": opts.expand,
+        "samples": n, "rows": rows.len(),
+        "counts": {"by_label": by_label, "by_split": by_split, "by_weight": by_weight},
+        "files": lock_files,
+    });
+    let lock_path = out.join("lock.json");
+    let bytes = serde_json::to_vec_pretty(&lock).map_err(|e| CurateError::io(&lock_path, e))?;
+    write_atomic(&lock_path, |f| f.write_all(&bytes).map_err(|e| CurateError::io(&lock_path, e)))?;
+    let mut result = Map::new();
+    result.insert("dir".into(), out.strip_prefix(ws.root()).unwrap_or(&out).display().to_string().into());
+    result.insert("samples".into(), (n as i64).into());
+    result.insert("rows".into(), (rows.len() as i64).into());
+    result.insert("files".into(), (files.len() as i64).into());
+    Ok(result)
+}
+
+fn export_file(src: &Path, target: &Path, mode: &str) -> Result<()> {
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| CurateError::io(parent, e))?;
+    }
+    if mode == "copy" {
+        let mut input = std::fs::File::open(src).map_err(|e| CurateError::io(src, e))?;
+        return write_atomic(target, |f| std::io::copy(&mut input, f).map(|_| ()).map_err(|e| CurateError::io(src, e)));
+    }
+    let abs = src.canonicalize().map_err(|e| CurateError::io(src, e))?;
+    let tmp = target.with_extension("curate-link-tmp");
+    let _ = std::fs::remove_file(&tmp);
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&abs, &tmp).map_err(|e| CurateError::io(target, e))?;
+    #[cfg(not(unix))]
+    std::fs::copy(&abs, &tmp).map_err(|e| CurateError::io(target, e))?;
+    std::fs::rename(&tmp, target).map_err(|e| CurateError::io(target, e))
+}
+
+pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
+    let c = ctx.clone();
+    engine.register_fn("train_export", move |ds: &mut Dataset, dir: &str| -> std::result::Result<Map, Box<EvalAltResult>> {
+        Ok(train_export(&c, ds, dir, &ExportOptions::default())?)
+    });
+    let c = ctx.clone();
+    engine.register_fn("train_export", move |ds: &mut Dataset, dir: &str, opts: Map| -> std::result::Result<Map, Box<EvalAltResult>> {
+        let opts: ExportOptions = options::parse("train_export", &opts)?;
+        Ok(train_export(&c, ds, dir, &opts)?)
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn examples() {
+        crate::testing::check_examples(&DOC);
+    }
+
+    #[test]
+    fn unsafe_names_are_made_safe() {
+        assert_eq!(safe_component("../../etc/passwd"), "_._.._etc_passwd");
+        assert_eq!(safe_component(".."), "_.");
+        assert_eq!(safe_component("/abs"), "_abs");
+        assert_eq!(safe_component(""), "_");
+        assert_eq!(safe_component("lfw/face/001"), "lfw_face_001");
+    }
+}
