@@ -1,6 +1,6 @@
-//! Replaying the edit log: 1M edits over a 1M-row manifest. The baseline, in the same run, is
-//! reading the manifest without edits (scan + collect), so the figure reads "a replayed view
-//! costs N manifest reads".
+//! Replaying the edit log: 1M edits over a 1M-row manifest, and exporting 1M rows. The baselines,
+//! in the same run, are reading the manifest without edits (scan + collect) and writing the same
+//! rows with Polars' CSV writer, so the figures read "costs N plain reads / writes".
 //!
 //! Run: cargo bench --profile dev -p curate-stdlib --bench edits -- [ROWS] [EDITS]
 //! (defaults 1000000 1000000). A plain main: each arm runs once or twice and takes seconds.
@@ -34,7 +34,7 @@ fn main() {
             8 => ("set_weight", Some("weight".to_string()), Some(serde_json::Value::from(2.0))),
             _ => ("remove", None, None),
         };
-        batch.push(Edit { time: edits::now(), action: action.into(), ids: vec![id], column, value, old: vec![], reason: "bench".into(), source: "bench".into() });
+        batch.push(Edit { time: edits::now(), action: action.into(), ids: vec![id], column, value, old: vec![], rows: vec![], reason: "bench".into(), source: "bench".into() });
     }
     edits::append(&log, &batch).expect("append");
     let append = t.elapsed().as_secs_f64();
@@ -55,4 +55,23 @@ fn main() {
     println!("read + parse the log: {read:.3} s = {:.1}x baseline", read / baseline);
     println!("replay + collect: {replay:.3} s = {:.1}x baseline ({} rows, {} columns after replay)", replay / baseline, view.height(), view.width());
     println!("open() with 1M edits = read + replay: {:.3} s = {:.1}x baseline", read + replay, (read + replay) / baseline);
+
+    // Export: a workspace with the same rows and no edits.
+    let wsdir = dir.path().join("ws");
+    let ws = std::sync::Arc::new(curate_stdlib::Workspace::init(&wsdir, Some("bench")).expect("init"));
+    let hashes: Vec<String> = (0..rows).map(|i| format!("{:064x}", i)).collect();
+    let mut mdf = df!("id" => &ids, "path" => &ids, "label" => base.column("label").expect("label").clone().take_materialized_series(), "split" => base.column("split").expect("split").clone().take_materialized_series(), "hash" => hashes).expect("df");
+    curate_stdlib::manifest::write(&ws.manifest_path(), &mut mdf).expect("manifest");
+    let t = Instant::now();
+    let mut plain = mdf.clone();
+    let f = std::fs::File::create(dir.path().join("plain.csv")).expect("create");
+    CsvWriter::new(f).finish(&mut plain).expect("csv");
+    let csv = t.elapsed().as_secs_f64();
+    let ctx = curate_stdlib::primitives::Context::quiet(wsdir.clone(), Some(ws.clone()));
+    let ds = curate_stdlib::Dataset::new(ws.clone(), ws.scan_manifest().expect("scan")).expect("ds");
+    let t = Instant::now();
+    let r = curate_stdlib::primitives::export::train_export(&ctx, &ds, "exports/bench", &Default::default()).expect("export");
+    let export = t.elapsed().as_secs_f64();
+    println!("baseline: Polars CSV write of {rows} rows: {csv:.3} s");
+    println!("train_export {} rows (csv, manifest_only, lock.json with every hash): {export:.3} s = {:.1}x baseline", r.get("rows").map(|v| v.to_string()).unwrap_or_default(), export / csv);
 }

@@ -22,7 +22,7 @@ pub const FILE: &str = "edits.jsonl";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Edit {
     pub time: String,
-    /// relabel, set, remove, restore, tag, untag, set_weight or checkpoint.
+    /// relabel, set, remove, restore, tag, untag, set_weight, add or checkpoint.
     pub action: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ids: Vec<String>,
@@ -34,6 +34,9 @@ pub struct Edit {
     /// The values before the edit, one per id (relabel, set, set_weight).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub old: Vec<Value>,
+    /// New samples (action "add"): one object per row, column → value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rows: Vec<serde_json::Map<String, Value>>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
     /// The script and line, or "repl", that made the edit.
@@ -198,6 +201,33 @@ pub fn replay(manifest: LazyFrame, edits: &[Edit]) -> Result<LazyFrame> {
     }
     let mut lf = manifest;
     let schema = lf.collect_schema()?;
+    // Added samples first: later edits may touch them.
+    let added: Vec<&serde_json::Map<String, Value>> = edits.iter().filter(|e| e.action == "add").flat_map(|e| e.rows.iter()).collect();
+    if !added.is_empty() {
+        let mut names: Vec<&String> = Vec::new();
+        for r in &added {
+            for k in r.keys() {
+                if !names.contains(&k) {
+                    names.push(k);
+                }
+            }
+        }
+        let mut cols = Vec::new();
+        for name in names {
+            let vals: Vec<&Value> = added.iter().map(|r| r.get(name).unwrap_or(&Value::Null)).collect();
+            let mut s = json_series(name, &vals);
+            if let Some(dt) = schema.get(name.as_str()) {
+                s = s.cast(dt)?;
+            }
+            cols.push(s.into_column());
+        }
+        let df = DataFrame::new(added.len(), cols)?;
+        // Concatenated eagerly: a lazy union of the Parquet scan and in-memory rows trips
+        // Polars' predicate pushdown ("casting from UInt32 to UInt128 not supported").
+        let base = lf.collect()?;
+        lf = polars::functions::concat_df_diagonal(&[base, df])?.lazy();
+    }
+    let schema = lf.collect_schema()?;
     for (name, values) in &columns {
         let ids: Vec<&str> = values.keys().copied().collect();
         let vals: Vec<&Value> = ids.iter().map(|i| values[i]).collect();
@@ -227,23 +257,27 @@ pub fn replay(manifest: LazyFrame, edits: &[Edit]) -> Result<LazyFrame> {
     Ok(lf)
 }
 
-/// A series from JSON values: booleans, integers, numbers, or else text.
+/// A series from JSON values (nulls allowed): booleans, integers, numbers, or else text.
 fn json_series(name: &str, vals: &[&Value]) -> Series {
-    if vals.iter().all(|v| v.is_boolean()) {
+    let set = || vals.iter().filter(|v| !v.is_null());
+    if set().all(|v| v.is_boolean()) {
         return Series::new(name.into(), vals.iter().map(|v| v.as_bool()).collect::<Vec<_>>());
     }
-    if vals.iter().all(|v| v.is_i64()) {
+    if set().all(|v| v.is_i64()) {
         return Series::new(name.into(), vals.iter().map(|v| v.as_i64()).collect::<Vec<_>>());
     }
-    if vals.iter().all(|v| v.is_number()) {
+    if set().all(|v| v.is_number()) {
         return Series::new(name.into(), vals.iter().map(|v| v.as_f64()).collect::<Vec<_>>());
     }
     Series::new(
         name.into(),
-        vals.iter().map(|v| match v {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        }).collect::<Vec<_>>(),
+        vals.iter()
+            .map(|v| match v {
+                Value::Null => None,
+                Value::String(s) => Some(s.clone()),
+                other => Some(other.to_string()),
+            })
+            .collect::<Vec<_>>(),
     )
 }
 
@@ -259,6 +293,7 @@ mod tests {
             column: column.map(str::to_string),
             value,
             old: vec![],
+            rows: vec![],
             reason: String::new(),
             source: "test".into(),
         }
@@ -309,5 +344,25 @@ mod tests {
         assert_eq!(get("scene", 0), "\"desk\"");
         let restored = replay(df.lazy(), &[edits[2].clone(), edit("restore", &["c"], None, None)]).expect("replay").collect().expect("collect");
         assert_eq!(restored.height(), 3);
+    }
+}
+
+#[cfg(test)]
+mod add_tests {
+    use super::*;
+
+    #[test]
+    fn added_rows_take_the_manifest_types() {
+        let df = df!("id" => ["a"], "width" => [25u32], "bytes" => [100u64], "label" => ["x"]).expect("df");
+        let mut row = serde_json::Map::new();
+        row.insert("id".into(), Value::from("b"));
+        row.insert("width".into(), Value::from(30));
+        row.insert("bytes".into(), Value::from(7));
+        row.insert("label".into(), Value::from("y"));
+        row.insert("parent_id".into(), Value::from("a"));
+        let e = Edit { time: now(), action: "add".into(), ids: vec!["b".into()], column: None, value: None, old: vec![], rows: vec![row], reason: String::new(), source: "t".into() };
+        let out = replay(df.lazy(), &[e]).expect("replay").collect().expect("collect");
+        assert_eq!(out.height(), 2);
+        assert_eq!(out.column("width").expect("w").dtype(), &DataType::UInt32);
     }
 }

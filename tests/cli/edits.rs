@@ -182,3 +182,33 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out.sort();
     out
 }
+
+#[test]
+fn augmentation_is_deterministic_and_recorded() {
+    let script = r#"let faces = open().filter("class = 'face' AND split = 'test'").head(4);
+let added = open().augment(faces, #{ops: ["flip", "crop", "brightness", "noise"], copies: 2, seed: 7});
+print(`added ${added.len()} total ${open().len()}`);
+let again = open().augment(faces, #{ops: ["flip", "crop", "brightness", "noise"], copies: 2, seed: 7});
+print(`again ${again.len()} total ${open().len()}`);
+let one = open().get("lfw/face/000~aug7.1");
+print(`${one.parent_id} ${one.label} ${one.recipe}`);
+"#;
+    let a = Test::example().write("aug.rhai", script);
+    let b = Test::example().write("aug.rhai", script);
+    let out_a = a.run_with(&["run", "aug.rhai"]).success();
+    let out_b = b.run_with(&["run", "aug.rhai"]).success();
+    assert!(out_a.stdout.starts_with("added 8 total 1408\nagain 0 total 1408\nlfw/face/000 person {"), "{}", out_a.stdout);
+    assert!(out_a.stdout.contains("\"seed\":7,\"copy\":1,\"ops\":[{\"op\":\"flip\"},{\"op\":\"crop\""), "{}", out_a.stdout);
+    assert_eq!(out_a.stdout, out_b.stdout, "the same seed gives the same recipes");
+    for k in 0..2 {
+        let name = format!("augmented/lfw_face_000_aug7.{k}.png");
+        let (x, y) = (digest(&a.path().join(&name)), digest(&b.path().join(&name)));
+        assert_eq!(x, y, "{name} differs between two runs with one seed");
+    }
+    assert_ne!(digest(&a.path().join("augmented/lfw_face_000_aug7.0.png")), digest(&a.path().join("augmented/lfw_face_000_aug7.1.png")));
+    let img = image::open(a.path().join("augmented/lfw_face_000_aug7.0.png")).expect("decodes");
+    assert_eq!((img.width(), img.height()), (25, 25), "crop resizes back to the parent's size");
+    let bad = a.write("bad.rhai", "open().head(1).augment(#{ops: [\"swirl\"]})");
+    let out = bad.run_with(&["run", "bad.rhai"]).code(2);
+    assert!(out.stderr.contains("`swirl` is not an op"), "{}", out.stderr);
+}

@@ -158,7 +158,7 @@ fn finish_rows(df: DataFrame, opts: &ImportOptions) -> PolarsResult<DataFrame> {
 
 /// How a file path is stored in the manifest: relative to the media root when it lies under it,
 /// absolute otherwise (media may live outside the workspace).
-fn stored_path(ws: &Workspace, file: &Path) -> String {
+pub(crate) fn stored_path(ws: &Workspace, file: &Path) -> String {
     let abs = file.canonicalize().unwrap_or_else(|_| file.to_path_buf());
     let media = ws.media_root().canonicalize().unwrap_or_else(|_| ws.media_root());
     match abs.strip_prefix(&media) {

@@ -22,9 +22,10 @@ pub const DOC: Primitive = Primitive {
         "ds.remove(ids, reason: string) -> Dataset",
         "ds.restore(ids) -> Dataset",
         "ds.tag(ids, tag: string) / ds.untag(ids, tag: string) -> Dataset",
-        "ds.set(col: string, ids, value) -> Dataset",
+        "ds.set(col: string, ids, value [, reason: string]) -> Dataset",
         "ds.weight(ids, w: float) / ds.oversample(ids, factor: float) -> Dataset",
         "ds.checkpoint(name: string) -> Dataset",
+        "ds.balance(col: string) / ds.balance(col: string, #{target: #{value: share}}) -> Dataset",
     ],
     summary: "Edit the dataset through its log, edits.jsonl: each call appends one entry with the \
               ids, the old and new values, the reason, the script and line (or \"repl\") and the \
@@ -32,7 +33,9 @@ pub const DOC: Primitive = Primitive {
               replayed). `ids` is an id, an array of ids or a dataset. remove hides samples until \
               restore; tag adds a boolean `tag_<name>` column; weight and oversample set the \
               `weight` column (oversample multiplies it). checkpoint names the current state for \
-              open(#{at: name}) and `curate diff`.",
+              open(#{at: name}) and `curate diff`. balance sets the weights of ds's samples so that each \
+              value of `col` carries its target share of the total weight (equal shares by \
+              default); train_export(#{expand: true}) turns weights into repeats.",
     examples: &[],
 };
 
@@ -89,7 +92,7 @@ fn append_and_reopen(ctx: &Context, ds: &Dataset, edit: Edit) -> Result<Dataset>
 }
 
 fn entry(action: &str, ids: Vec<String>, column: Option<&str>, value: Option<Value>, old: Vec<Value>, reason: &str, source: String) -> Edit {
-    Edit { time: edits::now(), action: action.into(), ids, column: column.map(str::to_string), value, old, reason: reason.into(), source }
+    Edit { time: edits::now(), action: action.into(), ids, column: column.map(str::to_string), value, old, rows: vec![], reason: reason.into(), source }
 }
 
 fn unique(function: &str, ids: Vec<String>) -> Result<Vec<String>> {
@@ -120,7 +123,64 @@ fn json_of(v: &Dynamic, action: &str) -> Result<Value> {
 
 type R<T> = std::result::Result<T, Box<EvalAltResult>>;
 
+/// Weights per value of `column` so that each value's share of the total weight is its target.
+pub fn balance(ctx: &Context, call: &NativeCallContext, ds: &Dataset, column: &str, target: Option<&rhai::Map>) -> Result<Dataset> {
+    ds.check_column(column)?;
+    let df = ds.lazy().select([col("id"), col(column).cast(DataType::String).alias("v")]).collect()?;
+    let mut groups: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
+    for (id, v) in df.column("id")?.str()?.iter().zip(df.column("v")?.str()?.iter()) {
+        if let (Some(id), Some(v)) = (id, v) {
+            groups.entry(v.to_string()).or_default().push(id.to_string());
+        }
+    }
+    if groups.is_empty() {
+        return Err(CurateError::arg("balance", format!("no samples with a value of `{column}`")));
+    }
+    let shares: std::collections::BTreeMap<String, f64> = match target {
+        None => groups.keys().map(|k| (k.clone(), 1.0 / groups.len() as f64)).collect(),
+        Some(t) => {
+            let mut m = std::collections::BTreeMap::new();
+            for (k, v) in t {
+                let share = v.as_float().or_else(|_| v.as_int().map(|i| i as f64)).map_err(|_| CurateError::InvalidOption { function: "balance".into(), key: "target".into(), message: format!("the share of `{k}` is not a number") })?;
+                if !groups.contains_key(k.as_str()) {
+                    return Err(CurateError::InvalidOption { function: "balance".into(), key: "target".into(), message: format!("`{k}` is not a value of `{column}` in ds (values: {})", groups.keys().cloned().collect::<Vec<_>>().join(", ")) });
+                }
+                m.insert(k.to_string(), share);
+            }
+            let total: f64 = m.values().sum();
+            if !(total > 0.0) {
+                return Err(CurateError::InvalidOption { function: "balance".into(), key: "target".into(), message: "the shares must add up to more than 0".into() });
+            }
+            m.into_iter().map(|(k, v)| (k, v / total)).collect()
+        }
+    };
+    let n: usize = groups.values().map(Vec::len).sum();
+    let ws = workspace(ctx, ds);
+    let src = source(ctx, call);
+    let mut entries = Vec::new();
+    for (value, ids) in groups {
+        let share = shares.get(&value).copied().unwrap_or(0.0);
+        let w = share * n as f64 / ids.len() as f64;
+        let old = current_values(ds, &ids, Some("weight"))?;
+        entries.push(entry("set_weight", ids, Some("weight"), Some(Value::from((w * 1e6).round() / 1e6)), old, &format!("balance {column}: {value} to {:.1}% of the weight", share * 100.0), src.clone()));
+    }
+    edits::append(&edits::path(&ws), &entries)?;
+    Dataset::new(ws.clone(), ws.scan_manifest()?)
+}
+
 pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
+    let c = ctx.clone();
+    engine.register_fn("balance", move |call: NativeCallContext, ds: &mut Dataset, column: &str| -> R<Dataset> { Ok(balance(&c, &call, ds, column, None)?) });
+    let c = ctx.clone();
+    engine.register_fn("balance", move |call: NativeCallContext, ds: &mut Dataset, column: &str, opts: rhai::Map| -> R<Dataset> {
+        for k in opts.keys() {
+            if k.as_str() != "target" {
+                return Err(CurateError::UnknownOption { function: "balance".into(), key: k.to_string(), valid: vec!["target".into()] }.into());
+            }
+        }
+        let target = opts.get("target").and_then(|t| t.read_lock::<rhai::Map>().map(|m| m.clone()));
+        Ok(balance(&c, &call, ds, column, target.as_ref())?)
+    });
     let c = ctx.clone();
     engine.register_fn("relabel", move |call: NativeCallContext, ds: &mut Dataset, ids: Dynamic, label: &str, reason: &str| -> R<Dataset> {
         Ok(set_value(&c, &call, ds, "relabel", "label", &ids, Value::String(label.into()), reason)?)
@@ -132,6 +192,17 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
             return Err(CurateError::arg("set", format!("use {} for `{column}`", if column == "label" { "relabel" } else if column == "weight" { "weight" } else { "tag/untag" })).into());
         }
         Ok(set_value(&c, &call, ds, "set", column, &ids, v, "")?)
+    });
+    let c = ctx.clone();
+    engine.register_fn("set", move |call: NativeCallContext, ds: &mut Dataset, column: &str, ids: Dynamic, value: Dynamic, reason: &str| -> R<Dataset> {
+        let v = json_of(&value, "set")?;
+        if column == "label" {
+            return Ok(set_value(&c, &call, ds, "relabel", "label", &ids, v, reason)?);
+        }
+        if column.starts_with("tag_") || column == "weight" {
+            return Err(CurateError::arg("set", format!("use {} for `{column}`", if column == "weight" { "weight" } else { "tag/untag" })).into());
+        }
+        Ok(set_value(&c, &call, ds, "set", column, &ids, v, reason)?)
     });
     let c = ctx.clone();
     engine.register_fn("weight", move |call: NativeCallContext, ds: &mut Dataset, ids: Dynamic, w: f64| -> R<Dataset> {

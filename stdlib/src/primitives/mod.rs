@@ -10,6 +10,7 @@ use crate::progress::CancelFlag;
 use crate::workspace::Workspace;
 
 pub mod assert;
+pub mod augment;
 pub mod checks;
 pub mod classify;
 pub mod col;
@@ -124,6 +125,7 @@ pub const ALL: &[&Primitive] = &[
     &checks::DOC,
     &edit::DOC,
     &export::DOC,
+    &augment::DOC,
 ];
 
 pub fn find(name: &str) -> Option<&'static Primitive> {
@@ -159,4 +161,5 @@ pub fn register_all(engine: &mut Engine, ctx: &Arc<Context>) {
     checks::register(engine, ctx);
     edit::register(engine, ctx);
     export::register(engine, ctx);
+    augment::register(engine, ctx);
 }
