@@ -12,23 +12,7 @@ use curate_kernels::probe;
 use curate_stdlib::embed::Embeddings;
 use curate_stdlib::index::{exact_search, Metric};
 
-struct Rng(u64);
 
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-    }
-    fn gauss(&mut self) -> f32 {
-        (self.unit() + self.unit() + self.unit() + self.unit() - 2.0) * 1.7
-    }
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
@@ -36,7 +20,7 @@ fn main() {
     let dim: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1280);
     let labels: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(400);
     let clusters = 12;
-    let mut rng = Rng(42);
+    let mut rng = curate_kernels::SplitMix(42);
     // Post-ReLU-like features: non-negative, clustered, overlapping.
     let centres: Vec<Vec<f32>> = (0..clusters).map(|_| (0..dim).map(|_| rng.gauss().max(0.0)).collect()).collect();
     let mut data = Vec::with_capacity(n * dim);

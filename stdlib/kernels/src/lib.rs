@@ -116,6 +116,31 @@ pub fn normalize_pixels(
     data
 }
 
+/// SplitMix64: a small, fixed, documented generator, so that seeded results (folds,
+/// augmentation parameters, benchmark data) are the same on every machine and version.
+#[derive(Debug, Clone)]
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Roughly normal (mean 0, sd ~1): the sum of four uniforms, centred and scaled.
+    pub fn gauss(&mut self) -> f32 {
+        ((self.unit() + self.unit() + self.unit() + self.unit() - 2.0) * 1.7) as f32
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -233,16 +233,8 @@ fn softmax(z: &mut [f32]) {
 
 /// Stratified fold of each row: each class's rows, in a seeded shuffle, dealt round-robin.
 pub fn stratified_folds(y: &[usize], folds: usize, seed: u64) -> Vec<usize> {
-    let mut state = seed;
-    let mut next = move || {
-        // SplitMix64: a fixed, documented sequence, so folds are reproducible across versions.
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
-    let mut order: Vec<(u64, usize)> = (0..y.len()).map(|i| (next(), i)).collect();
+    let mut rng = crate::SplitMix(seed);
+    let mut order: Vec<(u64, usize)> = (0..y.len()).map(|i| (rng.next_u64(), i)).collect();
     order.sort_unstable();
     let mut fold = vec![0; y.len()];
     let mut dealt = std::collections::HashMap::new();

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use curate_kernels::SplitMix;
 use image::{DynamicImage, GenericImageView};
 use polars::prelude::*;
 use rhai::{Dynamic, Engine, EvalAltResult, Map};
@@ -30,31 +31,22 @@ pub const DOC: Primitive = Primitive {
 
 pub const OPS: &[&str] = &["flip", "crop", "rotate", "brightness", "contrast", "blur", "noise", "grayscale"];
 
-/// SplitMix64 seeded from (seed, id, copy), so each copy's parameters are fixed.
-pub struct Rng(u64);
+/// The generator of one copy: SplitMix64 seeded from (seed, parent id, copy index), so each
+/// copy's parameters are fixed whatever else is augmented.
+pub fn copy_rng(seed: i64, id: &str, copy: usize) -> SplitMix {
+    let h = blake3::hash(format!("{seed}/{id}/{copy}").as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h.as_bytes()[..8]);
+    SplitMix(u64::from_le_bytes(b))
+}
 
-impl Rng {
-    pub fn new(seed: i64, id: &str, copy: usize) -> Self {
-        let h = blake3::hash(format!("{seed}/{id}/{copy}").as_bytes());
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&h.as_bytes()[..8]);
-        Rng(u64::from_le_bytes(b))
-    }
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [lo, hi).
-    fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (self.next() >> 11) as f64 / (1u64 << 53) as f64 * (hi - lo)
-    }
+/// Uniform in [lo, hi).
+fn range(rng: &mut SplitMix, lo: f64, hi: f64) -> f64 {
+    lo + rng.unit() * (hi - lo)
 }
 
 /// Apply `ops` to `img`; the recipe records each op's drawn parameters.
-pub fn apply(img: &DynamicImage, ops: &[String], rng: &mut Rng) -> (DynamicImage, Vec<serde_json::Value>) {
+pub fn apply(img: &DynamicImage, ops: &[String], rng: &mut SplitMix) -> (DynamicImage, Vec<serde_json::Value>) {
     let mut out = img.clone();
     let mut recipe = Vec::new();
     for op in ops {
@@ -65,15 +57,15 @@ pub fn apply(img: &DynamicImage, ops: &[String], rng: &mut Rng) -> (DynamicImage
             }
             "crop" => {
                 let (w, h) = out.dimensions();
-                let f = rng.range(0.8, 1.0);
+                let f = range(rng, 0.8, 1.0);
                 let (cw, ch) = (((w as f64 * f).round() as u32).max(1), ((h as f64 * f).round() as u32).max(1));
-                let x = (rng.range(0.0, 1.0) * (w - cw + 1) as f64) as u32;
-                let y = (rng.range(0.0, 1.0) * (h - ch + 1) as f64) as u32;
+                let x = (range(rng, 0.0, 1.0) * (w - cw + 1) as f64) as u32;
+                let y = (range(rng, 0.0, 1.0) * (h - ch + 1) as f64) as u32;
                 out = out.crop_imm(x, y, cw, ch).resize_exact(w, h, image::imageops::FilterType::Triangle);
                 recipe.push(json!({"op": "crop", "x": x, "y": y, "w": cw, "h": ch}));
             }
             "rotate" => {
-                let k = 1 + rng.next() % 3;
+                let k = 1 + rng.next_u64() % 3;
                 out = match k {
                     1 => out.rotate90(),
                     2 => out.rotate180(),
@@ -82,17 +74,17 @@ pub fn apply(img: &DynamicImage, ops: &[String], rng: &mut Rng) -> (DynamicImage
                 recipe.push(json!({"op": "rotate", "degrees": k * 90}));
             }
             "brightness" => {
-                let d = rng.range(-40.0, 40.0).round() as i32;
+                let d = range(rng, -40.0, 40.0).round() as i32;
                 out = out.brighten(d);
                 recipe.push(json!({"op": "brightness", "delta": d}));
             }
             "contrast" => {
-                let c = (rng.range(-30.0, 30.0) * 10.0).round() / 10.0;
+                let c = (range(rng, -30.0, 30.0) * 10.0).round() / 10.0;
                 out = out.adjust_contrast(c as f32);
                 recipe.push(json!({"op": "contrast", "percent": c}));
             }
             "blur" => {
-                let s = (rng.range(0.3, 1.2) * 100.0).round() / 100.0;
+                let s = (range(rng, 0.3, 1.2) * 100.0).round() / 100.0;
                 out = out.blur(s as f32);
                 recipe.push(json!({"op": "blur", "sigma": s}));
             }
@@ -102,7 +94,7 @@ pub fn apply(img: &DynamicImage, ops: &[String], rng: &mut Rng) -> (DynamicImage
                 for p in rgb.pixels_mut() {
                     for c in p.0.iter_mut() {
                         // The sum of four uniforms: roughly normal, and cheap.
-                        let n = (rng.range(-1.0, 1.0) + rng.range(-1.0, 1.0) + rng.range(-1.0, 1.0) + rng.range(-1.0, 1.0)) * sigma * 0.866;
+                        let n = (range(rng, -1.0, 1.0) + range(rng, -1.0, 1.0) + range(rng, -1.0, 1.0) + range(rng, -1.0, 1.0)) * sigma * 0.866;
                         *c = (*c as f64 + n).round().clamp(0.0, 255.0) as u8;
                     }
                 }
@@ -169,7 +161,7 @@ pub fn augment(ctx: &Context, ds: &Dataset, opts: &Map) -> Result<Dataset> {
                 img = Some(crate::preprocess::decode(&data).map_err(|e| CurateError::io(&src, format!("cannot decode: {e}")))?);
             }
             let Some(parent) = img.as_ref() else { continue };
-            let mut rng = Rng::new(seed, pid, k);
+            let mut rng = copy_rng(seed, pid, k);
             let (out, recipe) = apply(parent, &ops, &mut rng);
             let mut png = Vec::new();
             out.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).map_err(|e| CurateError::io(&src, e))?;
