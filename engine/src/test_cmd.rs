@@ -170,7 +170,11 @@ fn run_inner(dir: &Path, opts: &TestOptions, cancel: CancelFlag) -> Result<u8, C
     if let Some(b) = &opts.baseline {
         let base = load_run(&ws, b)?;
         if let Ok(mut map) = ctx.tests.baseline.lock() {
-            *map = base.tests.iter().filter_map(|t| t.value().map(|v| (t.name.clone(), v))).collect();
+            *map = base
+                .tests
+                .iter()
+                .flat_map(|t| t.verdicts.iter().filter_map(move |v| v.value.map(|x| (curate_stdlib::primitives::checks::baseline_key(&t.name, &v.metric), x))))
+                .collect();
         }
     }
     let tests_dir = ws.root().join("tests");
@@ -264,6 +268,11 @@ fn run_inner(dir: &Path, opts: &TestOptions, cancel: CancelFlag) -> Result<u8, C
 /// A rule's value: a verdict, a bool, or an array of them (all must pass).
 fn judge(r: &mut TestResult, v: Dynamic) {
     let items: Vec<Dynamic> = if v.is_array() { v.into_array().unwrap_or_default() } else { vec![v] };
+    if items.is_empty() {
+        r.status = Status::Error;
+        r.message = Some("the rule returned an empty array: nothing was checked".into());
+        return;
+    }
     let mut pass = true;
     for item in items {
         if let Some(b) = item.clone().try_cast::<bool>() {

@@ -212,3 +212,13 @@ print(`${one.parent_id} ${one.label} ${one.recipe}`);
     let out = bad.run_with(&["run", "bad.rhai"]).code(2);
     assert!(out.stderr.contains("`swirl` is not an op"), "{}", out.stderr);
 }
+
+#[test]
+fn a_value_that_does_not_fit_its_column_is_refused() {
+    let t = Test::example().write("s.rhai", "open().set(\"width\", \"lfw/face/000\", \"wide\")");
+    let out = t.run_with(&["run", "s.rhai"]).code(2);
+    assert!(out.stderr.contains("does not fit column `width`"), "{}", out.stderr);
+    assert!(!t.path().join("edits.jsonl").exists() || std::fs::read_to_string(t.path().join("edits.jsonl")).expect("log").is_empty());
+    let t = t.write("ok.rhai", "print(open().set(\"width\", \"lfw/face/000\", 30).get(\"lfw/face/000\").width)");
+    assert_eq!(t.run_with(&["run", "ok.rhai"]).success().stdout.trim(), "30");
+}

@@ -166,6 +166,9 @@ pub fn augment(ctx: &Context, ds: &Dataset, opts: &Map) -> Result<Dataset> {
             let mut png = Vec::new();
             out.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).map_err(|e| CurateError::io(&src, e))?;
             let file = out_dir.join(format!("{}.png", super::export::safe_component(&id)));
+            if file.exists() {
+                return Err(CurateError::io(&file, format!("already exists and is not `{id}`'s: another sample's augmented image (ids that differ only in characters made safe, or a removed augmented sample); remove the file or use another seed")));
+            }
             crate::atomic::write_atomic(&file, |f| {
                 use std::io::Write;
                 f.write_all(&png).map_err(|e| CurateError::io(&file, e))

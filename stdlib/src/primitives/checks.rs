@@ -111,7 +111,7 @@ pub struct TestState {
     /// The model to predict with, or a predictions file.
     pub source: Mutex<Option<PredictionSource>>,
     pub predictions: Mutex<Option<Dataset>>,
-    /// Baseline metric values by test name.
+    /// Baseline metric values by [`baseline_key`].
     pub baseline: Mutex<HashMap<String, f64>>,
     pub current: Mutex<Option<String>>,
 }
@@ -123,7 +123,8 @@ pub enum PredictionSource {
 }
 
 fn compare(m: &Metric, op: &str, t: f64) -> Verdict {
-    let error = if m.n == 0 { Some(format!("empty slice: no samples to measure {}", m.name)) } else { None };
+    // A count of 0 is a measurement (`leaks.count() == 0`); any other metric of nothing is not.
+    let error = if m.n == 0 && m.name != "count" { Some(format!("empty slice: no samples to measure {}", m.name)) } else { None };
     let pass = error.is_none()
         && m.value.is_some_and(|v| match op {
             ">=" => v >= t - 1e-12,
@@ -238,7 +239,20 @@ pub fn count(ds: &Dataset) -> Result<Metric> {
 
 fn no_drop(ctx: &Context, m: &Metric, delta: f64) -> Verdict {
     let current = ctx.tests.current.lock().ok().and_then(|c| c.clone());
-    let base = current.as_ref().and_then(|t| ctx.tests.baseline.lock().ok().and_then(|b| b.get(t).copied()));
+    let loaded = ctx.tests.baseline.lock().map(|b| !b.is_empty()).unwrap_or(false);
+    let base = current.as_ref().and_then(|t| ctx.tests.baseline.lock().ok().and_then(|b| b.get(&baseline_key(t, &m.name)).copied()));
+    if base.is_none() && loaded {
+        return Verdict {
+            pass: false,
+            metric: m.name.clone(),
+            value: m.value,
+            op: "no_drop".into(),
+            threshold: Some(delta),
+            n: m.n,
+            error: Some("the baseline run has no value of this metric for this test".into()),
+            failing: vec![],
+        };
+    }
     match base {
         Some(b) => {
             let mut v = compare(m, ">=", b - delta);
@@ -258,6 +272,12 @@ fn no_drop(ctx: &Context, m: &Metric, delta: f64) -> Verdict {
             failing: vec![],
         },
     }
+}
+
+/// How a baseline value is looked up: by test and metric, so a rule with several verdicts
+/// compares each with its own.
+pub fn baseline_key(test: &str, metric: &str) -> String {
+    format!("{test}\u{0}{metric}")
 }
 
 /// The predictions `curate test` was asked to test, computed once per run.

@@ -49,8 +49,10 @@ fn source(ctx: &Context, call: &NativeCallContext) -> String {
     }
 }
 
-fn workspace(ctx: &Context, ds: &Dataset) -> Arc<crate::workspace::Workspace> {
-    ctx.workspace.clone().unwrap_or_else(|| ds.workspace().clone())
+/// The workspace an edit of `ds` goes to: always ds's own (a dataset opened from another
+/// workspace edits that one's log).
+fn workspace(_ctx: &Context, ds: &Dataset) -> Arc<crate::workspace::Workspace> {
+    ds.workspace().clone()
 }
 
 /// The current values of `column` for `ids`, checking every id is in the current view.
@@ -108,6 +110,19 @@ pub fn set_value(ctx: &Context, call: &NativeCallContext, ds: &Dataset, action: 
         return Err(CurateError::arg(action, format!("`{column}` identifies the file and cannot be edited")));
     }
     let ids = unique(action, ids_of(action, "ids", ids)?)?;
+    // A value that does not fit the column's type would break every later replay: refuse it now.
+    if let Some(dt) = ds.workspace().scan_manifest()?.collect_schema()?.get(column).cloned() {
+        let probe = match &value {
+            Value::Bool(b) => Series::new("v".into(), [*b]),
+            Value::Number(n) if n.is_i64() => Series::new("v".into(), [n.as_i64().unwrap_or(0)]),
+            Value::Number(n) => Series::new("v".into(), [n.as_f64().unwrap_or(0.0)]),
+            other => Series::new("v".into(), [other.as_str().unwrap_or_default().to_string()]),
+        };
+        let lossy = matches!(&value, Value::Number(n) if !n.is_i64() && !n.is_u64()) && dt.is_integer();
+        if lossy || probe.strict_cast(&dt).is_err() {
+            return Err(CurateError::arg(action, format!("{value} does not fit column `{column}` ({dt})")));
+        }
+    }
     let old = current_values(ds, &ids, Some(column))?;
     let e = entry(action, ids, if action == "relabel" { None } else { Some(column) }, Some(value), old, reason, source(ctx, call));
     append_and_reopen(ctx, ds, e)

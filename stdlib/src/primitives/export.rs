@@ -24,7 +24,8 @@ pub const DOC: Primitive = Primitive {
               (default), \"parquet\", \"jsonl\" or \"imagefolder\"; `mode` \"manifest_only\" \
               (default: paths point at the media), \"copy\" or \"link\" (files go to \
               dir/images/<label>/, named from their ids, made safe); `split` keeps one split; \
-              `expand: true` repeats each row round(weight) times instead of a weight column. \
+              `expand: true` repeats each row round(weight / smallest weight) times instead of a \
+              weight column. \
               Also writes lock.json: the edit-log position and manifest hash, each file's content \
               hash, counts by label, split and weight, and the curate version. Deterministic: \
               the same state exports to the same bytes.",
@@ -106,6 +107,10 @@ pub fn train_export(ctx: &Context, ds: &Dataset, dir: &str, opts: &ExportOptions
     let mut by_split: BTreeMap<String, usize> = BTreeMap::new();
     let mut by_weight: BTreeMap<String, usize> = BTreeMap::new();
     let mut lock_files = Vec::new();
+    // Expanding repeats each row round(weight / smallest positive weight) times, so that the
+    // lightest samples keep one row each and the mix the weights describe survives.
+    let unit = weights.iter().copied().filter(|w| *w > 0.0).fold(f64::INFINITY, f64::min);
+    let unit = if unit.is_finite() { unit } else { 1.0 };
     for i in 0..n {
         let id = ids[i].clone().unwrap_or_default();
         let label = labels[i].clone().unwrap_or_else(|| "unlabelled".into());
@@ -127,7 +132,7 @@ pub fn train_export(ctx: &Context, ds: &Dataset, dir: &str, opts: &ExportOptions
         *by_split.entry(splits[i].clone().unwrap_or_else(|| "(none)".into())).or_default() += 1;
         *by_weight.entry(format!("{}", weights[i])).or_default() += 1;
         lock_files.push(serde_json::json!({"id": id, "path": exported_path, "hash": hash}));
-        let repeats = if opts.expand { weights[i].round().max(0.0) as usize } else { 1 };
+        let repeats = if opts.expand { (weights[i] / unit).round().max(0.0) as usize } else { 1 };
         for _ in 0..repeats {
             rows.push((id.clone(), exported_path.clone(), label.clone(), if opts.expand { 1.0 } else { weights[i] }, hash.clone()));
         }
