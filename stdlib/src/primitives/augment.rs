@@ -199,7 +199,6 @@ pub fn augment(ctx: &Context, ds: &Dataset, opts: &Map) -> Result<Dataset> {
         return Err(CurateError::Interrupted);
     }
     if !rows.is_empty() {
-        let name = ctx.source_name.lock().map(|n| n.clone()).unwrap_or_default();
         let e = crate::edits::Edit {
             time: crate::edits::now(),
             action: "add".into(),
@@ -209,7 +208,7 @@ pub fn augment(ctx: &Context, ds: &Dataset, opts: &Map) -> Result<Dataset> {
             old: vec![],
             rows,
             reason: format!("augment {} (seed {seed}, {copies} per sample)", ops.join("+")),
-            source: if name.is_empty() || name.starts_with("repl") { "repl".into() } else { name },
+            source: super::edit::source_label(ctx, None),
         };
         crate::edits::append(&crate::edits::path(&ws), &[e])?;
     }

@@ -41,11 +41,17 @@ pub const DOC: Primitive = Primitive {
 
 /// `path:line` of the call, or "repl".
 fn source(ctx: &Context, call: &NativeCallContext) -> String {
+    source_label(ctx, Some(call.call_position().line().unwrap_or(0)))
+}
+
+/// What an edit-log entry names as its source: the script being evaluated (with `line` when
+/// known), or "repl" for REPL cells.
+pub(crate) fn source_label(ctx: &Context, line: Option<usize>) -> String {
     let name = ctx.source_name.lock().map(|n| n.clone()).unwrap_or_default();
-    if name.is_empty() || name.starts_with("repl") {
-        "repl".to_string()
-    } else {
-        format!("{name}:{}", call.call_position().line().unwrap_or(0))
+    match line {
+        _ if name.is_empty() || name.starts_with("repl") => "repl".to_string(),
+        Some(line) => format!("{name}:{line}"),
+        None => name,
     }
 }
 

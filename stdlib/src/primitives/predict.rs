@@ -5,7 +5,6 @@
 //! probability) and, for models with at most [`MAX_CLASS_COLUMNS`] classes, one `p_<class>`
 //! probability column per class. Label issues, confusion matrices and data unit tests read them.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use polars::prelude::*;
@@ -201,11 +200,6 @@ pub fn probabilities_of(ds: &Dataset) -> Result<(Vec<String>, Vec<String>, Vec<O
     let probs = (0..ids.len()).map(|i| cols.iter().map(|c| c[i]).collect::<Option<Vec<f32>>>()).collect();
     let classes = class_cols.iter().map(|c| c["p_".len()..].to_string()).collect();
     Ok((ids, classes, probs))
-}
-
-/// Ids and their probabilities as a map, for lookups by id.
-pub fn by_id(ids: &[String], probs: &[Option<Vec<f32>>]) -> HashMap<String, Vec<f32>> {
-    ids.iter().zip(probs).filter_map(|(i, p)| p.clone().map(|p| (i.clone(), p))).collect()
 }
 
 pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
