@@ -132,6 +132,9 @@ pub enum Command {
         /// Print outputs, the result or the error as one JSON document.
         #[arg(long)]
         json: bool,
+        /// Also write every cell's source and outputs (tables, charts, grids) to this .html or .md file.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
     },
 }
 
@@ -162,9 +165,10 @@ pub fn main() -> u8 {
     match cli.command {
         None => crate::repl::run(&dir, cancel, false),
         Some(Command::Repl { yes }) => crate::repl::run(&dir, cancel, yes),
-        Some(Command::Run { script, params, json }) => {
+        Some(Command::Run { script, params, json, report }) => {
             let script = if script.is_absolute() || cli.chdir.is_none() { script } else { dir.join(script) };
-            crate::run::run(&dir, &RunOptions { script, params, json }, cancel)
+            let report = report.map(|r| if r.is_absolute() { r } else { dir.join(r) });
+            crate::run::run(&dir, &RunOptions { script, params, json, report }, cancel)
         }
         Some(Command::Init { dir: target, name }) => {
             let target = target.map(|t| dir.join(t)).unwrap_or(dir);

@@ -2,10 +2,13 @@
 //! REPL, the script runner and the command line. It renders what the stdlib computes; the stdlib
 //! never touches the terminal.
 
+pub mod cells;
 pub mod cli;
 pub mod diagnostic;
+pub mod display;
 pub mod log_cmd;
 pub mod progress_bar;
+pub mod report;
 pub mod repl;
 pub mod run;
 pub mod session;

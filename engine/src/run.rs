@@ -1,7 +1,9 @@
 //! `curate run SCRIPT`: run a script headlessly with the same engine and primitives as the REPL.
-//! Outputs stream to stdout as the script makes them; `--json` gives one JSON document instead.
+//! The script runs cell by cell (`// %%` markers, or its paragraphs: see [`crate::cells`]), each
+//! cell's outputs streaming to stdout as they come; `--json` gives one JSON document instead, and
+//! `--report FILE` also records every cell's source and outputs as HTML or Markdown.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -9,13 +11,87 @@ use curate_stdlib::output::{dynamic_to_json, Output};
 use curate_stdlib::progress::CancelFlag;
 use rhai::{Dynamic, Map};
 
+use crate::cells;
 use crate::diagnostic::{render, ScriptError};
+use crate::report::{CellRecord, Report, Status};
 use crate::session::Session;
+
+pub use crate::display::print_output;
 
 pub struct RunOptions {
     pub script: PathBuf,
     pub params: Vec<(String, String)>,
     pub json: bool,
+    pub report: Option<PathBuf>,
+}
+
+/// What running the cells gave: a record per cell, the last cell's value, the first error.
+pub struct Outcome {
+    pub records: Vec<CellRecord>,
+    pub value: Dynamic,
+    /// The output of the last cell's value: printed after the cells' streamed outputs, and
+    /// the `result` of `--json` rather than one of its outputs.
+    pub result: Option<Output>,
+    pub error: Option<ScriptError>,
+}
+
+/// Run `source` as cells on `session`. `outputs` is the buffer the session's sink fills; it is
+/// drained into each cell's record. Every cell is syntax-checked and its functions defined
+/// before the first runs, so a typo at the end fails before anything has run, and a function
+/// may be called above its definition, as in a whole script.
+pub fn run_cells(session: &mut Session, name: &str, source: &str, outputs: &Arc<Mutex<Vec<Output>>>) -> Outcome {
+    let cells = cells::split(source);
+    let drain = || outputs.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
+    let record = |c: &cells::Cell, status| CellRecord { line: c.line, title: c.title.clone(), source: c.source.clone(), outputs: vec![], error: None, status };
+    let mut records: Vec<CellRecord> = cells.iter().map(|c| record(c, Status::NotRun)).collect();
+    for (i, c) in cells.iter().enumerate() {
+        if let Err(e) = session.prepare(name, &c.positioned(), source) {
+            records[i].status = Status::Failed;
+            records[i].error = Some(render(&e, false));
+            return Outcome { records, value: Dynamic::UNIT, result: None, error: Some(e) };
+        }
+    }
+    let mut value = Dynamic::UNIT;
+    let mut result = None;
+    let last = cells.iter().rposition(|c| c.has_code());
+    for (i, c) in cells.iter().enumerate() {
+        if !c.has_code() {
+            records[i].status = Status::Ran;
+            continue;
+        }
+        match session.eval_cell_of(name, &c.positioned(), source) {
+            Ok(cell) => {
+                records[i].status = Status::Ran;
+                if Some(i) == last {
+                    // The script's result: the caller shows it (or puts it in the JSON).
+                    value = cell.value;
+                    records[i].outputs = drain();
+                    match session.output_of(&value) {
+                        Ok(Some(o)) => {
+                            records[i].outputs.push(o.clone());
+                            result = Some(o);
+                        }
+                        Ok(None) => {}
+                        Err(e) => records[i].error = Some(render(&e, false)),
+                    }
+                } else {
+                    match session.output_of(&cell.value) {
+                        Ok(Some(o)) => (session.context().sink)(o),
+                        Ok(None) => {}
+                        Err(e) => records[i].error = Some(render(&e, false)),
+                    }
+                    records[i].outputs = drain();
+                }
+            }
+            Err(e) => {
+                records[i].outputs = drain();
+                records[i].status = Status::Failed;
+                records[i].error = Some(render(&e, false));
+                return Outcome { records, value: Dynamic::UNIT, result: None, error: Some(e) };
+            }
+        }
+    }
+    Outcome { records, value, result, error: None }
 }
 
 /// Run the script and return the process exit code.
@@ -27,59 +103,91 @@ pub fn run(dir: &Path, opts: &RunOptions, cancel: CancelFlag) -> u8 {
             return report_setup_error(opts.json, &err);
         }
     };
+    if let Some(r) = &opts.report {
+        if let Err(e) = crate::report::Format::of(r) {
+            return report_setup_error(opts.json, &e);
+        }
+    }
     let mut params = Map::new();
     for (k, v) in &opts.params {
         params.insert(k.as_str().into(), Dynamic::from(v.clone()));
     }
     let collected: Arc<Mutex<Vec<Output>>> = Arc::default();
-    let sink: curate_stdlib::primitives::Sink = if opts.json {
-        let c = collected.clone();
-        Arc::new(move |o| {
-            if let Ok(mut v) = c.lock() {
-                v.push(o)
-            }
-        })
-    } else {
-        Arc::new(|o: Output| print_output(&o))
-    };
+    let c = collected.clone();
+    let json = opts.json;
+    let sink: curate_stdlib::primitives::Sink = Arc::new(move |o: Output| {
+        if !json {
+            print_output(&o);
+        }
+        if let Ok(mut v) = c.lock() {
+            v.push(o)
+        }
+    });
     let mut session = match Session::new(dir, params, cancel, sink) {
         Ok(s) => s,
         Err(e) => return report_setup_error(opts.json, &e),
     };
     let name = opts.script.display().to_string();
-    let result = session.eval_cell(&name, &source);
+    let started = std::time::Instant::now();
+    let outcome = run_cells(&mut session, &name, &source, &collected);
+    let elapsed = started.elapsed();
+
+    let mut code = match &outcome.error {
+        Some(e) => e.exit_code(),
+        None => 0,
+    };
     if opts.json {
-        let outputs: Vec<_> = collected.lock().map(|v| v.iter().map(Output::to_json).collect()).unwrap_or_default();
-        let (doc, code) = match &result {
-            Ok(cell) => (
-                serde_json::json!({"ok": true, "outputs": outputs, "result": dynamic_to_json(&cell.value)}),
-                0,
-            ),
-            Err(e) => (serde_json::json!({"ok": false, "outputs": outputs, "error": e.to_json()}), e.exit_code()),
+        let mut outputs: Vec<_> = outcome.records.iter().flat_map(|r| r.outputs.iter()).map(Output::to_json).collect();
+        if outcome.result.is_some() {
+            // The result is reported on its own, not among the outputs (it was pushed last).
+            outputs.pop();
+        }
+        let doc = match &outcome.error {
+            None => serde_json::json!({"ok": true, "outputs": outputs, "result": dynamic_to_json(&outcome.value)}),
+            Some(e) => serde_json::json!({"ok": false, "outputs": outputs, "error": e.to_json()}),
         };
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
-        return code;
-    }
-    match result {
-        Ok(cell) => {
-            match session.output_of(&cell.value) {
-                Ok(Some(out)) => print_output(&out),
-                Ok(None) => {}
-                Err(e) => {
-                    eprint!("{}", render(&e, color()));
-                    return 2;
+    } else {
+        match &outcome.error {
+            None => {
+                if let Some(o) = &outcome.result {
+                    print_output(o);
                 }
             }
-            0
-        }
-        Err(e) => {
-            print_script_error(&e);
-            e.exit_code()
+            Some(e) => print_script_error(e),
         }
     }
+    if let Some(path) = &opts.report {
+        let status = match &outcome.error {
+            None => format!("{} cells ran in {:.1} s", outcome.records.len(), elapsed.as_secs_f64()),
+            Some(e) => format!("stopped: {} (exit code {})", e.message, e.exit_code()),
+        };
+        let mut meta = vec![];
+        if let Some(ws) = session.workspace() {
+            meta.push(format!("workspace: {} ({})", ws.config.name, ws.root().display()));
+        }
+        if !opts.params.is_empty() {
+            meta.push(format!("parameters: {}", opts.params.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")));
+        }
+        meta.push(status);
+        let report = Report { title: name.clone(), meta, cells: outcome.records };
+        match report.write(path) {
+            Ok(()) => {
+                if !opts.json {
+                    eprintln!("report: {}", path.display());
+                }
+            }
+            Err(e) => {
+                eprint!("{}", render(&e, color()));
+                code = code.max(2);
+            }
+        }
+    }
+    code
 }
 
 pub fn print_script_error(e: &ScriptError) {
+    use std::io::Write;
     let _ = std::io::stdout().flush();
     eprint!("{}", render(e, color()));
 }
@@ -94,13 +202,6 @@ fn report_setup_error(json: bool, err: &curate_stdlib::CurateError) -> u8 {
         eprint!("{}", render(err, color()));
     }
     2
-}
-
-/// Print an output to stdout. Tables fit themselves to the terminal when there is one.
-pub fn print_output(o: &Output) {
-    let mut out = std::io::stdout().lock();
-    // A closed pipe (`curate run x | head`) is not an error worth reporting.
-    let _ = writeln!(out, "{}", o.render_text(None));
 }
 
 /// Whether stderr gets colours.

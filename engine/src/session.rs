@@ -84,8 +84,25 @@ impl Session {
         &self.ctx.cancel
     }
 
+    /// Check a cell's syntax and define its functions, before any cell runs (see
+    /// `run::run_cells`). Variables are not checked here: earlier cells define them.
+    pub fn prepare(&mut self, name: &str, source: &str, script: &str) -> Result<(), ScriptError> {
+        let mut parser = Engine::new_raw();
+        parser.set_max_expr_depths(128, 64);
+        let ast = parser.compile(source).map_err(|e| ScriptError::from_parse(name, script, &e))?;
+        self.lib.combine(ast.clone_functions_only());
+        Ok(())
+    }
+
     /// Evaluate one cell. `name` labels the source in error reports (a file path, or "repl").
     pub fn eval_cell(&mut self, name: &str, source: &str) -> Result<CellValue, ScriptError> {
+        self.eval_cell_of(name, source, source)
+    }
+
+    /// Evaluate one cell of a script: `source` is the cell padded to its place in the script
+    /// (see `cells::Cell::positioned`), `script` the whole text that errors are shown in, since
+    /// an error may lie in a function another cell defined.
+    pub fn eval_cell_of(&mut self, name: &str, source: &str, script: &str) -> Result<CellValue, ScriptError> {
         self.ctx.cancel.reset();
         if let Ok(mut n) = self.ctx.source_name.lock() {
             *n = name.to_string();
@@ -93,13 +110,13 @@ impl Session {
         let ast = self
             .engine
             .compile_with_scope(&self.scope, source)
-            .map_err(|e| ScriptError::from_parse(name, source, &e))?;
+            .map_err(|e| ScriptError::from_parse(name, script, &e))?;
         self.lib.combine(ast.clone_functions_only());
         let run = self.lib.merge(&ast.clone_statements_only());
         let value = self
             .engine
             .eval_ast_with_scope::<Dynamic>(&mut self.scope, &run)
-            .map_err(|e| ScriptError::from_eval(name, source, &e))?;
+            .map_err(|e| ScriptError::from_eval(name, script, &e))?;
         Ok(CellValue { value })
     }
 

@@ -100,6 +100,10 @@ pub enum CurateError {
     #[diagnostic(code(curate::assert::failed))]
     AssertionFailed { message: String },
 
+    #[error("could not draw {what}: {message}")]
+    #[diagnostic(code(curate::plot::draw))]
+    Plot { what: String, message: String },
+
     #[error("interrupted")]
     #[diagnostic(code(curate::interrupted), help("work already finished was kept"))]
     Interrupted,

@@ -11,6 +11,8 @@ use crate::error::Result;
 /// How many rows a dataset shows when displayed whole.
 pub const DISPLAY_ROWS: usize = 10;
 const MAX_CELL: usize = 40;
+/// Columns a text table draws; the rest are listed by name under it.
+pub const MAX_COLUMNS: usize = 12;
 
 #[derive(Debug, Clone)]
 pub enum Output {
@@ -18,6 +20,8 @@ pub enum Output {
     Text(String),
     /// The first rows of a table, with the full row count.
     Table(TableView),
+    /// A chart or a contact sheet (PNG), already saved under `.curate/out/`.
+    Image(crate::plot::Picture),
 }
 
 #[derive(Debug, Clone)]
@@ -33,8 +37,19 @@ impl TableView {
         Ok(TableView { head, total_rows })
     }
 
+    /// "10 of 1,400 rows × 9 columns"
+    pub fn footer(&self) -> String {
+        let (shown, cols) = (self.head.height(), self.head.width());
+        if shown < self.total_rows {
+            format!("{shown} of {} rows × {cols} columns", thousands(self.total_rows))
+        } else {
+            format!("{} rows × {cols} columns", thousands(self.total_rows))
+        }
+    }
+
     /// A compact text table: names, types, the first rows with long text cut, and a footer with
-    /// the row count.
+    /// the row count. Beyond `MAX_COLUMNS` columns, the last ones are named in the footer
+    /// instead of drawn.
     pub fn render_text(&self, width: Option<u16>) -> String {
         let mut table = Table::new();
         table.load_preset(presets::UTF8_FULL_CONDENSED);
@@ -42,7 +57,8 @@ impl TableView {
         if let Some(w) = width {
             table.set_width(w);
         }
-        let cols = self.head.columns();
+        let all = self.head.columns();
+        let cols = &all[..all.len().min(MAX_COLUMNS)];
         table.set_header(cols.iter().map(|c| Cell::new(format!("{}\n{}", c.name(), short_dtype(c.dtype())))));
         for i in 0..self.head.height() {
             table.add_row(cols.iter().map(|c| {
@@ -50,13 +66,12 @@ impl TableView {
                 Cell::new(v)
             }));
         }
-        let shown = self.head.height();
-        let footer = if shown < self.total_rows {
-            format!("{shown} of {} rows × {} columns", thousands(self.total_rows), cols.len())
-        } else {
-            format!("{} rows × {} columns", thousands(self.total_rows), cols.len())
-        };
-        if shown == 0 {
+        let mut footer = self.footer();
+        if all.len() > cols.len() {
+            let hidden: Vec<String> = all[cols.len()..].iter().map(|c| format!("{} ({})", c.name(), short_dtype(c.dtype()))).collect();
+            footer.push_str(&format!("; not shown: {}", hidden.join(", ")));
+        }
+        if self.head.height() == 0 {
             return format!("{}\n(empty) {footer}", table);
         }
         format!("{table}\n{footer}")
@@ -94,6 +109,9 @@ impl Output {
         if let Some(ds) = value.read_lock::<Dataset>() {
             return Ok(Some(Output::Table(TableView::of(&ds, DISPLAY_ROWS)?)));
         }
+        if let Some(p) = value.read_lock::<crate::plot::Picture>() {
+            return Ok(Some(Output::Image(p.clone())));
+        }
         Ok(Some(Output::Text(display_value(value))))
     }
 
@@ -101,6 +119,9 @@ impl Output {
         match self {
             Output::Text(t) => serde_json::json!({"type": "text", "text": t}),
             Output::Table(t) => t.to_json(),
+            Output::Image(p) => serde_json::json!({
+                "type": "image", "title": p.title, "path": p.path.display().to_string(), "width": p.width, "height": p.height,
+            }),
         }
     }
 
@@ -108,6 +129,7 @@ impl Output {
         match self {
             Output::Text(t) => t.clone(),
             Output::Table(t) => t.render_text(width),
+            Output::Image(p) => p.describe(),
         }
     }
 }
@@ -136,7 +158,8 @@ fn short_dtype(dt: &DataType) -> String {
     }
 }
 
-fn cell_text(v: &AnyValue, keep_tail: bool) -> String {
+/// A cell's value as short text: floats to 4 places, long text cut (paths keep their tail).
+pub fn cell_text(v: &AnyValue, keep_tail: bool) -> String {
     let s = match v {
         AnyValue::Null => "null".to_string(),
         AnyValue::String(s) => s.to_string(),
@@ -183,6 +206,9 @@ pub fn any_to_json(v: &AnyValue) -> serde_json::Value {
 
 /// A Rhai value as JSON, for `--json` output.
 pub fn dynamic_to_json(value: &Dynamic) -> serde_json::Value {
+    if let Some(p) = value.read_lock::<crate::plot::Picture>() {
+        return Output::Image(p.clone()).to_json();
+    }
     if let Some(ds) = value.read_lock::<Dataset>() {
         return match TableView::of(&ds, DISPLAY_ROWS) {
             Ok(t) => t.to_json(),

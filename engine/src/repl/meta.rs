@@ -24,6 +24,8 @@ pub const COMMANDS: &[MetaCommand] = &[
     MetaCommand { name: ":help", args: "[NAME]", help: "list the primitives, or show one's signatures, doc and examples", run: help },
     MetaCommand { name: ":schema", args: "", help: "the manifest's columns and their types", run: schema },
     MetaCommand { name: ":vars", args: "", help: "the variables defined so far, with their types", run: vars },
+    MetaCommand { name: ":save", args: "FILE [--force]", help: "save the cells that ran as a script, one `// %%` cell each", run: save },
+    MetaCommand { name: ":report", args: "FILE", help: "write the session (sources, tables, charts, errors) as .html or .md", run: report },
     MetaCommand { name: ":quit", args: "", help: "leave the REPL (Ctrl-D does too)", run: quit },
 ];
 
@@ -116,4 +118,65 @@ fn vars(repl: &mut Repl, _: &str) -> MetaOutcome {
     let w1 = vars.iter().map(|v| v.1.len()).max().unwrap_or(0);
     let lines: Vec<String> = vars.iter().map(|(n, t, p)| format!("  {n:w0$}  {t:w1$}  {p}")).collect();
     MetaOutcome::Text(lines.join("\n"))
+}
+
+fn target(repl: &Repl, args: &str, usage: &str) -> Result<(std::path::PathBuf, bool), String> {
+    let mut force = false;
+    let mut file = None;
+    for a in args.split_whitespace() {
+        match a {
+            "--force" | "-f" => force = true,
+            f if file.is_none() => file = Some(f),
+            _ => return Err(format!("usage: {usage}")),
+        }
+    }
+    let Some(file) = file else { return Err(format!("usage: {usage}")) };
+    let path = std::path::Path::new(file);
+    Ok((if path.is_absolute() { path.to_path_buf() } else { repl.dir.join(path) }, force))
+}
+
+/// The session's successful cells as a script: `curate run FILE` replays it, cell by cell.
+pub fn session_script(repl: &Repl) -> String {
+    let ws = repl.session.workspace().map(|w| format!(" on workspace `{}`", w.config.name)).unwrap_or_default();
+    let mut s = format!("// Saved from a curate REPL session{ws}. Cells that failed are left out.\n// Run: curate run FILE [--report FILE.html]\n");
+    for c in repl.history.iter().filter(|c| c.status == crate::report::Status::Ran) {
+        let _ = write!(s, "\n// %% {}\n{}\n", c.title.as_deref().unwrap_or(""), c.source.trim_end());
+    }
+    s
+}
+
+fn save(repl: &mut Repl, args: &str) -> MetaOutcome {
+    let (path, force) = match target(repl, args, ":save FILE [--force]") {
+        Ok(t) => t,
+        Err(e) => return MetaOutcome::Error(e),
+    };
+    if path.exists() && !force && !repl.saved.contains(&path) {
+        return MetaOutcome::Error(format!("{} exists; `:save {} --force` replaces it", path.display(), args.trim()));
+    }
+    let ran = repl.history.iter().filter(|c| c.status == crate::report::Status::Ran).count();
+    match curate_stdlib::atomic::write_bytes_atomic(&path, session_script(repl).as_bytes()) {
+        Ok(()) => {
+            repl.saved.push(path.clone());
+            MetaOutcome::Text(format!("saved {ran} cells to {}", path.display()))
+        }
+        Err(e) => MetaOutcome::Error(e.to_string()),
+    }
+}
+
+fn report(repl: &mut Repl, args: &str) -> MetaOutcome {
+    let (path, _) = match target(repl, args, ":report FILE.html|FILE.md") {
+        Ok(t) => t,
+        Err(e) => return MetaOutcome::Error(e),
+    };
+    let mut meta = vec![];
+    if let Some(ws) = repl.session.workspace() {
+        meta.push(format!("workspace: {} ({})", ws.config.name, ws.root().display()));
+    }
+    let failed = repl.history.iter().filter(|c| c.status == crate::report::Status::Failed).count();
+    meta.push(format!("{} cells, {failed} failed", repl.history.len()));
+    let report = crate::report::Report { title: "curate REPL session".to_string(), meta, cells: repl.history.clone() };
+    match report.write(&path) {
+        Ok(()) => MetaOutcome::Text(format!("wrote {} cells to {}", repl.history.len(), path.display())),
+        Err(e) => MetaOutcome::Error(e.to_string()),
+    }
 }

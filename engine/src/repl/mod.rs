@@ -7,7 +7,7 @@ pub mod highlighter;
 pub mod meta;
 
 use std::io::{BufRead, IsTerminal};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use curate_stdlib::output::Output;
@@ -18,6 +18,7 @@ use reedline::{
 };
 
 use crate::diagnostic::render;
+use crate::report::{CellRecord, Status};
 use crate::run::{color, print_output};
 use crate::session::{is_incomplete, Session};
 use completer::{CurateCompleter, Names};
@@ -28,6 +29,14 @@ pub struct Repl {
     names: Arc<Mutex<Names>>,
     failures: usize,
     cells: usize,
+    /// Where relative paths of `:save` and `:report` start (the `-C` folder).
+    pub dir: PathBuf,
+    /// Every code cell so far, with its outputs, for `:save` and `:report`.
+    pub history: Vec<CellRecord>,
+    /// Outputs of the running cell, filled by the session's sink.
+    outputs: Arc<Mutex<Vec<Output>>>,
+    /// Files this session wrote with `:save` (which it may overwrite without `--force`).
+    pub saved: Vec<PathBuf>,
 }
 
 /// Lines ask for more input while the statement is unfinished.
@@ -50,9 +59,16 @@ enum Step {
 
 impl Repl {
     pub fn new(dir: &Path, cancel: CancelFlag) -> Result<Self, curate_stdlib::CurateError> {
-        let sink: curate_stdlib::primitives::Sink = Arc::new(|o: Output| print_output(&o));
+        let outputs: Arc<Mutex<Vec<Output>>> = Arc::default();
+        let o = outputs.clone();
+        let sink: curate_stdlib::primitives::Sink = Arc::new(move |out: Output| {
+            print_output(&out);
+            if let Ok(mut v) = o.lock() {
+                v.push(out);
+            }
+        });
         let session = Session::new(dir, rhai::Map::new(), cancel, sink)?;
-        let mut repl = Repl { session, names: Arc::default(), failures: 0, cells: 0 };
+        let mut repl = Repl { session, names: Arc::default(), failures: 0, cells: 0, dir: dir.to_path_buf(), history: vec![], outputs, saved: vec![] };
         repl.refresh_names();
         Ok(repl)
     }
@@ -87,20 +103,26 @@ impl Repl {
         }
         self.cells += 1;
         let name = format!("repl#{}", self.cells);
+        let mut record = CellRecord { line: 0, title: Some(name.clone()), source: cell.to_string(), outputs: vec![], error: None, status: Status::Ran };
         match self.session.eval_cell(&name, cell) {
-            Ok(cell) => match self.session.output_of(&cell.value) {
-                Ok(Some(out)) => print_output(&out),
+            Ok(value) => match self.session.output_of(&value.value) {
+                Ok(Some(out)) => (self.session.context().sink)(out),
                 Ok(None) => {}
                 Err(e) => {
                     self.failures += 1;
                     eprint!("{}", render(&e, color()));
+                    record.error = Some(render(&e, false));
                 }
             },
             Err(e) => {
                 self.failures += 1;
                 crate::run::print_script_error(&e);
+                record.status = Status::Failed;
+                record.error = Some(render(&e, false));
             }
         }
+        record.outputs = self.outputs.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
+        self.history.push(record);
         self.refresh_names();
         Step::Continue
     }

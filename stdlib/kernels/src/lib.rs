@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod pca;
 pub mod probe;
 
 /// Squared Euclidean distance. Not `#[inline]`: inlined into an unoptimised caller it would be

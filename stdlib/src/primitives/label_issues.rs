@@ -205,7 +205,7 @@ pub fn label_issues(ds: &Dataset, opts: &IssueOptions) -> Result<Dataset> {
     ds.derive(ds.annotate(extra))
 }
 
-fn pair_columns(ds: &Dataset, opts: &PairOptions) -> Result<(String, String)> {
+pub(crate) fn pair_columns(ds: &Dataset, opts: &PairOptions) -> Result<(String, String)> {
     let label = opts.label.clone().unwrap_or_else(|| "label".to_string());
     let pred = opts.pred.clone().unwrap_or_else(|| "pred_label".to_string());
     ds.check_column(&label)?;
@@ -217,7 +217,7 @@ fn pair_columns(ds: &Dataset, opts: &PairOptions) -> Result<(String, String)> {
 }
 
 /// (label, prediction) → count, over rows where both are set.
-fn pair_counts(ds: &Dataset, label: &str, pred: &str) -> Result<(Vec<String>, Vec<String>, HashMap<(String, String), u64>)> {
+pub(crate) fn pair_counts(ds: &Dataset, label: &str, pred: &str) -> Result<(Vec<String>, Vec<String>, HashMap<(String, String), u64>)> {
     let df = ds
         .lazy()
         .select([col(label).cast(DataType::String).alias("l"), col(pred).cast(DataType::String).alias("p")])

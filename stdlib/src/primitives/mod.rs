@@ -28,6 +28,7 @@ pub mod len;
 pub mod open;
 pub mod outliers;
 pub mod param;
+pub mod plot;
 pub mod predict;
 pub mod sample;
 pub mod show;
@@ -126,6 +127,12 @@ pub const ALL: &[&Primitive] = &[
     &edit::DOC,
     &export::DOC,
     &augment::DOC,
+    &plot::GRID_DOC,
+    &plot::HIST_DOC,
+    &plot::COUNTS_DOC,
+    &plot::CONFUSION_PLOT_DOC,
+    &plot::PR_DOC,
+    &plot::EMBEDDING_DOC,
 ];
 
 pub fn find(name: &str) -> Option<&'static Primitive> {
@@ -162,4 +169,5 @@ pub fn register_all(engine: &mut Engine, ctx: &Arc<Context>) {
     edit::register(engine, ctx);
     export::register(engine, ctx);
     augment::register(engine, ctx);
+    plot::register(engine, ctx);
 }
