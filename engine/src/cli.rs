@@ -92,9 +92,12 @@ pub enum Command {
         /// Print the run as JSON.
         #[arg(long)]
         json: bool,
-        /// List the failing samples of each failing test.
+        /// List the failing samples of each failing test, and draw them as a contact sheet.
         #[arg(long)]
         explain: bool,
+        /// Also write the run as an .html or .md report: the summary, a pass/fail chart, and the failing samples of each failing test as pictures.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
         /// Compare two recorded runs instead (ids, `latest`, `previous` or files): what B fixes and breaks. Exit code 1 when B breaks a test.
         #[arg(long, num_args = 2, value_names = ["RUN_A", "RUN_B"])]
         compare: Option<Vec<String>>,
@@ -181,9 +184,12 @@ pub fn main() -> u8 {
                 Err(e) => fail(&e),
             }
         }
-        Some(Command::Test { pattern, model, predictions, baseline, junit, json, explain, compare }) => match compare {
+        Some(Command::Test { pattern, model, predictions, baseline, junit, json, explain, report, compare }) => match compare {
             Some(runs) => crate::test_cmd::compare(&dir, &runs[0], &runs[1], json),
-            None => crate::test_cmd::run_tests(&dir, &crate::test_cmd::TestOptions { pattern, model, predictions, baseline, junit, json, explain }, cancel),
+            None => {
+                let report = report.map(|r| if r.is_absolute() { r } else { dir.join(r) });
+                crate::test_cmd::run_tests(&dir, &crate::test_cmd::TestOptions { pattern, model, predictions, baseline, junit, json, explain, report }, cancel)
+            }
         },
         Some(Command::Log { json }) => crate::log_cmd::log(&dir, json),
         Some(Command::Diff { a, b, json }) => crate::log_cmd::diff(&dir, &a, &b, json),

@@ -89,7 +89,9 @@ impl Report {
             let _ = writeln!(h, "<section class=\"{class}\" id=\"cell-{}\">", i + 1);
             let title = c.title.as_deref().map(|t| format!(" · {}", escape(t))).unwrap_or_default();
             let _ = writeln!(h, "<div class=\"head\">[{}]{}{title}</div>", i + 1, at(c.line));
-            let _ = writeln!(h, "<pre class=\"src\"><code>{}</code></pre>", escape(c.source.trim_end()));
+            if !c.source.trim().is_empty() {
+                let _ = writeln!(h, "<pre class=\"src\"><code>{}</code></pre>", escape(c.source.trim_end()));
+            }
             for o in &c.outputs {
                 h.push_str(&output_html(o));
             }
@@ -117,7 +119,10 @@ impl Report {
         }
         for (i, c) in self.cells.iter().enumerate() {
             let title = c.title.as_deref().map(|t| format!(" · {t}")).unwrap_or_default();
-            let _ = write!(m, "\n## [{}]{}{title}\n\n```rhai\n{}\n```\n", i + 1, at(c.line), c.source.trim_end());
+            let _ = writeln!(m, "\n## [{}]{}{title}", i + 1, at(c.line));
+            if !c.source.trim().is_empty() {
+                let _ = write!(m, "\n```rhai\n{}\n```\n", c.source.trim_end());
+            }
             for (k, o) in c.outputs.iter().enumerate() {
                 match o {
                     Output::Text(t) => {

@@ -15,6 +15,9 @@ use rhai::Dynamic;
 use serde::{Deserialize, Serialize};
 
 use crate::diagnostic::{render, ScriptError};
+use crate::report::{CellRecord, Report, Status as ReportStatus};
+use curate_stdlib::plot::chart::TestBar;
+use curate_stdlib::plot::Picture;
 use crate::session::Session;
 
 #[derive(Debug, Default)]
@@ -26,6 +29,7 @@ pub struct TestOptions {
     pub junit: Option<PathBuf>,
     pub json: bool,
     pub explain: bool,
+    pub report: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,6 +142,9 @@ pub fn run_tests(dir: &Path, opts: &TestOptions, cancel: CancelFlag) -> u8 {
 
 fn run_inner(dir: &Path, opts: &TestOptions, cancel: CancelFlag) -> Result<u8, CurateError> {
     let json = opts.json;
+    if let Some(r) = &opts.report {
+        crate::report::Format::of(r)?;
+    }
     let sink: curate_stdlib::primitives::Sink = if json {
         Arc::new(|_| {})
     } else {
@@ -256,13 +263,126 @@ fn run_inner(dir: &Path, opts: &TestOptions, cancel: CancelFlag) -> Result<u8, C
         let target = if junit.is_absolute() { junit.clone() } else { dir.join(junit) };
         curate_stdlib::atomic::write_atomic(&target, |f| f.write_all(xml.as_bytes()).map_err(|e| CurateError::io(&target, e)))?;
     }
+    // The failing samples of each failing test, as contact sheets.
+    let mut sheets: Vec<(usize, Picture)> = Vec::new();
+    if opts.explain || opts.report.is_some() {
+        for (i, t) in run.tests.iter().enumerate() {
+            if let Some(p) = failing_grid(session.context(), t)? {
+                sheets.push((i, p));
+            }
+        }
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&run).unwrap_or_default());
     } else {
         print!("{}", summary(&run, opts.explain));
+        if opts.explain {
+            for (_, p) in &sheets {
+                crate::display::print_output(&Output::Image(p.clone()));
+            }
+        }
         println!("recorded run {} ({})", run.id, path.strip_prefix(ws.root()).unwrap_or(&path).display());
     }
+    if let Some(r) = &opts.report {
+        test_report(&run, &sheets, &ws).write(r)?;
+        if !json {
+            println!("report: {}", r.display());
+        }
+    }
     Ok(if run.count(Status::Pass) == run.tests.len() { 0 } else { 1 })
+}
+
+/// A contact sheet of a failing test's samples (most confident mistakes first), with their
+/// labels and predictions, or `None` when the test names no failing samples.
+fn failing_grid(ctx: &curate_stdlib::primitives::Context, t: &TestResult) -> Result<Option<Picture>, CurateError> {
+    const SHOWN: usize = 24;
+    if t.status == Status::Pass {
+        return Ok(None);
+    }
+    let mut failing: Vec<String> = Vec::new();
+    for id in t.verdicts.iter().flat_map(|v| v.failing.iter()) {
+        if !failing.contains(id) {
+            failing.push(id.clone());
+        }
+    }
+    if failing.is_empty() {
+        return Ok(None);
+    }
+    let total = failing.len();
+    failing.truncate(SHOWN);
+    let ds = curate_stdlib::primitives::checks::predictions(ctx)?;
+    let order = polars::prelude::DataFrame::new(failing.len(), vec![polars::prelude::Column::new("id".into(), failing)])?;
+    let shown = ds.derive(ds.annotate(order))?;
+    let more = if total > SHOWN { format!(", first {SHOWN} shown") } else { String::new() };
+    let title = format!("{}: {total} failing{more}, most confident mistakes first", t.name);
+    let opts = curate_stdlib::primitives::plot::GridOptions { n: Some(SHOWN as i64), title: Some(title), ..Default::default() };
+    Ok(Some(curate_stdlib::primitives::plot::grid(ctx, &shown, &opts)?))
+}
+
+/// The source of the `test(...)` call declared at `line` of `file`: lines until the call closes.
+fn test_source(ws: &Workspace, t: &TestResult) -> String {
+    let Ok(text) = std::fs::read_to_string(ws.root().join(&t.file)) else { return String::new() };
+    let mut out = String::new();
+    for l in text.lines().skip(t.line.saturating_sub(1)).take(40) {
+        out.push_str(l);
+        out.push('\n');
+        if !crate::session::is_incomplete(&out) {
+            break;
+        }
+    }
+    out
+}
+
+/// The run as a report: the summary with a pass/fail chart, then each test that did not pass
+/// with its source, its verdict and its failing samples.
+fn test_report(run: &Run, sheets: &[(usize, Picture)], ws: &Workspace) -> Report {
+    let bars: Vec<TestBar> = run
+        .tests
+        .iter()
+        .map(|t| {
+            let v = t.verdicts.first();
+            TestBar {
+                name: t.name.clone(),
+                passed: match t.status {
+                    Status::Pass => Some(true),
+                    Status::Fail => Some(false),
+                    Status::Error => None,
+                },
+                value: v.and_then(|v| v.value),
+                threshold: v.and_then(|v| v.threshold),
+                op: v.map(|v| v.op.clone()).unwrap_or_default(),
+            }
+        })
+        .collect();
+    let mut summary_outputs = vec![Output::Text(summary(run, false))];
+    match curate_stdlib::plot::chart::tests(&bars, "data unit tests")
+        .and_then(|img| Picture::save_new(&img, "data unit tests", "tests", &curate_stdlib::plot::out_dir(ws.root())))
+    {
+        Ok(p) => summary_outputs.push(Output::Image(p)),
+        Err(e) => summary_outputs.push(Output::Text(format!("(no chart: {e})"))),
+    }
+    let mut cells = vec![CellRecord { line: 0, title: Some("summary".into()), source: String::new(), outputs: summary_outputs, error: None, status: ReportStatus::Ran }];
+    for (i, t) in run.tests.iter().enumerate().filter(|(_, t)| t.status != Status::Pass) {
+        let mut outputs = vec![Output::Text(format!("{} {}  {}", mark(t.status), t.name, t.describe()))];
+        outputs.extend(sheets.iter().filter(|(k, _)| *k == i).map(|(_, p)| Output::Image(p.clone())));
+        cells.push(CellRecord {
+            line: t.line,
+            title: Some(format!("{} ({})", t.name, t.file)),
+            source: test_source(ws, t),
+            outputs,
+            error: t.message.clone(),
+            status: if t.status == Status::Error { ReportStatus::Failed } else { ReportStatus::Ran },
+        });
+    }
+    let passed = run.count(Status::Pass);
+    Report {
+        title: format!("Unit Tests Passed: {passed} / {}", run.tests.len()),
+        meta: vec![
+            format!("run {} at {}, {}", run.id, run.time, run.predictions),
+            format!("manifest {}", &run.manifest_hash[..16.min(run.manifest_hash.len())]),
+        ],
+        cells,
+    }
 }
 
 /// A rule's value: a verdict, a bool, or an array of them (all must pass).

@@ -8,6 +8,7 @@ mod duplicates;
 mod errors;
 mod examples;
 mod import;
+mod pictures;
 mod readme;
 mod repl;
 mod probe;

@@ -80,6 +80,15 @@ impl Test {
 
     /// Run with these arguments instead of the builder's, keeping the test usable afterwards.
     pub fn run_with(&self, args: &[&str]) -> Outcome {
+        self.spawn(args, self.stdin.as_deref())
+    }
+
+    /// Run with these arguments and this standard input.
+    pub fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Outcome {
+        self.spawn(args, Some(stdin))
+    }
+
+    fn spawn(&self, args: &[&str], input: Option<&str>) -> Outcome {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_curate"));
         cmd.args(args)
             .current_dir(self.cwd.as_deref().unwrap_or(self.path()))
@@ -91,7 +100,7 @@ impl Test {
         let mut child = cmd.spawn().expect("spawn curate");
         {
             let mut stdin = child.stdin.take().expect("stdin");
-            if let Some(s) = &self.stdin {
+            if let Some(s) = input {
                 stdin.write_all(s.as_bytes()).expect("write stdin");
             }
         }
