@@ -1,0 +1,56 @@
+//! Picture speed. A contact sheet of N example images against the baseline of decoding those
+//! N files alone (what any viewer must do); and the embedding map's PCA of M×DIM vectors against
+//! one exact cosine scan of them (what one `similar` query without an index costs). Baselines
+//! are measured in the same run.
+//!
+//! Run: cargo bench --profile dev -p curate-stdlib --bench plot -- [N] [M] [DIM]
+//! (defaults 96 20000 1280). A plain main: each arm is run a few times and the best is kept.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use curate_stdlib::embed::Embeddings;
+use curate_stdlib::index::{exact_search, Metric};
+use curate_stdlib::primitives::plot::{grid, GridOptions};
+use curate_stdlib::primitives::Context;
+use polars::prelude::*;
+
+fn best<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, T) {
+    let mut out = None;
+    let mut best = f64::INFINITY;
+    for _ in 0..runs {
+        let t = Instant::now();
+        let v = f();
+        best = best.min(t.elapsed().as_secs_f64());
+        out = Some(v);
+    }
+    (best, out.expect("at least one run"))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let n: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(96);
+    let m: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(20_000);
+    let dim: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1280);
+
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/people").canonicalize().expect("examples/people");
+    let ws = Arc::new(curate_stdlib::Workspace::open(&root).expect("workspace"));
+    let ds = curate_stdlib::Dataset::new(ws.clone(), ws.scan_manifest().expect("scan")).expect("dataset");
+    let ds = ds.derive(ds.lazy().limit(n as IdxSize)).expect("head");
+    let paths: Vec<std::path::PathBuf> =
+        ds.collect().expect("collect").column("path").expect("path").str().expect("str").iter().flatten().map(|p| ws.media_path(p)).collect();
+    let (decode, _) = best(5, || paths.iter().map(|p| image::open(p).expect("decode").width()).sum::<u32>());
+    println!("baseline: decode {} example images (sequential): {:.4} s", paths.len(), decode);
+    let ctx = Context::quiet(root.clone(), Some(ws.clone()));
+    let opts = GridOptions { n: Some(n as i64), ..Default::default() };
+    let (sheet, pic) = best(5, || grid(&ctx, &ds, &opts).expect("grid"));
+    println!("grid: {} tiles -> {}x{} PNG: {:.4} s = {:.1}x the decode baseline", paths.len(), pic.width, pic.height, sheet, sheet / decode);
+
+    let mut rng = curate_kernels::SplitMix(5);
+    let data: Vec<f32> = (0..m * dim).map(|_| rng.gauss().max(0.0)).collect();
+    let emb = Embeddings { hashes: (0..m).map(|i| format!("{i:016x}")).collect(), dim, data: data.clone() };
+    let (scan, _) = best(3, || exact_search(&emb, Metric::Cosine, &data[..dim], 10, None));
+    println!("baseline: one exact cosine scan of {m} x {dim}: {scan:.4} s");
+    let (pca, (_, shares)) = best(1, || curate_kernels::pca::project(&data, dim, 2, 11));
+    println!("PCA (2 components, power iteration): {pca:.3} s = {:.1} scans (variance shares {:.4}, {:.4})", pca / scan, shares[0], shares[1]);
+}
