@@ -15,7 +15,8 @@ pub fn inline_images() -> bool {
         if !std::io::stdout().is_terminal() || std::env::var_os("CI").is_some() || std::env::var_os("CURATE_NO_INLINE").is_some() {
             return false;
         }
-        viuer::get_kitty_support() != viuer::KittySupport::None || viuer::is_iterm_supported() || viuer::is_sixel_supported()
+        // iTerm2 is known from the environment; kitty and sixel need a query to the terminal.
+        viuer::is_iterm_supported() || viuer::get_kitty_support() != viuer::KittySupport::None || viuer::is_sixel_supported()
     })
 }
 

@@ -357,6 +357,7 @@ fn test_report(run: &Run, sheets: &[(usize, Picture)], ws: &Workspace) -> Report
     let mut summary_outputs = vec![Output::Text(summary(run, false))];
     match curate_stdlib::plot::chart::tests(&bars, "data unit tests")
         .and_then(|img| Picture::save_new(&img, "data unit tests", "tests", &curate_stdlib::plot::out_dir(ws.root())))
+        .map(|p| p.relative_to(ws.root()))
     {
         Ok(p) => summary_outputs.push(Output::Image(p)),
         Err(e) => summary_outputs.push(Output::Text(format!("(no chart: {e})"))),

@@ -183,3 +183,17 @@ fn shards_split_the_work_and_merge_by_content_hash() {
     let out = t.run_with(&["embed", "--shard", "2/2"]).code(2);
     assert!(out.stderr.contains("need 0 <= i < n"), "{}", out.stderr);
 }
+
+/// A query sample outside the embedded view (a missed test image against the training split)
+/// is embedded on the fly, and finds what it finds once everything is embedded.
+#[test]
+fn a_query_outside_the_embedded_view_is_embedded_on_the_fly() {
+    let t = Test::example()
+        .write("scripts/fresh.rhai", "let train = open().filter(\"split = 'train' AND class = 'face'\").embed();\ntrain.similar(\"lfw/face/005\", 4, #{exact: true}).ids()")
+        .write("scripts/all.rhai", "open().filter(\"class = 'face'\").embed().filter(\"split = 'train'\").similar(\"lfw/face/005\", 4, #{exact: true}).ids()");
+    let fresh = t.run_with(&["run", "scripts/fresh.rhai"]).success();
+    assert!(fresh.stdout.contains("lfw/face/"), "{}", fresh.stdout);
+    let all = t.run_with(&["run", "scripts/all.rhai"]).success();
+    let last = |s: &str| s.lines().last().unwrap_or_default().to_string();
+    assert_eq!(last(&fresh.stdout), last(&all.stdout));
+}

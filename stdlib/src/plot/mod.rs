@@ -57,6 +57,14 @@ impl Picture {
         Ok(Picture { title: title.to_string(), png: Arc::new(png), width: img.width(), height: img.height(), path })
     }
 
+    /// Show the path relative to `root` when it lies inside it.
+    pub fn relative_to(mut self, root: &Path) -> Picture {
+        if let Ok(rel) = self.path.strip_prefix(root) {
+            self.path = rel.to_path_buf();
+        }
+        self
+    }
+
     /// Copy the picture to `path` (atomically).
     pub fn save_as(&self, path: &Path) -> Result<()> {
         crate::atomic::write_bytes_atomic(path, &self.png)

@@ -126,11 +126,7 @@ fn save(ctx: &Context, img: &image::RgbImage, title: &str, kind: &str) -> Result
         Some(ws) => crate::plot::out_dir(ws.root()),
         None => crate::plot::out_dir(&ctx.root),
     };
-    let mut pic = Picture::save_new(img, title, kind, &out)?;
-    if let Ok(rel) = pic.path.strip_prefix(&ctx.root) {
-        pic.path = rel.to_path_buf();
-    }
-    Ok(pic)
+    Ok(Picture::save_new(img, title, kind, &out)?.relative_to(&ctx.root))
 }
 
 /// String values of a column (nulls as "null"), any type.

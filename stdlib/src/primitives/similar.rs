@@ -44,7 +44,8 @@ impl Options for SimilarOptions {
 
 /// A query: the samples (id, content hash) it names, or an outside image's vector.
 enum Query {
-    Samples(Vec<(String, String)>),
+    /// (id, content hash, manifest path)
+    Samples(Vec<(String, String, String)>),
     File(String, Vec<f32>),
 }
 
@@ -76,9 +77,17 @@ pub fn similar(ctx: &Context, ds: &Dataset, query: &Dynamic, k: i64, opts: &Simi
     let (qvecs, exclude): (Vec<(String, Vec<f32>)>, Vec<String>) = match query {
         Query::Samples(samples) => {
             let mut qv = Vec::new();
-            for (id, h) in &samples {
-                let row = *vectors.rows.get(h).ok_or_else(|| CurateError::NotEmbedded { model: model.name.clone(), missing: 1 })?;
-                qv.push((id.clone(), emb.row(row).to_vec()));
+            for (id, h, path) in &samples {
+                match vectors.rows.get(h) {
+                    Some(&row) => qv.push((id.clone(), emb.row(row).to_vec())),
+                    // A query outside the embedded view (a test image against the train
+                    // split): embed it now, as an outside file would be.
+                    None => {
+                        let file = ws.media_path(path);
+                        let v = crate::embed::embed_file(&model, &file).map_err(|m| CurateError::io(&file, m))?;
+                        qv.push((id.clone(), v));
+                    }
+                }
             }
             (qv, samples.into_iter().map(|s| s.0).collect())
         }
@@ -128,19 +137,20 @@ fn resolve_query(ctx: &Context, ds: &Dataset, query: &Dynamic, model: &crate::mo
     let all = ds.workspace().scan_manifest()?;
     let lookup = |ids: Vec<String>| -> Result<Query> {
         let want = Series::new("id".into(), ids.clone());
-        let df = all.clone().filter(col("id").is_in(lit(want).implode(false), false)).select([col("id"), col("hash")]).collect()?;
-        let found: HashMap<String, Option<String>> = df
+        let df = all.clone().filter(col("id").is_in(lit(want).implode(false), false)).select([col("id"), col("hash"), col("path")]).collect()?;
+        let found: HashMap<String, (Option<String>, String)> = df
             .column("id")?
             .str()?
             .iter()
             .zip(df.column("hash")?.str()?.iter())
-            .filter_map(|(i, h)| i.map(|i| (i.to_string(), h.map(str::to_string))))
+            .zip(df.column("path")?.str()?.iter())
+            .filter_map(|((i, h), p)| i.map(|i| (i.to_string(), (h.map(str::to_string), p.unwrap_or_default().to_string()))))
             .collect();
         let mut out = Vec::new();
         for id in ids {
             match found.get(&id) {
-                Some(Some(h)) => out.push((id, h.clone())),
-                Some(None) => return Err(CurateError::arg("similar", format!("sample `{id}` has no content hash (unreadable image?)"))),
+                Some((Some(h), p)) => out.push((id, h.clone(), p.clone())),
+                Some((None, _)) => return Err(CurateError::arg("similar", format!("sample `{id}` has no content hash (unreadable image?)"))),
                 None => return Err(CurateError::UnknownId { id }),
             }
         }
