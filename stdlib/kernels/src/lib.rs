@@ -84,13 +84,44 @@ pub fn search_hnsw(hnsw: &Hnsw, query: &Vector, n: usize) -> Vec<(usize, f32)> {
 /// Resize interleaved u8 pixels (1 or 3 channels) with a bilinear filter. A plain function so
 /// that fast_image_resize's generic code is compiled here, optimised.
 pub fn resize_u8(pixels: Vec<u8>, width: u32, height: u32, channels: usize, to_width: u32, to_height: u32) -> Result<Vec<u8>, String> {
+    resize_with(pixels, width, height, channels, to_width, to_height, false)
+}
+
+/// As [`resize_u8`], or with nearest-neighbour sampling (`nearest`), which keeps the pixels of a
+/// small image visible when it is enlarged for a contact sheet.
+pub fn resize_with(pixels: Vec<u8>, width: u32, height: u32, channels: usize, to_width: u32, to_height: u32, nearest: bool) -> Result<Vec<u8>, String> {
     use fast_image_resize::{images::Image, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
     let pixel_type = if channels == 1 { PixelType::U8 } else { PixelType::U8x3 };
     let src = Image::from_vec_u8(width, height, pixels, pixel_type).map_err(|e| e.to_string())?;
     let mut dst = Image::new(to_width, to_height, pixel_type);
-    let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    let alg = if nearest { ResizeAlg::Nearest } else { ResizeAlg::Convolution(FilterType::Bilinear) };
+    let opts = ResizeOptions::new().resize_alg(alg);
     Resizer::new().resize(&src, &mut dst, &opts).map_err(|e| e.to_string())?;
     Ok(dst.into_vec())
+}
+
+/// Fill a rectangle of an interleaved RGB buffer `width` pixels wide (clipped to it).
+pub fn fill_rect(dst: &mut [u8], width: u32, x: u32, y: u32, w: u32, h: u32, rgb: [u8; 3]) {
+    let height = (dst.len() / 3) as u32 / width.max(1);
+    for row in y..(y + h).min(height) {
+        let start = ((row * width + x.min(width)) * 3) as usize;
+        let end = ((row * width + (x + w).min(width)) * 3) as usize;
+        for px in dst[start..end].chunks_exact_mut(3) {
+            px.copy_from_slice(&rgb);
+        }
+    }
+}
+
+/// Copy an RGB image (`src_w` wide) into an RGB buffer `width` pixels wide at (x, y), clipped.
+pub fn blit(dst: &mut [u8], width: u32, src: &[u8], src_w: u32, x: u32, y: u32) {
+    let height = (dst.len() / 3) as u32 / width.max(1);
+    let src_h = (src.len() / 3) as u32 / src_w.max(1);
+    let w = src_w.min(width.saturating_sub(x));
+    for row in 0..src_h.min(height.saturating_sub(y)) {
+        let d = (((y + row) * width + x) * 3) as usize;
+        let s = (row * src_w * 3) as usize;
+        dst[d..d + (w * 3) as usize].copy_from_slice(&src[s..s + (w * 3) as usize]);
+    }
 }
 
 /// Interleaved u8 pixels (`channels` per pixel) to normalised f32, either planar (NCHW) or

@@ -6,68 +6,92 @@ use rayon::prelude::*;
 
 use crate::SplitMix;
 
+/// Rows used to fit the components: a seeded sample of this many when there are more. Two
+/// components of a 2-D map are stable long before that; the projection still uses every row.
+pub const FIT_ROWS: usize = 4096;
+
 /// The projection of every row onto the top `k` principal components, and each component's
-/// share of the total variance.
+/// share of the total variance. Block power iteration (all k vectors per pass over the data,
+/// re-orthonormalised each time) on at most [`FIT_ROWS`] rows.
 pub fn project(data: &[f32], dim: usize, k: usize, seed: u64) -> (Vec<Vec<f32>>, Vec<f64>) {
     let n = if dim == 0 { 0 } else { data.len() / dim };
-    if n == 0 {
-        return (vec![], vec![0.0; k]);
+    if n == 0 || k == 0 {
+        return (vec![vec![]; n], vec![0.0; k]);
     }
-    let mut mean = vec![0f64; dim];
-    for row in data.chunks_exact(dim) {
-        for (m, &x) in mean.iter_mut().zip(row) {
-            *m += x as f64;
-        }
-    }
-    mean.iter_mut().for_each(|m| *m /= n as f64);
-    let mean: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
-    let total: f64 = data
-        .par_chunks_exact(dim)
-        .map(|row| row.iter().zip(&mean).map(|(&x, &m)| ((x - m) as f64).powi(2)).sum::<f64>())
-        .sum::<f64>()
-        / n as f64;
     let mut rng = SplitMix(seed);
-    let mut comps: Vec<Vec<f64>> = Vec::new();
-    let mut shares = Vec::new();
-    for _ in 0..k {
-        let mut v: Vec<f64> = (0..dim).map(|_| rng.gauss() as f64).collect();
-        orthonormalise(&mut v, &comps);
-        let mut eigen = 0.0;
-        for _ in 0..200 {
-            // w = Xcᵀ (Xc v) / n, with Xc the centred rows.
-            let w = data
-                .par_chunks_exact(dim)
-                .fold(
-                    || vec![0f64; dim],
-                    |mut acc, row| {
-                        let s: f64 = row.iter().zip(&mean).zip(&v).map(|((&x, &m), &vi)| (x - m) as f64 * vi).sum();
-                        for ((a, &x), &m) in acc.iter_mut().zip(row).zip(&mean) {
-                            *a += s * (x - m) as f64;
-                        }
-                        acc
-                    },
-                )
-                .reduce(|| vec![0f64; dim], |mut a, b| {
-                    a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-                    a
-                });
-            let mut w: Vec<f64> = w.into_iter().map(|x| x / n as f64).collect();
-            eigen = w.iter().zip(&v).map(|(a, b)| a * b).sum::<f64>();
-            orthonormalise(&mut w, &comps);
-            let change: f64 = w.iter().zip(&v).map(|(a, b)| (a - b).abs()).sum();
-            v = w;
-            if change < 1e-7 {
-                break;
-            }
+    let fit: Vec<usize> = if n <= FIT_ROWS {
+        (0..n).collect()
+    } else {
+        let mut idx: Vec<usize> = (0..n).collect();
+        for i in 0..FIT_ROWS {
+            let j = i + (rng.next_u64() % (n - i) as u64) as usize;
+            idx.swap(i, j);
         }
-        shares.push(if total > 0.0 { eigen / total } else { 0.0 });
-        comps.push(v);
+        idx.truncate(FIT_ROWS);
+        idx.sort_unstable();
+        idx
+    };
+    let rows = || fit.par_iter().map(|&i| &data[i * dim..(i + 1) * dim]);
+    let m = fit.len() as f64;
+    let mut mean = rows().fold(|| vec![0f64; dim], |mut acc, r| {
+        acc.iter_mut().zip(r).for_each(|(a, &x)| *a += x as f64);
+        acc
+    }).reduce(|| vec![0f64; dim], add);
+    mean.iter_mut().for_each(|x| *x /= m);
+    let mean32: Vec<f32> = mean.iter().map(|&x| x as f32).collect();
+    let total: f64 = rows().map(|r| r.iter().zip(&mean32).map(|(&x, &c)| ((x - c) as f64).powi(2)).sum::<f64>()).sum::<f64>() / m;
+
+    let mut basis: Vec<Vec<f64>> = (0..k).map(|_| (0..dim).map(|_| rng.gauss() as f64).collect()).collect();
+    orthonormalise_all(&mut basis);
+    let mut eigen = vec![0.0; k];
+    // A picture needs the plane, not 9 digits: 50 passes at most (close eigenvalues converge
+    // slowly, and then any vector of their span draws as well).
+    for _ in 0..50 {
+        // W = Xcᵀ Xc V / m for all k columns in one pass.
+        let w = rows()
+            .fold(
+                || vec![0f64; k * dim],
+                |mut acc, r| {
+                    for (c, v) in basis.iter().enumerate() {
+                        let s: f64 = r.iter().zip(&mean32).zip(v).map(|((&x, &mu), &vi)| (x - mu) as f64 * vi).sum();
+                        for ((a, &x), &mu) in acc[c * dim..(c + 1) * dim].iter_mut().zip(r).zip(&mean32) {
+                            *a += s * (x - mu) as f64;
+                        }
+                    }
+                    acc
+                },
+            )
+            .reduce(|| vec![0f64; k * dim], add);
+        let mut next: Vec<Vec<f64>> = w.chunks(dim).map(|c| c.iter().map(|x| x / m).collect()).collect();
+        for (c, v) in basis.iter().enumerate() {
+            eigen[c] = next[c].iter().zip(v).map(|(a, b)| a * b).sum::<f64>();
+        }
+        orthonormalise_all(&mut next);
+        let change: f64 = next.iter().zip(&basis).map(|(a, b)| 1.0 - a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>().abs()).fold(0.0, f64::max);
+        basis = next;
+        if change < 1e-7 {
+            break;
+        }
     }
+    let shares = eigen.iter().map(|&e| if total > 0.0 { e / total } else { 0.0 }).collect();
     let out = data
         .par_chunks_exact(dim)
-        .map(|row| comps.iter().map(|c| row.iter().zip(&mean).zip(c).map(|((&x, &m), &ci)| (x - m) as f64 * ci).sum::<f64>() as f32).collect())
+        .map(|row| basis.iter().map(|c| row.iter().zip(&mean32).zip(c).map(|((&x, &mu), &ci)| (x - mu) as f64 * ci).sum::<f64>() as f32).collect())
         .collect();
     (out, shares)
+}
+
+fn add(mut a: Vec<f64>, b: Vec<f64>) -> Vec<f64> {
+    a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+    a
+}
+
+/// Gram–Schmidt over the vectors in order.
+fn orthonormalise_all(vs: &mut [Vec<f64>]) {
+    for i in 0..vs.len() {
+        let (done, rest) = vs.split_at_mut(i);
+        orthonormalise(&mut rest[0], done);
+    }
 }
 
 /// Remove the components of `v` along `basis` (orthonormal), then scale it to unit length.

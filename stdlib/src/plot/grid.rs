@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use image::{imageops, Rgb, RgbImage};
+use image::RgbImage;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use rayon::prelude::*;
@@ -61,25 +61,21 @@ pub fn contact_sheet(groups: &[Vec<Tile>], cols: usize, size: u32, title: &str, 
     let tiles: Vec<&Tile> = groups.iter().flatten().collect();
     let thumbs: Vec<std::result::Result<RgbImage, String>> = tiles.par_iter().map(|t| thumbnail(t.path.as_ref(), size)).collect();
 
-    let mut img = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));
+    // Pixel work goes through curate-kernels (optimised even in dev builds).
+    let mut buf = vec![255u8; (w * h * 3) as usize];
     for ((t, thumb), &(r, c)) in tiles.iter().zip(&thumbs).zip(&places) {
         let (x0, y0) = (c as u32 * cell_w + PAD, TITLE_H + r as u32 * cell_h + PAD);
-        // A light backdrop shows the tile's extent when the image does not fill it.
-        for y in y0..y0 + size {
-            for x in x0..x0 + size {
-                img.put_pixel(x, y, Rgb([236, 236, 236]));
-            }
+        if let Some(f) = t.frame {
+            let b = 3;
+            curate_kernels::fill_rect(&mut buf, w, x0 - b, y0 - b, size + 2 * b, size + 2 * b, [f.0, f.1, f.2]);
         }
+        // A light backdrop shows the tile's extent when the image does not fill it.
+        curate_kernels::fill_rect(&mut buf, w, x0, y0, size, size, [236, 236, 236]);
         if let Ok(th) = thumb {
             let (ox, oy) = (x0 + (size - th.width()) / 2, y0 + (size - th.height()) / 2);
-            imageops::replace(&mut img, th, ox as i64, oy as i64);
-        }
-        if let Some(f) = t.frame {
-            frame(&mut img, x0, y0, size, Rgb([f.0, f.1, f.2]));
+            curate_kernels::blit(&mut buf, w, th.as_raw(), th.width(), ox, oy);
         }
     }
-    let (w, h) = img.dimensions();
-    let mut buf = img.into_raw();
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         let e = draw_err("grid");
@@ -118,18 +114,6 @@ fn fit(text: &str, width: u32, keep_tail: bool) -> String {
     "…".to_string()
 }
 
-fn frame(img: &mut RgbImage, x0: u32, y0: u32, size: u32, c: Rgb<u8>) {
-    let t = 3u32;
-    let (x1, y1) = (x0 + size, y0 + size);
-    for y in y0.saturating_sub(t)..(y1 + t).min(img.height()) {
-        for x in x0.saturating_sub(t)..(x1 + t).min(img.width()) {
-            if x < x0 || x >= x1 || y < y0 || y >= y1 {
-                img.put_pixel(x, y, c);
-            }
-        }
-    }
-}
-
 /// Decode and fit an image into `size`×`size`, keeping its aspect. Small images are enlarged
 /// with nearest-neighbour sampling so their real pixels stay visible.
 pub fn thumbnail(path: Option<&PathBuf>, size: u32) -> std::result::Result<RgbImage, String> {
@@ -147,12 +131,14 @@ pub fn thumbnail(path: Option<&PathBuf>, size: u32) -> std::result::Result<RgbIm
     }
     let scale = (size as f64 / w as f64).min(size as f64 / h as f64);
     let (tw, th) = (((w as f64 * scale).round() as u32).clamp(1, size), ((h as f64 * scale).round() as u32).clamp(1, size));
-    let filter = if scale >= 2.0 { imageops::FilterType::Nearest } else { imageops::FilterType::Triangle };
-    Ok(imageops::resize(&img, tw, th, filter))
+    let pixels = curate_kernels::resize_with(img.into_raw(), w, h, 3, tw, th, scale >= 2.0)?;
+    RgbImage::from_raw(tw, th, pixels).ok_or_else(|| "resize".to_string())
 }
 
 #[cfg(test)]
 mod tests {
+    use image::Rgb;
+
     use super::*;
 
     #[test]

@@ -220,7 +220,7 @@ pub fn grid(ctx: &Context, ds: &Dataset, opts: &GridOptions) -> Result<Picture> 
             lines.push(format!("distance {d:.3}"));
         }
         if let Some(s) = suggested.as_ref().and_then(|s| s[i].clone()) {
-            let c = confidence.as_ref().and_then(|c| c[i]).map(|c| format!(" (p {c:.2})")).unwrap_or_default();
+            let c = confidence.as_ref().and_then(|c| c[i]).map(|c| format!(", p(label) {c:.2}")).unwrap_or_default();
             lines.push(format!("→ {s}{c}"));
         }
         Tile { path: Some(ws.media_path(&paths[i])), lines, frame }
