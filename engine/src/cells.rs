@@ -43,6 +43,24 @@ fn has_code(text: &str) -> bool {
     })
 }
 
+/// The last character of code in `text`, ignoring blank lines and `//` comment lines.
+fn last_code_char(text: &str) -> Option<char> {
+    text.lines().rev().map(str::trim).find(|l| !l.is_empty() && !l.starts_with("//")).and_then(|l| l.chars().last())
+}
+
+/// Whether the cell's value should be shown: not when its code ends with `;` (as in Jupyter).
+pub fn shows_value(text: &str) -> bool {
+    last_code_char(text) != Some(';')
+}
+
+/// A top-level `return` or `exit` ends a whole script; split into cells it would end only its
+/// own cell. Conservatively, any such word keeps a script without markers whole.
+fn ends_early(source: &str) -> bool {
+    source.lines().map(|l| l.split("//").next().unwrap_or_default()).any(|l| {
+        l.split(|c: char| !c.is_alphanumeric() && c != '_').any(|w| w == "return" || w == "exit")
+    })
+}
+
 /// Whether `text` parses alone (syntax only: variables from earlier cells are fine).
 fn parses(engine: &Engine, text: &str) -> bool {
     engine.compile(text).is_ok()
@@ -64,6 +82,9 @@ pub fn split(source: &str) -> Vec<Cell> {
         }
         return cells;
     }
+    if ends_early(source) {
+        return vec![Cell { line: 1, source: source.to_string(), title: None }];
+    }
     let engine = Engine::new_raw();
     let mut current = Cell { line: 1, source: String::new(), title: None };
     for (i, l) in lines.iter().enumerate() {
@@ -71,8 +92,11 @@ pub fn split(source: &str) -> Vec<Cell> {
             current.line = i + 1;
         }
         current.source.push_str(l);
+        // A paragraph ends a cell only after a finished statement (`;` or a block's `}`), so
+        // that `let t = a` / blank / `+ b;` stays one statement.
         let blank = l.trim().is_empty();
-        if blank && has_code(&current.source) && parses(&engine, &current.source) {
+        let finished = matches!(last_code_char(&current.source), Some(';' | '}'));
+        if blank && finished && parses(&engine, &current.source) {
             cells.push(std::mem::replace(&mut current, Cell { line: i + 2, source: String::new(), title: None }));
         }
     }
@@ -116,6 +140,16 @@ mod tests {
         assert_eq!(joined(&cells), src);
         // Positions inside a cell are the script's.
         assert_eq!(cells[2].positioned().lines().nth(5), Some("a + 1"));
+    }
+
+    #[test]
+    fn statements_cut_by_blank_lines_and_early_returns_stay_whole() {
+        let cells = split("let t = 1\n\n+ 2;\nprint(t);\n\nprint(t);\n");
+        assert_eq!(cells.len(), 2, "{cells:#?}");
+        assert!(cells[0].source.contains("+ 2;"));
+        let whole = "if true { return; }\n\nprint(1);\n";
+        assert_eq!(split(whole).len(), 1);
+        assert!(shows_value("ds.len()\n// note\n") && !shows_value("ds.len();\n"));
     }
 
     #[test]

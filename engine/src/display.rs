@@ -15,6 +15,11 @@ pub fn inline_images() -> bool {
         if !std::io::stdout().is_terminal() || std::env::var_os("CI").is_some() || std::env::var_os("CURATE_NO_INLINE").is_some() {
             return false;
         }
+        // The kitty and sixel checks wait for the terminal's answer: do not ask one that
+        // declares no capabilities.
+        if matches!(std::env::var("TERM").as_deref(), Err(_) | Ok("" | "dumb")) {
+            return false;
+        }
         // iTerm2 is known from the environment; kitty and sixel need a query to the terminal.
         viuer::is_iterm_supported() || viuer::get_kitty_support() != viuer::KittySupport::None || viuer::is_sixel_supported()
     })

@@ -121,12 +121,14 @@ impl Report {
             let title = c.title.as_deref().map(|t| format!(" · {t}")).unwrap_or_default();
             let _ = writeln!(m, "\n## [{}]{}{title}", i + 1, at(c.line));
             if !c.source.trim().is_empty() {
-                let _ = write!(m, "\n```rhai\n{}\n```\n", c.source.trim_end());
+                let f = fence(&c.source);
+                let _ = write!(m, "\n{f}rhai\n{}\n{f}\n", c.source.trim_end());
             }
             for (k, o) in c.outputs.iter().enumerate() {
                 match o {
                     Output::Text(t) => {
-                        let _ = write!(m, "\n```text\n{}\n```\n", t.trim_end());
+                        let f = fence(t);
+                        let _ = write!(m, "\n{f}text\n{}\n{f}\n", t.trim_end());
                     }
                     Output::Table(t) => {
                         m.push('\n');
@@ -135,12 +137,14 @@ impl Report {
                     Output::Image(p) => {
                         let name = format!("cell{:02}-{}.png", i + 1, k + 1);
                         files.push((dir.join(&name), p.png.as_ref().clone()));
-                        let _ = write!(m, "\n![{}]({folder}/{name})\n", p.title.replace(['[', ']'], ""));
+                        // <...> keeps a folder name with spaces or parentheses one link.
+                        let _ = write!(m, "\n![{}](<{folder}/{name}>)\n", p.title.replace(['[', ']', '<', '>'], ""));
                     }
                 }
             }
             if let Some(e) = &c.error {
-                let _ = write!(m, "\n**error**\n\n```text\n{}\n```\n", e.trim_end());
+                let f = fence(e);
+                let _ = write!(m, "\n**error**\n\n{f}text\n{}\n{f}\n", e.trim_end());
             }
             if c.status == Status::NotRun {
                 m.push_str("\n_not run: an earlier cell failed_\n");
@@ -157,6 +161,12 @@ fn at(line: usize) -> String {
     } else {
         String::new()
     }
+}
+
+/// A code fence longer than any run of backticks in `text`.
+fn fence(text: &str) -> String {
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    "`".repeat(longest.max(2) + 1)
 }
 
 const CSS: &str = "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}\
@@ -212,7 +222,7 @@ fn table_html(t: &TableView) -> String {
 
 fn table_markdown(t: &TableView) -> String {
     let cols = t.head.columns();
-    let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
+    let cell = |s: &str| escape(&s.replace('\\', "\\\\").replace('|', "\\|").replace('\n', " ")).into_owned();
     let mut m = String::from("|");
     for c in cols {
         let _ = write!(m, " {} ({}) |", cell(c.name().as_str()), cell(&c.dtype().to_string()));

@@ -44,6 +44,15 @@ pub fn run_cells(session: &mut Session, name: &str, source: &str, outputs: &Arc<
     let drain = || outputs.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
     let record = |c: &cells::Cell, status| CellRecord { line: c.line, title: c.title.clone(), source: c.source.clone(), outputs: vec![], error: None, status };
     let mut records: Vec<CellRecord> = cells.iter().map(|c| record(c, Status::NotRun)).collect();
+    // A misspelt variable anywhere fails before anything runs, as in a whole-script run (when
+    // the script parses whole; cells ending in a bare value do not, and are checked as they run).
+    if let Err(e) = session.check_variables(name, source) {
+        if let Some(r) = records.first_mut() {
+            r.status = Status::Failed;
+            r.error = Some(render(&e, false));
+        }
+        return Outcome { records, value: Dynamic::UNIT, result: None, error: Some(e) };
+    }
     for (i, c) in cells.iter().enumerate() {
         if let Err(e) = session.prepare(name, &c.positioned(), source) {
             records[i].status = Status::Failed;
@@ -72,13 +81,25 @@ pub fn run_cells(session: &mut Session, name: &str, source: &str, outputs: &Arc<
                             result = Some(o);
                         }
                         Ok(None) => {}
-                        Err(e) => records[i].error = Some(render(&e, false)),
+                        Err(e) => {
+                            let e = ScriptError::from_eval(name, source, &Box::<rhai::EvalAltResult>::from(e));
+                            records[i].status = Status::Failed;
+                            records[i].error = Some(render(&e, false));
+                            return Outcome { records, value: Dynamic::UNIT, result: None, error: Some(e) };
+                        }
                     }
                 } else {
-                    match session.output_of(&cell.value) {
+                    let shown = if cells::shows_value(&c.source) { session.output_of(&cell.value) } else { Ok(None) };
+                    match shown {
                         Ok(Some(o)) => (session.context().sink)(o),
                         Ok(None) => {}
-                        Err(e) => records[i].error = Some(render(&e, false)),
+                        Err(e) => {
+                            let e = ScriptError::from_eval(name, source, &Box::<rhai::EvalAltResult>::from(e));
+                            records[i].outputs = drain();
+                            records[i].status = Status::Failed;
+                            records[i].error = Some(render(&e, false));
+                            return Outcome { records, value: Dynamic::UNIT, result: None, error: Some(e) };
+                        }
                     }
                     records[i].outputs = drain();
                 }

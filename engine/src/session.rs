@@ -87,11 +87,24 @@ impl Session {
     /// Check a cell's syntax and define its functions, before any cell runs (see
     /// `run::run_cells`). Variables are not checked here: earlier cells define them.
     pub fn prepare(&mut self, name: &str, source: &str, script: &str) -> Result<(), ScriptError> {
-        let mut parser = Engine::new_raw();
-        parser.set_max_expr_depths(128, 64);
-        let ast = parser.compile(source).map_err(|e| ScriptError::from_parse(name, script, &e))?;
+        // The session's own engine (its disabled symbols and limits), without strict variables
+        // for this parse only.
+        self.engine.set_strict_variables(false);
+        let parsed = self.engine.compile(source);
+        self.engine.set_strict_variables(true);
+        let ast = parsed.map_err(|e| ScriptError::from_parse(name, script, &e))?;
         self.lib.combine(ast.clone_functions_only());
         Ok(())
+    }
+
+    /// Report an undefined variable in `script` before any of it runs. Only that error counts
+    /// here: other parse errors of the whole text come from cells that end in a bare value and
+    /// are checked cell by cell.
+    pub fn check_variables(&self, name: &str, script: &str) -> Result<(), ScriptError> {
+        match self.engine.compile_with_scope(&self.scope, script) {
+            Err(e) if matches!(*e.0, rhai::ParseErrorType::VariableUndefined(_)) => Err(ScriptError::from_parse(name, script, &e)),
+            _ => Ok(()),
+        }
     }
 
     /// Evaluate one cell. `name` labels the source in error reports (a file path, or "repl").

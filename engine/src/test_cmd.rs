@@ -264,11 +264,14 @@ fn run_inner(dir: &Path, opts: &TestOptions, cancel: CancelFlag) -> Result<u8, C
         curate_stdlib::atomic::write_atomic(&target, |f| f.write_all(xml.as_bytes()).map_err(|e| CurateError::io(&target, e)))?;
     }
     // The failing samples of each failing test, as contact sheets.
-    let mut sheets: Vec<(usize, Picture)> = Vec::new();
+    // A picture that cannot be drawn is reported in its place; the run stands.
+    let mut sheets: Vec<(usize, Output)> = Vec::new();
     if opts.explain || opts.report.is_some() {
         for (i, t) in run.tests.iter().enumerate() {
-            if let Some(p) = failing_grid(session.context(), t)? {
-                sheets.push((i, p));
+            match failing_grid(session.context(), t) {
+                Ok(Some(p)) => sheets.push((i, Output::Image(p))),
+                Ok(None) => {}
+                Err(e) => sheets.push((i, Output::Text(format!("(no picture of {}'s failing samples: {e})", t.name)))),
             }
         }
     }
@@ -277,8 +280,8 @@ fn run_inner(dir: &Path, opts: &TestOptions, cancel: CancelFlag) -> Result<u8, C
     } else {
         print!("{}", summary(&run, opts.explain));
         if opts.explain {
-            for (_, p) in &sheets {
-                crate::display::print_output(&Output::Image(p.clone()));
+            for (_, o) in &sheets {
+                crate::display::print_output(o);
             }
         }
         println!("recorded run {} ({})", run.id, path.strip_prefix(ws.root()).unwrap_or(&path).display());
@@ -335,7 +338,7 @@ fn test_source(ws: &Workspace, t: &TestResult) -> String {
 
 /// The run as a report: the summary with a pass/fail chart, then each test that did not pass
 /// with its source, its verdict and its failing samples.
-fn test_report(run: &Run, sheets: &[(usize, Picture)], ws: &Workspace) -> Report {
+fn test_report(run: &Run, sheets: &[(usize, Output)], ws: &Workspace) -> Report {
     let bars: Vec<TestBar> = run
         .tests
         .iter()
@@ -365,7 +368,7 @@ fn test_report(run: &Run, sheets: &[(usize, Picture)], ws: &Workspace) -> Report
     let mut cells = vec![CellRecord { line: 0, title: Some("summary".into()), source: String::new(), outputs: summary_outputs, error: None, status: ReportStatus::Ran }];
     for (i, t) in run.tests.iter().enumerate().filter(|(_, t)| t.status != Status::Pass) {
         let mut outputs = vec![Output::Text(format!("{} {}  {}", mark(t.status), t.name, t.describe()))];
-        outputs.extend(sheets.iter().filter(|(k, _)| *k == i).map(|(_, p)| Output::Image(p.clone())));
+        outputs.extend(sheets.iter().filter(|(k, _)| *k == i).map(|(_, o)| o.clone()));
         cells.push(CellRecord {
             line: t.line,
             title: Some(format!("{} ({})", t.name, t.file)),

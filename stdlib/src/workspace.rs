@@ -152,6 +152,18 @@ pub fn resolve_inside(root: &Path, path: &str) -> Result<PathBuf> {
         }
         return Ok(real);
     }
+    // A file still to be written: its nearest existing folder must not lead outside either
+    // (`ln -s /tmp ws/l` then a write to `l/x.png`).
+    let mut ancestor = normal.parent();
+    while let Some(a) = ancestor {
+        if let Ok(real) = a.canonicalize() {
+            if !real.starts_with(root) {
+                return Err(outside());
+            }
+            break;
+        }
+        ancestor = a.parent();
+    }
     Ok(normal)
 }
 

@@ -114,7 +114,7 @@ fn markdown_reports_link_their_pictures_and_failures_keep_earlier_cells() {
     assert!(md.contains("## [1] line 1 · counts") && md.contains("## [2] line 3 · boom") && md.contains("## [3] line 5 · after"), "{md}");
     assert!(md.contains("unknown column `nope`") && md.contains("scripts/fails.rhai:4:"), "the error with its position:\n{md}");
     assert!(md.contains("_not run: an earlier cell failed_"), "{md}");
-    let link = md.split("](r_files/").nth(1).expect("an image link").split(')').next().expect("link end");
+    let link = md.split("](<r_files/").nth(1).expect("an image link").split('>').next().expect("link end");
     let img = image::open(t.path().join("r_files").join(link)).expect("linked PNG decodes");
     assert!(img.width() > 400);
     // An unknown report format is refused before anything runs.
@@ -159,7 +159,7 @@ fn test_reports_chart_the_suite_and_show_failing_samples() {
     // The summary cell and one cell per test that did not pass, with its source.
     assert_eq!(md.matches("\n## [").count(), 1 + 6, "{md}");
     assert!(md.contains("test(\"dogs_are_not_people\""), "{md}");
-    let links: Vec<&str> = md.split("](tests_files/").skip(1).map(|s| s.split(')').next().expect("link")).collect();
+    let links: Vec<&str> = md.split("](<tests_files/").skip(1).map(|s| s.split('>').next().expect("link")).collect();
     assert_eq!(links.len(), 1 + 6, "the chart and a sheet per failing test: {links:?}");
     for l in links {
         let img = image::open(t.path().join("tests_files").join(l)).expect("decodes").to_rgb8();
@@ -176,4 +176,28 @@ fn wide_tables_name_the_columns_they_leave_out() {
     let doc: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
     assert_eq!(doc["result"]["columns"].as_array().expect("columns").len(), 15, "JSON keeps every column");
     assert_eq!(doc["result"]["columns"][13]["name"], "p_no_person");
+}
+
+#[test]
+fn picture_arguments_are_checked() {
+    let t = Test::example();
+    let err = |script: &str| {
+        let t = Test::example().write("scripts/x.rhai", script);
+        let out = t.run_with(&["run", "scripts/x.rhai"]).code(2);
+        out.stderr
+    };
+    let e = err("open().plot_counts(\"label\", #{bins: 5})");
+    assert!(e.contains("unknown option `bins` for plot_counts") && e.contains("valid keys: by, title"), "{e}");
+    let e = err("open().head(2).grid().save(\"../outside.png\")");
+    assert!(e.contains("outside"), "{e}");
+    let e = err("open().head(2).grid().save(\"curate.toml\")");
+    assert!(e.contains("saved as a .png file"), "{e}");
+    let e = err("open().grid(#{n: 0})");
+    assert!(e.contains("invalid option `n` for grid"), "{e}");
+    let e = err("open().filter(\"class = 'nope'\").grid()");
+    assert!(e.contains("the dataset is empty"), "{e}");
+    // A script's own folder is fine.
+    let t = t.write("scripts/ok.rhai", "open().head(2).grid().save(\"pictures/two.png\")");
+    t.run_with(&["run", "scripts/ok.rhai"]).success();
+    assert!(image::open(t.path().join("pictures/two.png")).is_ok());
 }

@@ -25,7 +25,7 @@ pub const COMMANDS: &[MetaCommand] = &[
     MetaCommand { name: ":schema", args: "", help: "the manifest's columns and their types", run: schema },
     MetaCommand { name: ":vars", args: "", help: "the variables defined so far, with their types", run: vars },
     MetaCommand { name: ":save", args: "FILE [--force]", help: "save the cells that ran as a script, one `// %%` cell each", run: save },
-    MetaCommand { name: ":report", args: "FILE", help: "write the session (sources, tables, charts, errors) as .html or .md", run: report },
+    MetaCommand { name: ":report", args: "FILE [--force]", help: "write the session (sources, tables, charts, errors) as .html or .md", run: report },
     MetaCommand { name: ":quit", args: "", help: "leave the REPL (Ctrl-D does too)", run: quit },
 ];
 
@@ -164,10 +164,13 @@ fn save(repl: &mut Repl, args: &str) -> MetaOutcome {
 }
 
 fn report(repl: &mut Repl, args: &str) -> MetaOutcome {
-    let (path, _) = match target(repl, args, ":report FILE.html|FILE.md") {
+    let (path, force) = match target(repl, args, ":report FILE.html|FILE.md [--force]") {
         Ok(t) => t,
         Err(e) => return MetaOutcome::Error(e),
     };
+    if path.exists() && !force && !repl.saved.contains(&path) {
+        return MetaOutcome::Error(format!("{} exists; `:report {} --force` replaces it", path.display(), args.trim()));
+    }
     let mut meta = vec![];
     if let Some(ws) = repl.session.workspace() {
         meta.push(format!("workspace: {} ({})", ws.config.name, ws.root().display()));
@@ -176,7 +179,10 @@ fn report(repl: &mut Repl, args: &str) -> MetaOutcome {
     meta.push(format!("{} cells, {failed} failed", repl.history.len()));
     let report = crate::report::Report { title: "curate REPL session".to_string(), meta, cells: repl.history.clone() };
     match report.write(&path) {
-        Ok(()) => MetaOutcome::Text(format!("wrote {} cells to {}", repl.history.len(), path.display())),
+        Ok(()) => {
+            repl.saved.push(path.clone());
+            MetaOutcome::Text(format!("wrote {} cells to {}", repl.history.len(), path.display()))
+        }
         Err(e) => MetaOutcome::Error(e.to_string()),
     }
 }

@@ -47,10 +47,25 @@ pub fn color(i: usize) -> RGBColor {
     RGBColor(c.0, c.1, c.2)
 }
 
+/// The largest picture we draw (about 120 MB of pixels).
+pub const MAX_PIXELS: u64 = 40_000_000;
+
+/// Refuse a picture too large to hold, before allocating it.
+pub fn check_size(w: u32, h: u32, what: &str) -> Result<()> {
+    if w as u64 * h as u64 > MAX_PIXELS {
+        return Err(crate::CurateError::Plot {
+            what: what.into(),
+            message: format!("{w}×{h} pixels is too large (at most {MAX_PIXELS}); show fewer samples, categories or smaller tiles"),
+        });
+    }
+    Ok(())
+}
+
 /// Draw into a fresh white `w`×`h` picture.
 pub fn render(w: u32, h: u32, what: &str, draw: impl FnOnce(&Area) -> Result<()>) -> Result<RgbImage> {
     fonts();
-    let mut buf = vec![255u8; (w * h * 3) as usize];
+    check_size(w, h, what)?;
+    let mut buf = vec![255u8; w as usize * h as usize * 3];
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         draw(&root)?;
@@ -258,6 +273,12 @@ pub fn heatmap(rows: &[String], cols: &[String], counts: &[Vec<u64>], title: &st
     let cell_h = 32u32;
     let top = 90u32;
     let note = "cells shaded by their share of the row: green on the diagonal, red off it";
+    if rows.len() > MAX_CATEGORIES * 2 || cols.len() > MAX_CATEGORIES * 2 {
+        return Err(crate::CurateError::Plot {
+            what: "heat map".into(),
+            message: format!("{} × {} classes are too many to read; filter to the classes of interest first", rows.len(), cols.len()),
+        });
+    }
     let w = (left + cell_w * cnames.len() as u32 + 30).max(text_width(title, 20) + 40).max(left + text_width(note, 12) + 20).max(420);
     let h = top + cell_h * rnames.len() as u32 + 50;
     render(w, h, "heat map", |root| {

@@ -56,13 +56,14 @@ pub fn contact_sheet(groups: &[Vec<Tile>], cols: usize, size: u32, title: &str, 
     }
     let used_cols = groups.iter().map(|g| g.len().min(cols)).max().unwrap_or(1).max(1) as u32;
     let title_w = text_width(title, 18) + 2 * PAD;
-    let w = (cell_w * used_cols).max(title_w).max(240);
-    let h = TITLE_H + cell_h * row.max(1) as u32;
+    let w = (cell_w * used_cols).max(title_w.min(4000)).max(240);
+    let h = (TITLE_H as u64 + cell_h as u64 * row.max(1) as u64).min(u32::MAX as u64) as u32;
+    super::chart::check_size(w, h, "grid")?;
     let tiles: Vec<&Tile> = groups.iter().flatten().collect();
     let thumbs: Vec<std::result::Result<RgbImage, String>> = tiles.par_iter().map(|t| thumbnail(t.path.as_ref(), size)).collect();
 
     // Pixel work goes through curate-kernels (optimised even in dev builds).
-    let mut buf = vec![255u8; (w * h * 3) as usize];
+    let mut buf = vec![255u8; w as usize * h as usize * 3];
     for ((t, thumb), &(r, c)) in tiles.iter().zip(&thumbs).zip(&places) {
         let (x0, y0) = (c as u32 * cell_w + PAD, TITLE_H + r as u32 * cell_h + PAD);
         if let Some(f) = t.frame {

@@ -89,6 +89,7 @@ impl Options for GridOptions {
     const KEYS: &'static [&'static str] = &["n", "cols", "size", "label_by", "title"];
 }
 
+/// The options of every chart; each chart accepts only its own keys (`CHART_KEYS`).
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ChartOptions {
@@ -102,6 +103,28 @@ pub struct ChartOptions {
 
 impl Options for ChartOptions {
     const KEYS: &'static [&'static str] = &["bins", "by", "title", "label", "pred", "score"];
+}
+
+/// Which option keys each chart takes.
+const CHART_KEYS: &[(&str, &[&str])] = &[
+    ("plot_hist", &["bins", "by", "title"]),
+    ("plot_hist(values)", &["bins", "title"]),
+    ("plot_counts", &["by", "title"]),
+    ("plot_confusion", &["label", "pred", "title"]),
+    ("plot_pr", &["label", "score", "title"]),
+];
+
+/// Parse a chart's options, refusing the keys that belong to other charts.
+fn chart_options(function: &str, map: &Map) -> Result<ChartOptions> {
+    let valid = CHART_KEYS.iter().find(|(f, _)| *f == function).map(|(_, k)| *k).unwrap_or(&[]);
+    if let Some(key) = map.keys().find(|k| !valid.contains(&k.as_str())) {
+        return Err(CurateError::UnknownOption {
+            function: function.trim_end_matches("(values)").to_string(),
+            key: key.to_string(),
+            valid: valid.iter().map(|k| k.to_string()).collect(),
+        });
+    }
+    options::parse(function, map)
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -421,7 +444,7 @@ pub fn pr_points(scored: &mut [(f64, bool)]) -> (Vec<(f64, f64)>, f64) {
     let mut i = 0;
     while i < scored.len() {
         let s = scored[i].0;
-        while i < scored.len() && scored[i].0 == s {
+        while i < scored.len() && scored[i].0.total_cmp(&s).is_eq() {
             if scored[i].1 {
                 tp += 1
             } else {
@@ -454,7 +477,8 @@ pub fn plot_pr(ctx: &Context, ds: &Dataset, class: &str, opts: &ChartOptions) ->
     let df = ds.lazy().select(sel).filter(col("s").is_not_null().and(col("l").is_not_null())).collect()?;
     let ls = df.column("l")?.str()?.clone();
     let ss = df.column("s")?.f64()?.clone();
-    let mut scored: Vec<(f64, bool)> = ls.iter().zip(ss.iter()).filter_map(|(l, s)| Some((s?, l? == class))).collect();
+    // NaN scores (a predictions file can hold them) rank nowhere: they are left out.
+    let mut scored: Vec<(f64, bool)> = ls.iter().zip(ss.iter()).filter_map(|(l, s)| Some((s.filter(|s| s.is_finite())?, l? == class))).collect();
     let positives = scored.iter().filter(|s| s.1).count();
     if positives == 0 {
         return Err(CurateError::arg("plot_pr", format!("no sample has {label} = '{class}': a precision–recall curve needs positives")));
@@ -613,6 +637,9 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     engine.register_get("title", |p: &mut Picture| p.title.clone());
     let c = ctx.clone();
     engine.register_fn("save", move |p: &mut Picture, path: &str| -> Result<(), Box<EvalAltResult>> {
+        if !path.to_ascii_lowercase().ends_with(".png") {
+            return Err(CurateError::arg("save", format!("`{path}`: an image is saved as a .png file")).into());
+        }
         let target = crate::workspace::resolve_inside(&c.root, path)?;
         Ok(p.save_as(&target)?)
     });
@@ -628,7 +655,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     });
     let c = ctx.clone();
     engine.register_fn("plot_hist", move |ds: &mut Dataset, column: &str, o: Map| -> Result<Picture, Box<EvalAltResult>> {
-        let opts: ChartOptions = options::parse("plot_hist", &o)?;
+        let opts = chart_options("plot_hist", &o)?;
         Ok(plot_hist(&c, numbers(ds, column, opts.by.as_deref())?, column, &opts)?)
     });
     let c = ctx.clone();
@@ -637,7 +664,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     });
     let c = ctx.clone();
     engine.register_fn("plot_hist", move |values: Array, o: Map| -> Result<Picture, Box<EvalAltResult>> {
-        let opts: ChartOptions = options::parse("plot_hist", &o)?;
+        let opts = chart_options("plot_hist(values)", &o)?;
         Ok(plot_hist(&c, vec![("values".into(), array_numbers(&values)?)], "value", &opts)?)
     });
 
@@ -647,21 +674,21 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     });
     let c = ctx.clone();
     engine.register_fn("plot_counts", move |ds: &mut Dataset, column: &str, o: Map| -> Result<Picture, Box<EvalAltResult>> {
-        Ok(plot_counts(&c, ds, column, &options::parse("plot_counts", &o)?)?)
+        Ok(plot_counts(&c, ds, column, &chart_options("plot_counts", &o)?)?)
     });
 
     let c = ctx.clone();
     engine.register_fn("plot_confusion", move |ds: &mut Dataset| -> Result<Picture, Box<EvalAltResult>> { Ok(plot_confusion(&c, ds, &ChartOptions::default())?) });
     let c = ctx.clone();
     engine.register_fn("plot_confusion", move |ds: &mut Dataset, o: Map| -> Result<Picture, Box<EvalAltResult>> {
-        Ok(plot_confusion(&c, ds, &options::parse("plot_confusion", &o)?)?)
+        Ok(plot_confusion(&c, ds, &chart_options("plot_confusion", &o)?)?)
     });
 
     let c = ctx.clone();
     engine.register_fn("plot_pr", move |ds: &mut Dataset, class: &str| -> Result<Picture, Box<EvalAltResult>> { Ok(plot_pr(&c, ds, class, &ChartOptions::default())?) });
     let c = ctx.clone();
     engine.register_fn("plot_pr", move |ds: &mut Dataset, class: &str, o: Map| -> Result<Picture, Box<EvalAltResult>> {
-        Ok(plot_pr(&c, ds, class, &options::parse("plot_pr", &o)?)?)
+        Ok(plot_pr(&c, ds, class, &chart_options("plot_pr", &o)?)?)
     });
 
     let c = ctx.clone();
@@ -693,5 +720,8 @@ mod tests {
         // A perfect ranking has AP 1.
         let mut s = vec![(0.2, false), (0.9, true), (0.8, true)];
         assert_eq!(pr_points(&mut s).1, 1.0);
+        // NaN ties end (they used to loop for ever).
+        let mut s = vec![(f64::NAN, true), (f64::NAN, false), (0.5, true)];
+        assert_eq!(pr_points(&mut s).0.len(), 3);
     }
 }
