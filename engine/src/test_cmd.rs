@@ -78,6 +78,9 @@ pub struct Run {
     pub predictions_hash: Option<String>,
     /// The manifest's content hash: the dataset state tested.
     pub manifest_hash: String,
+    /// The edit log's content hash (None without a log): with the manifest, the state tested.
+    #[serde(default)]
+    pub edits_hash: Option<String>,
     pub tests: Vec<TestResult>,
 }
 
@@ -253,6 +256,7 @@ fn run_inner(dir: &Path, opts: &TestOptions, cancel: CancelFlag) -> Result<u8, C
         predictions: label,
         predictions_hash: hash,
         manifest_hash: blake3::hash(&manifest).to_hex().to_string(),
+        edits_hash: std::fs::read(curate_stdlib::edits::path(&ws)).ok().map(|b| blake3::hash(&b).to_hex().to_string()),
         tests: results,
     };
     let path = runs_dir(&ws).join(format!("{}.json", run.id));

@@ -222,3 +222,25 @@ fn a_value_that_does_not_fit_its_column_is_refused() {
     let t = t.write("ok.rhai", "print(open().set(\"width\", \"lfw/face/000\", 30).get(\"lfw/face/000\").width)");
     assert_eq!(t.run_with(&["run", "ok.rhai"]).success().stdout.trim(), "30");
 }
+
+/// Re-exporting into a folder leaves exactly the new export: files of samples no longer
+/// exported and manifests of another format are removed (session 2's leftover).
+#[test]
+fn reexport_removes_what_the_earlier_export_left() {
+    let t = Test::example().write(
+        "first.rhai",
+        "open().filter(\"split = 'test' AND (class = 'face' OR class = 'cat')\").train_export(\"exports/v\", #{format: \"csv\", mode: \"copy\"}).files",
+    )
+    .write("second.rhai", "open().filter(\"split = 'test' AND class = 'face'\").train_export(\"exports/v\", #{format: \"parquet\", mode: \"copy\"}).files");
+    t.run_with(&["run", "first.rhai"]).success();
+    let v = t.path().join("exports/v");
+    assert!(v.join("images/no_person").is_dir() && v.join("manifest.csv").exists());
+    std::fs::write(v.join("NOTES.txt"), "mine").expect("a file of the user's");
+    t.run_with(&["run", "second.rhai"]).success();
+    let files: Vec<_> = walkdir::WalkDir::new(v.join("images")).into_iter().filter_map(|e| e.ok()).filter(|e| e.file_type().is_file()).collect();
+    assert_eq!(files.len(), 20, "only the 20 test faces");
+    assert!(!v.join("images/no_person").exists() && !v.join("manifest.csv").exists() && v.join("manifest.parquet").exists());
+    assert!(v.join("NOTES.txt").exists(), "nothing else is touched");
+    let lock: serde_json::Value = serde_json::from_slice(&std::fs::read(v.join("lock.json")).expect("lock")).expect("json");
+    assert!(lock["state"]["edits_hash"].is_null(), "no edit log yet: {}", lock["state"]);
+}

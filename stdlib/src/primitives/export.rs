@@ -171,11 +171,18 @@ pub fn train_export(ctx: &Context, ds: &Dataset, dir: &str, opts: &ExportOptions
             r.map_err(|e| CurateError::io(&file, e))
         })?;
     }
-    let log = crate::edits::read(&crate::edits::path(&ws))?;
+    remove_stale(&out, &seen, &format)?;
+    let log_path = crate::edits::path(&ws);
+    let log = crate::edits::read(&log_path)?;
+    let log_hash = match std::fs::read(&log_path) {
+        Ok(bytes) => Some(blake3::hash(&bytes).to_hex().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(CurateError::io(&log_path, e)),
+    };
     let manifest_bytes = std::fs::read(ws.manifest_path()).map_err(|e| CurateError::io(ws.manifest_path(), e))?;
     let lock = serde_json::json!({
         "curate_version": env!("CARGO_PKG_VERSION"),
-        "state": {"edits": log.edits.len(), "manifest_hash": blake3::hash(&manifest_bytes).to_hex().to_string()},
+        "state": {"edits": log.edits.len(), "edits_hash": log_hash, "manifest_hash": blake3::hash(&manifest_bytes).to_hex().to_string()},
         "format": format, "mode": mode, "split": opts.split, "expand": opts.expand,
         "samples": n, "rows": rows.len(),
         "counts": {"by_label": by_label, "by_split": by_split, "by_weight": by_weight},
@@ -190,6 +197,34 @@ pub fn train_export(ctx: &Context, ds: &Dataset, dir: &str, opts: &ExportOptions
     result.insert("rows".into(), (rows.len() as i64).into());
     result.insert("files".into(), (files.len() as i64).into());
     Ok(result)
+}
+
+/// After a re-export, remove what an earlier export into the same folder left that this one did
+/// not write: image files under `images/` and manifests in other formats. Nothing else in the
+/// folder is touched.
+fn remove_stale(out: &Path, written: &std::collections::HashSet<PathBuf>, format: &str) -> Result<()> {
+    let images = out.join("images");
+    if images.is_dir() {
+        for entry in walkdir::WalkDir::new(&images).contents_first(true) {
+            let entry = entry.map_err(|e| CurateError::io(&images, e))?;
+            let p = entry.path();
+            if entry.file_type().is_dir() {
+                // Folders emptied by the clean-up go too (remove_dir fails on a non-empty one).
+                if p != images {
+                    let _ = std::fs::remove_dir(p);
+                }
+            } else if !written.contains(p) {
+                std::fs::remove_file(p).map_err(|e| CurateError::io(p, e))?;
+            }
+        }
+    }
+    for other in ["csv", "parquet", "jsonl"] {
+        let m = out.join(format!("manifest.{other}"));
+        if other != format && m.exists() {
+            std::fs::remove_file(&m).map_err(|e| CurateError::io(&m, e))?;
+        }
+    }
+    Ok(())
 }
 
 fn export_file(src: &Path, target: &Path, mode: &str) -> Result<()> {
