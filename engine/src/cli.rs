@@ -72,6 +72,19 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a model with `scores` over every image in the manifest (only what is not cached) and
+    /// optionally write the predictions: id, pred_label, pred_score and p_<class> per sample.
+    Predict {
+        /// The model, as declared in curate.toml (`[test] model`, else the only model with `scores`).
+        #[arg(long)]
+        model: Option<String>,
+        /// Write the predictions to this .csv, .parquet or .jsonl file (what `curate test --predictions` and `load_predictions` read).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the workspace's data unit tests (tests/*.rhai) on a model's predictions. Exit code 0
     /// when all pass, 1 when any fails or errors, 2 when the suite cannot run.
     Test {
@@ -193,6 +206,10 @@ pub fn main() -> u8 {
         },
         Some(Command::Log { json }) => crate::log_cmd::log(&dir, json),
         Some(Command::Diff { a, b, json }) => crate::log_cmd::diff(&dir, &a, &b, json),
+        Some(Command::Predict { model, out, json }) => {
+            let out = out.map(|o| if o.is_absolute() { o } else { dir.join(o) });
+            predict_cmd(&dir, model.as_deref(), out.as_deref(), json, cancel)
+        }
         Some(Command::Embed { model, shard, json }) => embed_cmd(&dir, model.as_deref(), shard.as_deref(), json, cancel),
         Some(Command::Import { source, format, split, id_prefix, append, images, person_category, min_person_area, json }) => {
             let opts = ImportOptions {
@@ -261,6 +278,39 @@ fn embed_cmd(dir: &Path, model: Option<&str>, shard: Option<&str>, json: bool, c
                 println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
             } else {
                 println!("{}", describe(&report));
+            }
+            0
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn predict_cmd(dir: &Path, model: Option<&str>, out: Option<&Path>, json: bool, cancel: CancelFlag) -> u8 {
+    use curate_stdlib::primitives::embed::describe;
+    let sink: curate_stdlib::primitives::Sink = std::sync::Arc::new(|_| {});
+    let session = match crate::session::Session::new(dir, rhai::Map::new(), cancel, sink) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let result = session.open_workspace().and_then(|ds| {
+        if let Some(out) = out {
+            curate_stdlib::primitives::predict::predictions_format(out)?;
+        }
+        let report = curate_stdlib::primitives::predict::predict_all(session.context(), &ds, model)?;
+        if let Some(out) = out {
+            curate_stdlib::primitives::predict::write_predictions(session.context(), &ds, model, out)?;
+        }
+        Ok(report)
+    });
+    match result {
+        Ok(report) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            } else {
+                println!("{}", describe(&report).replacen(" embedded,", " predicted,", 1));
+                if let Some(out) = out {
+                    println!("predictions: {}", out.display());
+                }
             }
             0
         }

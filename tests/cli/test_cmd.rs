@@ -135,3 +135,23 @@ fn no_drop_compares_with_the_baseline_run() {
     let out = t.run_with(&["test", "--predictions", "a.csv", "--baseline", "previous"]).success();
     assert!(out.stdout.contains("✓ accuracy_holds"), "{}", out.stdout);
 }
+
+/// `curate predict --out` writes the table that `curate test --predictions` reads: the suite
+/// judges the file exactly as it judges the model.
+#[test]
+fn predict_writes_what_test_reads() {
+    let t = Test::example();
+    std::fs::create_dir_all(t.path().join("tests")).expect("mkdir");
+    std::fs::copy(crate::util::example_dir().join("tests/person.rhai"), t.path().join("tests/person.rhai")).expect("copy suite");
+    let out = t.run_with(&["predict", "--out", "preds.parquet"]).success();
+    assert!(out.stdout.starts_with("vww: 1400 images, 1400 predicted"), "{}", out.stdout);
+    let from_file = t.run_with(&["test", "--predictions", "preds.parquet"]).code(1);
+    let from_model = t.run_with(&["test"]).code(1);
+    let verdicts = |s: &str| s.lines().filter(|l| l.starts_with('✓') || l.starts_with('✗')).map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(verdicts(&from_file.stdout), verdicts(&from_model.stdout));
+    assert!(from_file.stdout.contains("Unit Tests Passed: 6 / 12"), "{}", from_file.stdout);
+    let again = t.run_with(&["predict"]).success();
+    assert!(again.stdout.contains("0 predicted, 1400 already cached"), "{}", again.stdout);
+    let bad = t.run_with(&["predict", "--out", "preds.txt"]).code(2);
+    assert!(bad.stderr.contains(".csv, .parquet or .jsonl"), "{}", bad.stderr);
+}

@@ -56,6 +56,44 @@ pub fn class_column(class: &str) -> String {
     format!("p_{clean}")
 }
 
+/// Run a model's `scores` over `ds` (what is not cached), for `curate predict`.
+pub fn predict_all(ctx: &Context, ds: &Dataset, model: Option<&str>) -> Result<crate::embed::EmbedReport> {
+    let ws = ds.workspace().clone();
+    let name = match model.map(str::to_string).or_else(|| ws.config.test.model.clone()) {
+        Some(m) => m,
+        None => crate::vectors::default_model(&ws, "scores")?,
+    };
+    let model = ctx.registry.model(&ws, Some(&name))?;
+    super::embed::run_dataset(ctx, ds, &model, Kind::Scores, None)
+}
+
+/// The format of a predictions file, from its extension.
+pub fn predictions_format(out: &std::path::Path) -> Result<String> {
+    let ext = out.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
+    if !matches!(ext.as_str(), "csv" | "parquet" | "jsonl") {
+        return Err(CurateError::arg("predict", format!("{}: write predictions to a .csv, .parquet or .jsonl file", out.display())));
+    }
+    Ok(ext)
+}
+
+/// Write `ds`'s predictions (id, pred_label, pred_score, p_<class>) to a CSV, Parquet or JSONL
+/// file, atomically: the table `load_predictions` and `curate test --predictions` read.
+pub fn write_predictions(ctx: &Context, ds: &Dataset, model: Option<&str>, out: &std::path::Path) -> Result<()> {
+    let ext = predictions_format(out)?;
+    let model = model.map(str::to_string).or_else(|| ds.workspace().config.test.model.clone());
+    let with = predict(ctx, ds, model.as_deref())?;
+    let cols: Vec<Expr> = with.column_names().iter().filter(|c| c.as_str() == "id" || is_prediction_column(c)).map(|c| col(c.as_str())).collect();
+    let mut table = with.lazy().select(cols).sort(["id"], SortMultipleOptions::default()).collect()?;
+    crate::atomic::write_atomic(out, |f| {
+        let r = match ext.as_str() {
+            "csv" => CsvWriter::new(f).finish(&mut table),
+            "jsonl" => JsonWriter::new(f).with_json_format(JsonFormat::JsonLines).finish(&mut table),
+            _ => ParquetWriter::new(f).finish(&mut table).map(|_| ()),
+        };
+        r.map_err(|e| CurateError::io(out, e))
+    })
+}
+
 pub fn predict(ctx: &Context, ds: &Dataset, model: Option<&str>) -> Result<Dataset> {
     let ws = ds.workspace().clone();
     let name = match model {
