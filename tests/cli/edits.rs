@@ -244,3 +244,20 @@ fn reexport_removes_what_the_earlier_export_left() {
     let lock: serde_json::Value = serde_json::from_slice(&std::fs::read(v.join("lock.json")).expect("lock")).expect("json");
     assert!(lock["state"]["edits_hash"].is_null(), "no edit log yet: {}", lock["state"]);
 }
+
+/// An augmented sample that was removed can be restored (its id is in the log's `add` entry,
+/// not in the manifest: session 2's leftover).
+#[test]
+fn removed_augmented_samples_can_be_restored() {
+    let t = Test::example().write(
+        "aug.rhai",
+        r#"let ds = open();
+let added = ds.augment(ds.filter("class = 'face'").head(1), #{ops: ["flip"], copies: 1, seed: 3});
+let id = added.ids()[0];
+let gone = open().remove([id], "too similar");
+print(`${gone.len()} ${open().restore([id]).len()} ${open().filter(`id = '${id}'`).len()}`);
+"#,
+    );
+    let out = t.run_with(&["run", "aug.rhai"]).success();
+    assert_eq!(out.stdout.trim_end().lines().last(), Some("1400 1401 1"), "{}", out.stdout);
+}

@@ -88,13 +88,19 @@ fn values_in(view: &Dataset, ids: &[String], column: Option<&str>) -> Result<Vec
         .collect()
 }
 
-fn append_and_reopen(ctx: &Context, ds: &Dataset, edit: Edit) -> Result<Dataset> {
-    let ws = workspace(ctx, ds);
+/// Ask the user (the interactive REPL sets `confirm`) before an edit of many samples.
+fn confirm(ctx: &Context, action: &str, n: usize) -> Result<()> {
     if let Some(confirm) = ctx.confirm.lock().ok().and_then(|c| c.clone()) {
-        if edit.ids.len() > ctx.confirm_over && !confirm(&format!("{} {} samples?", edit.action, edit.ids.len())) {
-            return Err(CurateError::arg(&edit.action, "cancelled: the edit was not recorded"));
+        if n > ctx.confirm_over && !confirm(&format!("{action} {n} samples?")) {
+            return Err(CurateError::arg(action, "cancelled: the edit was not recorded"));
         }
     }
+    Ok(())
+}
+
+fn append_and_reopen(ctx: &Context, ds: &Dataset, edit: Edit) -> Result<Dataset> {
+    let ws = workspace(ctx, ds);
+    confirm(ctx, &edit.action, edit.ids.len())?;
     edits::append(&edits::path(&ws), &[edit])?;
     Dataset::new(ws.clone(), ws.scan_manifest()?)
 }
@@ -176,6 +182,7 @@ pub fn balance(ctx: &Context, call: &NativeCallContext, ds: &Dataset, column: &s
         }
     };
     let n: usize = groups.values().map(Vec::len).sum();
+    confirm(ctx, "balance", n)?;
     let ws = workspace(ctx, ds);
     let src = source(ctx, call);
     let mut entries = Vec::new();
@@ -239,6 +246,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
         }
         // One entry per distinct current weight, so each sample's weight is multiplied.
         let ids = unique("oversample", ids_of("oversample", "ids", &ids)?)?;
+        confirm(&c, "oversample", ids.len())?;
         let old = current_values(ds, &ids, Some("weight"))?;
         let mut groups: Vec<(f64, Vec<String>, Vec<Value>)> = Vec::new();
         for (id, o) in ids.into_iter().zip(old) {
@@ -276,9 +284,15 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     engine.register_fn("restore", move |call: NativeCallContext, ds: &mut Dataset, ids: Dynamic| -> R<Dataset> {
         let ids = unique("restore", ids_of("restore", "ids", &ids)?)?;
         let ws = workspace(&c, ds);
-        // Removed samples are not in the current view; they are in the manifest.
-        let raw = Dataset::new(ws.clone(), crate::manifest::scan(&ws.manifest_path())?)?;
-        values_in(&raw, &ids, None)?;
+        // Removed samples are not in the current view; they are in the manifest, or were added
+        // by an `add` entry of the log (augmented samples).
+        let log = edits::read(&edits::path(&ws))?;
+        let added: std::collections::HashSet<&String> = log.edits.iter().filter(|e| e.action == "add").flat_map(|e| e.ids.iter()).collect();
+        let from_manifest: Vec<String> = ids.iter().filter(|i| !added.contains(i)).cloned().collect();
+        if !from_manifest.is_empty() {
+            let raw = Dataset::new(ws.clone(), crate::manifest::scan(&ws.manifest_path())?)?;
+            values_in(&raw, &from_manifest, None)?;
+        }
         Ok(append_and_reopen(&c, ds, entry("restore", ids, None, None, vec![], "", source(&c, &call)))?)
     });
     let c = ctx.clone();
