@@ -26,7 +26,8 @@ pub const RED: RGBColor = RGBColor(214, 39, 40);
 pub const GREY: RGBColor = RGBColor(150, 150, 150);
 pub const INK: RGBColor = RGBColor(40, 40, 40);
 
-/// A categorical colour: tab10 first (what people are used to), then plotters' Palette99.
+/// A categorical colour: tab10 first (what people are used to), then tab20's light companions,
+/// then plotters' Palette99 (whose first colours are too close to tab10's to follow it).
 pub fn color(i: usize) -> RGBColor {
     const TAB10: [RGBColor; 10] = [
         RGBColor(31, 119, 180),
@@ -40,10 +41,25 @@ pub fn color(i: usize) -> RGBColor {
         RGBColor(188, 189, 34),
         RGBColor(23, 190, 207),
     ];
+    const TAB20_LIGHT: [RGBColor; 10] = [
+        RGBColor(174, 199, 232),
+        RGBColor(255, 187, 120),
+        RGBColor(152, 223, 138),
+        RGBColor(255, 152, 150),
+        RGBColor(197, 176, 213),
+        RGBColor(196, 156, 148),
+        RGBColor(247, 182, 210),
+        RGBColor(199, 199, 199),
+        RGBColor(219, 219, 141),
+        RGBColor(158, 218, 229),
+    ];
     if i < TAB10.len() {
         return TAB10[i];
     }
-    let c = Palette99::pick(i - TAB10.len()).to_rgba();
+    if i < 20 {
+        return TAB20_LIGHT[i - 10];
+    }
+    let c = Palette99::pick(i - 20).to_rgba();
     RGBColor(c.0, c.1, c.2)
 }
 

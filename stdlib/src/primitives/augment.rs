@@ -10,7 +10,7 @@ use std::sync::Arc;
 use curate_kernels::SplitMix;
 use image::{DynamicImage, GenericImageView};
 use polars::prelude::*;
-use rhai::{Dynamic, Engine, EvalAltResult, Map};
+use rhai::{NativeCallContext, Dynamic, Engine, EvalAltResult, Map};
 use serde_json::json;
 
 use super::{Context, Primitive};
@@ -111,7 +111,8 @@ pub fn apply(img: &DynamicImage, ops: &[String], rng: &mut SplitMix) -> (Dynamic
     (out, recipe)
 }
 
-pub fn augment(ctx: &Context, ds: &Dataset, opts: &Map) -> Result<Dataset> {
+/// `line` is the script line of the call, for the edit log's source.
+pub fn augment(ctx: &Context, ds: &Dataset, opts: &Map, line: Option<usize>) -> Result<Dataset> {
     let bad = |key: &str, m: String| CurateError::InvalidOption { function: "augment".into(), key: key.into(), message: m };
     for k in opts.keys() {
         if !["ops", "copies", "seed"].contains(&k.as_str()) {
@@ -208,7 +209,7 @@ pub fn augment(ctx: &Context, ds: &Dataset, opts: &Map) -> Result<Dataset> {
             old: vec![],
             rows,
             reason: format!("augment {} (seed {seed}, {copies} per sample)", ops.join("+")),
-            source: super::edit::source_label(ctx, None),
+            source: super::edit::source_label(ctx, line),
         };
         crate::edits::append(&crate::edits::path(&ws), &[e])?;
     }
@@ -219,11 +220,13 @@ pub fn augment(ctx: &Context, ds: &Dataset, opts: &Map) -> Result<Dataset> {
 
 pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     let c = ctx.clone();
-    engine.register_fn("augment", move |ds: &mut Dataset, opts: Map| -> std::result::Result<Dataset, Box<EvalAltResult>> { Ok(augment(&c, ds, &opts)?) });
+    engine.register_fn("augment", move |call: NativeCallContext, ds: &mut Dataset, opts: Map| -> std::result::Result<Dataset, Box<EvalAltResult>> {
+        Ok(augment(&c, ds, &opts, call.call_position().line())?)
+    });
     let c = ctx.clone();
-    engine.register_fn("augment", move |ds: &mut Dataset, slice: Dynamic, opts: Map| -> std::result::Result<Dataset, Box<EvalAltResult>> {
+    engine.register_fn("augment", move |call: NativeCallContext, ds: &mut Dataset, slice: Dynamic, opts: Map| -> std::result::Result<Dataset, Box<EvalAltResult>> {
         let ids = super::classify::ids_of("augment", "slice", &slice)?;
         let part = crate::probe::samples(ds.workspace(), &ids)?;
-        Ok(augment(&c, &part, &opts)?)
+        Ok(augment(&c, &part, &opts, call.call_position().line())?)
     });
 }
