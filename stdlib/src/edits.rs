@@ -6,12 +6,10 @@
 //! and ignore it, and the next append cuts it off before writing, so every complete entry
 //! survives.
 
-use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{CurateError, Result};
@@ -19,29 +17,8 @@ use crate::workspace::Workspace;
 
 pub const FILE: &str = "edits.jsonl";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Edit {
-    pub time: String,
-    /// relabel, set, remove, restore, tag, untag, set_weight, add or checkpoint.
-    pub action: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ids: Vec<String>,
-    /// The column a relabel/set/set_weight writes, or the tag name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub column: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<Value>,
-    /// The values before the edit, one per id (relabel, set, set_weight).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub old: Vec<Value>,
-    /// New samples (action "add"): one object per row, column → value.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub rows: Vec<serde_json::Map<String, Value>>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub reason: String,
-    /// The script and line, or "repl", that made the edit.
-    pub source: String,
-}
+/// One entry of the log (defined in curate-kernels, where its JSON code is optimised).
+pub use curate_kernels::edit::Edit;
 
 pub fn path(ws: &Workspace) -> PathBuf {
     ws.root().join(FILE)
@@ -63,18 +40,16 @@ pub fn read(path: &Path) -> Result<Log> {
     let mut log = Log::default();
     let complete = bytes.last() == Some(&b'\n');
     let text = String::from_utf8_lossy(&bytes);
-    let lines: Vec<&str> = text.split_terminator('\n').collect();
-    for (i, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let last = i + 1 == lines.len();
-        match serde_json::from_str::<Edit>(line) {
-            Ok(e) if !(last && !complete) => log.edits.push(e),
+    let count = text.split_terminator('\n').count();
+    let parsed = curate_kernels::edit::parse_lines(&text);
+    log.edits.reserve(parsed.len());
+    for (n, entry) in parsed {
+        let last = n == count;
+        match entry {
             // A last line without its newline is an append that did not finish.
-            _ if last && !complete => log.torn = Some(i + 1),
-            Err(e) => return Err(CurateError::io(path, format!("line {}: not an edit entry: {e}", i + 1))),
-            Ok(_) => unreachable!("guarded above"),
+            _ if last && !complete => log.torn = Some(n),
+            Ok(e) => log.edits.push(e),
+            Err(e) => return Err(CurateError::io(path, format!("line {n}: not an edit entry: {e}"))),
         }
     }
     Ok(log)
@@ -100,11 +75,7 @@ pub fn append(path: &Path, edits: &[Edit]) -> Result<()> {
                 f.set_len(keep as u64).map_err(io)?;
             }
         }
-        let mut out = Vec::new();
-        for e in edits {
-            serde_json::to_writer(&mut out, e).map_err(|e| CurateError::io(path, e))?;
-            out.push(b'\n');
-        }
+        let out = curate_kernels::edit::to_lines(edits).map_err(|e| CurateError::io(path, e))?;
         f.seek(SeekFrom::End(0)).map_err(io)?;
         f.write_all(&out).map_err(io)?;
         f.sync_data().map_err(io)
@@ -151,7 +122,7 @@ impl At {
 
 /// The column a tag is kept in.
 pub fn tag_column(tag: &str) -> String {
-    format!("tag_{}", tag.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect::<String>())
+    curate_kernels::edit::tag_column(tag)
 }
 
 /// The manifest with `edits` replayed: each edited column's final value per id is computed in
@@ -160,45 +131,7 @@ pub fn replay(manifest: LazyFrame, edits: &[Edit]) -> Result<LazyFrame> {
     if edits.is_empty() {
         return Ok(manifest);
     }
-    let mut columns: BTreeMap<String, HashMap<&str, &Value>> = BTreeMap::new();
-    let mut removed: HashMap<&str, bool> = HashMap::new();
-    let (t, f) = (Value::Bool(true), Value::Bool(false));
-    let mut defaults: BTreeMap<String, Value> = BTreeMap::new();
-    for e in edits {
-        let col_name = || e.column.clone().unwrap_or_default();
-        match e.action.as_str() {
-            "relabel" | "set" | "set_weight" => {
-                let name = match e.action.as_str() {
-                    "relabel" => "label".to_string(),
-                    "set_weight" => {
-                        defaults.insert("weight".into(), Value::from(1.0));
-                        "weight".to_string()
-                    }
-                    _ => col_name(),
-                };
-                let Some(v) = e.value.as_ref() else { continue };
-                let m = columns.entry(name).or_default();
-                for id in &e.ids {
-                    m.insert(id, v);
-                }
-            }
-            "tag" | "untag" => {
-                let name = tag_column(&col_name());
-                defaults.insert(name.clone(), Value::Bool(false));
-                let m = columns.entry(name).or_default();
-                let v = if e.action == "tag" { &t } else { &f };
-                for id in &e.ids {
-                    m.insert(id, v);
-                }
-            }
-            "remove" | "restore" => {
-                for id in &e.ids {
-                    removed.insert(id, e.action == "remove");
-                }
-            }
-            _ => {}
-        }
-    }
+    let curate_kernels::edit::Final { columns, defaults, removed } = curate_kernels::edit::final_values(edits);
     let mut lf = manifest;
     let schema = lf.collect_schema()?;
     // Added samples first: later edits may touch them.
@@ -228,12 +161,10 @@ pub fn replay(manifest: LazyFrame, edits: &[Edit]) -> Result<LazyFrame> {
         lf = polars::functions::concat_df_diagonal(&[base, df])?.lazy();
     }
     let schema = lf.collect_schema()?;
-    for (name, values) in &columns {
-        let ids: Vec<&str> = values.keys().copied().collect();
-        let vals: Vec<&Value> = ids.iter().map(|i| values[i]).collect();
+    for (name, (ids, vals)) in &columns {
         let new = format!("__new_{name}");
-        let series = json_series(&new, &vals);
-        let df = DataFrame::new(ids.len(), vec![Column::new("id".into(), ids), series.into_column()])?;
+        let series = json_series(&new, vals);
+        let df = DataFrame::new(ids.len(), vec![Column::new("id".into(), ids.clone()), series.into_column()])?;
         lf = lf.join(df.lazy(), [col("id")], [col("id")], JoinArgs::new(JoinType::Left));
         let default = defaults.get(name).map(|d| match d {
             Value::Bool(b) => lit(*b),
@@ -249,9 +180,8 @@ pub fn replay(manifest: LazyFrame, edits: &[Edit]) -> Result<LazyFrame> {
         };
         lf = lf.with_column(merged.alias(name.as_str())).drop(by_name([new.as_str()], true, false));
     }
-    if removed.values().any(|&r| r) {
-        let gone: Vec<&str> = removed.iter().filter(|(_, &r)| r).map(|(i, _)| *i).collect();
-        let gone = Series::new("gone".into(), gone);
+    if !removed.is_empty() {
+        let gone = Series::new("gone".into(), removed);
         lf = lf.filter(col("id").is_in(lit(gone).implode(false), false).not());
     }
     Ok(lf)

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod edit;
 pub mod pca;
 pub mod probe;
 
