@@ -47,17 +47,11 @@ pub fn run_cells(session: &mut Session, name: &str, source: &str, outputs: &Arc<
     // A misspelt variable anywhere fails before anything runs, as in a whole-script run (when
     // the script parses whole; cells ending in a bare value do not, and are checked as they run).
     if let Err(e) = session.check_variables(name, source) {
-        if let Some(r) = records.first_mut() {
-            r.status = Status::Failed;
-            r.error = Some(render(&e, false));
-        }
-        return Outcome { records, value: Dynamic::UNIT, result: None, error: Some(e) };
+        return failed(records, 0, e);
     }
     for (i, c) in cells.iter().enumerate() {
         if let Err(e) = session.prepare(name, &c.positioned(), source) {
-            records[i].status = Status::Failed;
-            records[i].error = Some(render(&e, false));
-            return Outcome { records, value: Dynamic::UNIT, result: None, error: Some(e) };
+            return failed(records, i, e);
         }
     }
     let mut value = Dynamic::UNIT;
@@ -68,51 +62,39 @@ pub fn run_cells(session: &mut Session, name: &str, source: &str, outputs: &Arc<
             records[i].status = Status::Ran;
             continue;
         }
-        match session.eval_cell_of(name, &c.positioned(), source) {
-            Ok(cell) => {
-                records[i].status = Status::Ran;
-                if Some(i) == last {
-                    // The script's result: the caller shows it (or puts it in the JSON).
-                    value = cell.value;
-                    records[i].outputs = drain();
-                    match session.output_of(&value) {
-                        Ok(Some(o)) => {
-                            records[i].outputs.push(o.clone());
-                            result = Some(o);
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            let e = ScriptError::from_eval(name, source, &Box::<rhai::EvalAltResult>::from(e));
-                            records[i].status = Status::Failed;
-                            records[i].error = Some(render(&e, false));
-                            return Outcome { records, value: Dynamic::UNIT, result: None, error: Some(e) };
-                        }
-                    }
-                } else {
-                    let shown = if cells::shows_value(&c.source) { session.output_of(&cell.value) } else { Ok(None) };
-                    match shown {
-                        Ok(Some(o)) => (session.context().sink)(o),
-                        Ok(None) => {}
-                        Err(e) => {
-                            let e = ScriptError::from_eval(name, source, &Box::<rhai::EvalAltResult>::from(e));
-                            records[i].outputs = drain();
-                            records[i].status = Status::Failed;
-                            records[i].error = Some(render(&e, false));
-                            return Outcome { records, value: Dynamic::UNIT, result: None, error: Some(e) };
-                        }
-                    }
-                    records[i].outputs = drain();
-                }
+        let is_last = Some(i) == last;
+        let ran = session.eval_cell_of(name, &c.positioned(), source).and_then(|cell| {
+            // The last cell's value is the script's result: the caller shows it (or puts it in
+            // the JSON); another cell's shows now unless its code ends with `;`.
+            let shown = if is_last || cells::shows_value(&c.source) { session.output_of(&cell.value) } else { Ok(None) };
+            let shown = shown.map_err(|e| ScriptError::from_eval(name, source, &Box::<rhai::EvalAltResult>::from(e)))?;
+            if is_last {
+                value = cell.value;
+                result = shown;
+            } else if let Some(o) = shown {
+                (session.context().sink)(o);
             }
-            Err(e) => {
-                records[i].outputs = drain();
-                records[i].status = Status::Failed;
-                records[i].error = Some(render(&e, false));
-                return Outcome { records, value: Dynamic::UNIT, result: None, error: Some(e) };
-            }
+            Ok(())
+        });
+        records[i].outputs = drain();
+        match ran {
+            Ok(()) => records[i].status = Status::Ran,
+            Err(e) => return failed(records, i, e),
+        }
+        if let (true, Some(o)) = (is_last, &result) {
+            records[i].outputs.push(o.clone());
         }
     }
     Outcome { records, value, result, error: None }
+}
+
+/// The outcome of a run that stopped at cell `i` with `e`.
+fn failed(mut records: Vec<CellRecord>, i: usize, e: ScriptError) -> Outcome {
+    if let Some(r) = records.get_mut(i) {
+        r.status = Status::Failed;
+        r.error = Some(render(&e, false));
+    }
+    Outcome { records, value: Dynamic::UNIT, result: None, error: Some(e) }
 }
 
 /// Run the script and return the process exit code.

@@ -161,15 +161,7 @@ pub fn train_export(ctx: &Context, ds: &Dataset, dir: &str, opts: &ExportOptions
             "weight" => rows.iter().map(|r| r.3).collect::<Vec<_>>(),
             "hash" => rows.iter().map(|r| r.4.as_str()).collect::<Vec<_>>(),
         )?;
-        let file = out.join(format!("manifest.{format}"));
-        write_atomic(&file, |f| {
-            let r = match format.as_str() {
-                "csv" => CsvWriter::new(f).finish(&mut table),
-                "jsonl" => JsonWriter::new(f).with_json_format(JsonFormat::JsonLines).finish(&mut table),
-                _ => ParquetWriter::new(f).finish(&mut table).map(|_| ()),
-            };
-            r.map_err(|e| CurateError::io(&file, e))
-        })?;
+        write_table(&out.join(format!("manifest.{format}")), &format, &mut table)?;
     }
     remove_stale(&out, &seen, &format)?;
     let log_path = crate::edits::path(&ws);
@@ -197,6 +189,18 @@ pub fn train_export(ctx: &Context, ds: &Dataset, dir: &str, opts: &ExportOptions
     result.insert("rows".into(), (rows.len() as i64).into());
     result.insert("files".into(), (files.len() as i64).into());
     Ok(result)
+}
+
+/// Write a table as CSV, JSON lines or Parquet (`format`), atomically.
+pub(crate) fn write_table(file: &Path, format: &str, table: &mut DataFrame) -> Result<()> {
+    write_atomic(file, |f| {
+        let r = match format {
+            "csv" => CsvWriter::new(f).finish(table),
+            "jsonl" => JsonWriter::new(f).with_json_format(JsonFormat::JsonLines).finish(table),
+            _ => ParquetWriter::new(f).finish(table).map(|_| ()),
+        };
+        r.map_err(|e| CurateError::io(file, e))
+    })
 }
 
 /// After a re-export, remove what an earlier export into the same folder left that this one did

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use polars::prelude::*;
-use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};
+use rhai::{Array, Engine, EvalAltResult, Map};
 
 use super::{Context, Example, Primitive};
 use crate::dataset::Dataset;
@@ -590,21 +590,6 @@ pub fn plot_embedding(ctx: &Context, ds: &Dataset, opts: &EmbeddingOptions) -> R
     save(ctx, &img, &title, "embedding")
 }
 
-/// Ids from a dataset or an array of strings.
-fn ids_of(function: &str, v: &Dynamic) -> Result<Vec<String>> {
-    if let Some(ds) = v.read_lock::<Dataset>() {
-        return Ok(ds.lazy().select([col("id")]).collect()?.column("id")?.str()?.iter().flatten().map(str::to_string).collect());
-    }
-    if v.is_array() {
-        let arr = v.clone().into_array().unwrap_or_default();
-        return crate::value::array_to_strings(&arr).map_err(|m| CurateError::arg(function, m));
-    }
-    if let Ok(s) = v.clone().into_string() {
-        return Ok(vec![s]);
-    }
-    Err(CurateError::arg(function, format!("expected a dataset, an id or an array of ids, not {}", v.type_name())))
-}
-
 fn array_numbers(values: &Array) -> Result<Vec<f64>> {
     values
         .iter()
@@ -622,7 +607,7 @@ fn embedding_options(map: &Map) -> Result<EmbeddingOptions> {
     let highlight = m.remove("highlight");
     let mut opts: EmbeddingOptions = options::parse("plot_embedding", &m)?;
     if let Some(h) = highlight {
-        opts.highlight = ids_of("plot_embedding", &h)?;
+        opts.highlight = super::classify::ids_of("plot_embedding", "highlight", &h)?;
     }
     Ok(opts)
 }

@@ -84,14 +84,7 @@ pub fn write_predictions(ctx: &Context, ds: &Dataset, model: Option<&str>, out: 
     let with = predict(ctx, ds, model.as_deref())?;
     let cols: Vec<Expr> = with.column_names().iter().filter(|c| c.as_str() == "id" || is_prediction_column(c)).map(|c| col(c.as_str())).collect();
     let mut table = with.lazy().select(cols).sort(["id"], SortMultipleOptions::default()).collect()?;
-    crate::atomic::write_atomic(out, |f| {
-        let r = match ext.as_str() {
-            "csv" => CsvWriter::new(f).finish(&mut table),
-            "jsonl" => JsonWriter::new(f).with_json_format(JsonFormat::JsonLines).finish(&mut table),
-            _ => ParquetWriter::new(f).finish(&mut table).map(|_| ()),
-        };
-        r.map_err(|e| CurateError::io(out, e))
-    })
+    super::export::write_table(out, &ext, &mut table)
 }
 
 pub fn predict(ctx: &Context, ds: &Dataset, model: Option<&str>) -> Result<Dataset> {
