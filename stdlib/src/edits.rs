@@ -32,14 +32,26 @@ pub struct Log {
 }
 
 pub fn read(path: &Path) -> Result<Log> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Log::default()),
-        Err(e) => return Err(CurateError::io(path, e)),
-    };
+    match read_bytes(path)? {
+        Some(bytes) => parse(path, &bytes),
+        None => Ok(Log::default()),
+    }
+}
+
+/// The log file's bytes, or `None` when there is no log yet.
+pub fn read_bytes(path: &Path) -> Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(CurateError::io(path, e)),
+    }
+}
+
+/// The entries in a log's bytes (`path` names it in errors).
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<Log> {
     let mut log = Log::default();
     let complete = bytes.last() == Some(&b'\n');
-    let text = String::from_utf8_lossy(&bytes);
+    let text = String::from_utf8_lossy(bytes);
     let count = text.split_terminator('\n').count();
     let parsed = curate_kernels::edit::parse_lines(&text);
     log.edits.reserve(parsed.len());

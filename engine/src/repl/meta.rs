@@ -120,19 +120,25 @@ fn vars(repl: &mut Repl, _: &str) -> MetaOutcome {
     MetaOutcome::Text(lines.join("\n"))
 }
 
-fn target(repl: &Repl, args: &str, usage: &str) -> Result<(std::path::PathBuf, bool), String> {
+/// The file a `:save`/`:report` line names (relative to the `-C` folder). An existing file is
+/// replaced only with `--force` or when this session wrote it.
+fn target(repl: &Repl, command: &str, args: &str, usage: &str) -> Result<std::path::PathBuf, String> {
     let mut force = false;
     let mut file = None;
     for a in args.split_whitespace() {
         match a {
             "--force" | "-f" => force = true,
             f if file.is_none() => file = Some(f),
-            _ => return Err(format!("usage: {usage}")),
+            _ => return Err(format!("usage: {command} {usage}")),
         }
     }
-    let Some(file) = file else { return Err(format!("usage: {usage}")) };
+    let Some(file) = file else { return Err(format!("usage: {command} {usage}")) };
     let path = std::path::Path::new(file);
-    Ok((if path.is_absolute() { path.to_path_buf() } else { repl.dir.join(path) }, force))
+    let path = if path.is_absolute() { path.to_path_buf() } else { repl.dir.join(path) };
+    if path.exists() && !force && !repl.saved.contains(&path) {
+        return Err(format!("{} exists; `{command} {} --force` replaces it", path.display(), args.trim()));
+    }
+    Ok(path)
 }
 
 /// The session's successful cells as a script: `curate run FILE` replays it, cell by cell.
@@ -146,13 +152,10 @@ pub fn session_script(repl: &Repl) -> String {
 }
 
 fn save(repl: &mut Repl, args: &str) -> MetaOutcome {
-    let (path, force) = match target(repl, args, ":save FILE [--force]") {
-        Ok(t) => t,
+    let path = match target(repl, ":save", args, "FILE [--force]") {
+        Ok(p) => p,
         Err(e) => return MetaOutcome::Error(e),
     };
-    if path.exists() && !force && !repl.saved.contains(&path) {
-        return MetaOutcome::Error(format!("{} exists; `:save {} --force` replaces it", path.display(), args.trim()));
-    }
     let ran = repl.history.iter().filter(|c| c.status == crate::report::Status::Ran).count();
     match curate_stdlib::atomic::write_bytes_atomic(&path, session_script(repl).as_bytes()) {
         Ok(()) => {
@@ -164,13 +167,10 @@ fn save(repl: &mut Repl, args: &str) -> MetaOutcome {
 }
 
 fn report(repl: &mut Repl, args: &str) -> MetaOutcome {
-    let (path, force) = match target(repl, args, ":report FILE.html|FILE.md [--force]") {
-        Ok(t) => t,
+    let path = match target(repl, ":report", args, "FILE.html|FILE.md [--force]") {
+        Ok(p) => p,
         Err(e) => return MetaOutcome::Error(e),
     };
-    if path.exists() && !force && !repl.saved.contains(&path) {
-        return MetaOutcome::Error(format!("{} exists; `:report {} --force` replaces it", path.display(), args.trim()));
-    }
     let mut meta = vec![];
     if let Some(ws) = repl.session.workspace() {
         meta.push(format!("workspace: {} ({})", ws.config.name, ws.root().display()));

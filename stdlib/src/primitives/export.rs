@@ -165,12 +165,13 @@ pub fn train_export(ctx: &Context, ds: &Dataset, dir: &str, opts: &ExportOptions
     }
     remove_stale(&out, &seen, &format)?;
     let log_path = crate::edits::path(&ws);
-    let log = crate::edits::read(&log_path)?;
-    let log_hash = match std::fs::read(&log_path) {
-        Ok(bytes) => Some(blake3::hash(&bytes).to_hex().to_string()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(CurateError::io(&log_path, e)),
+    // One read of the log gives both its length and its hash.
+    let log_bytes = crate::edits::read_bytes(&log_path)?;
+    let log = match &log_bytes {
+        Some(b) => crate::edits::parse(&log_path, b)?,
+        None => crate::edits::Log::default(),
     };
+    let log_hash = log_bytes.as_ref().map(|b| blake3::hash(b).to_hex().to_string());
     let manifest_bytes = std::fs::read(ws.manifest_path()).map_err(|e| CurateError::io(ws.manifest_path(), e))?;
     let lock = serde_json::json!({
         "curate_version": env!("CARGO_PKG_VERSION"),
