@@ -72,6 +72,38 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Feed vectors computed elsewhere into a model's vector store: Parquet or Arrow files with an
+    /// `id` or `hash` column and one vector column, or .npy files with --ids.
+    ImportEmbeddings {
+        /// The files to import (each is read and checked before anything is written).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The model the vectors belong to, as declared in curate.toml (the only embedding model by default).
+        #[arg(long)]
+        model: Option<String>,
+        /// For .npy: a table (.csv, .parquet, .jsonl, or .txt with one id per line) of each row's id, in order.
+        #[arg(long, value_name = "FILE")]
+        ids: Option<PathBuf>,
+        /// The vector column, when a table has several.
+        #[arg(long)]
+        column: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Build the ANN index over a model's vectors and save it beside them. `similar` uses it while
+    /// the vectors are unchanged; without it, searches are exact.
+    Index {
+        /// The model, as declared in curate.toml (the only embedding model by default).
+        #[arg(long)]
+        model: Option<String>,
+        /// cosine (default) or l2.
+        #[arg(long, default_value = "cosine", value_parser = ["cosine", "l2"])]
+        metric: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a model with `scores` over every image in the manifest (only what is not cached) and
     /// optionally write the predictions: id, pred_label, pred_score and p_<class> per sample.
     Predict {
@@ -210,6 +242,12 @@ pub fn main() -> u8 {
             let out = out.map(|o| if o.is_absolute() { o } else { dir.join(o) });
             predict_cmd(&dir, model.as_deref(), out.as_deref(), json, cancel)
         }
+        Some(Command::ImportEmbeddings { files, model, ids, column, json }) => {
+            let abs = |p: PathBuf| if p.is_absolute() { p } else { dir.join(p) };
+            let files: Vec<PathBuf> = files.into_iter().map(abs).collect();
+            import_embeddings_cmd(&dir, &files, model.as_deref(), ids.map(abs).as_deref(), column.as_deref(), json, cancel)
+        }
+        Some(Command::Index { model, metric, json }) => index_cmd(&dir, model.as_deref(), &metric, json, cancel),
         Some(Command::Embed { model, shard, json }) => embed_cmd(&dir, model.as_deref(), shard.as_deref(), json, cancel),
         Some(Command::Import { source, format, split, id_prefix, append, images, person_category, min_person_area, json }) => {
             let opts = ImportOptions {
@@ -278,6 +316,64 @@ fn embed_cmd(dir: &Path, model: Option<&str>, shard: Option<&str>, json: bool, c
                 println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
             } else {
                 println!("{}", describe(&report));
+            }
+            0
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn import_embeddings_cmd(dir: &Path, files: &[PathBuf], model: Option<&str>, ids: Option<&Path>, column: Option<&str>, json: bool, cancel: CancelFlag) -> u8 {
+    let ws = match Workspace::discover(dir) {
+        Ok(ws) => ws,
+        Err(e) => return fail(&e),
+    };
+    let registry = curate_stdlib::vectors::Registry::default();
+    let bar = Bar::new(cancel);
+    let files: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let result = registry.model(&ws, model).and_then(|m| curate_stdlib::import::vectors::import_vectors(&ws, &m, &files, ids, column, &bar));
+    match result {
+        Ok(r) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                return 0;
+            }
+            println!("imported {} of {} vectors ({}-d) into `{}` in {:.1} s; the store now holds {}", r.imported, r.rows, r.dim, r.model, r.seconds, r.stored);
+            if r.unknown_count > 0 {
+                println!("{} ids are not in the manifest (skipped), e.g. {}", r.unknown_count, r.unknown_ids.join(", "));
+            }
+            if r.without_hash > 0 {
+                println!("{} samples have no content hash (unreadable images), so their vectors were skipped", r.without_hash);
+            }
+            0
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn index_cmd(dir: &Path, model: Option<&str>, metric: &str, json: bool, cancel: CancelFlag) -> u8 {
+    let ws = match Workspace::discover(dir) {
+        Ok(ws) => ws,
+        Err(e) => return fail(&e),
+    };
+    let metric = curate_stdlib::index::Metric::parse(metric).unwrap_or_default();
+    let registry = curate_stdlib::vectors::Registry::default();
+    let bar = Bar::new(cancel);
+    let started = std::time::Instant::now();
+    let result = registry.model(&ws, model).and_then(|m| {
+        let store = registry.vectors(&ws, &m)?;
+        if store.is_empty() {
+            return Err(curate_stdlib::CurateError::NotEmbedded { model: m.name.clone(), missing: 0 });
+        }
+        registry.build_index(&m, &store, metric, &bar).map(|_| (m.name.clone(), store.len()))
+    });
+    match result {
+        Ok((model, n)) => {
+            let seconds = started.elapsed().as_secs_f64();
+            if json {
+                println!("{}", serde_json::json!({"model": model, "vectors": n, "metric": format!("{metric:?}").to_lowercase(), "seconds": seconds}));
+            } else {
+                println!("index of {n} `{model}` vectors ready in {seconds:.1} s");
             }
             0
         }

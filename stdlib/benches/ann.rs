@@ -6,7 +6,6 @@
 
 use std::time::Instant;
 
-use curate_stdlib::embed::Embeddings;
 use curate_stdlib::index::{exact_search, AnnIndex, Metric};
 
 
@@ -24,13 +23,14 @@ fn main() {
         let c = &centres[i % clusters];
         data.extend(c.iter().map(|x| x + 0.5 * rng.gauss()));
     }
-    let emb = Embeddings { hashes: (0..n).map(|i| format!("{i:016x}")).collect(), dim, data };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let emb = curate_stdlib::store::write(tmp.path(), (0..n).map(|i| format!("{i:064x}")).collect(), data, dim, curate_stdlib::store::Layout::EMBEDDINGS).expect("store");
     let query_vecs: Vec<Vec<f32>> = (0..queries)
         .map(|q| centres[q % clusters].iter().map(|x| x + 0.5 * rng.gauss()).collect())
         .collect();
 
     let t = Instant::now();
-    let index = AnnIndex::build(&emb, Metric::Cosine);
+    let index = AnnIndex::build(&emb, Metric::Cosine, &curate_stdlib::progress::Silent).expect("build");
     let build = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
@@ -38,7 +38,7 @@ fn main() {
     let ann_qps = queries as f64 / t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    let exact: Vec<Vec<usize>> = query_vecs.iter().map(|q| exact_search(&emb, Metric::Cosine, q, 10, None).into_iter().map(|n| n.row).collect()).collect();
+    let exact: Vec<Vec<usize>> = query_vecs.iter().map(|q| exact_search(&emb, Metric::Cosine, q, 10, None).expect("search").into_iter().map(|n| n.row).collect()).collect();
     let exact_qps = queries as f64 / t.elapsed().as_secs_f64();
 
     let hits: usize = ann.iter().zip(&exact).map(|(a, e)| a.iter().filter(|r| e.contains(r)).count()).sum();

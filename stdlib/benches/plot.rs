@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use curate_stdlib::embed::Embeddings;
 use curate_stdlib::index::{exact_search, Metric};
 use curate_stdlib::primitives::plot::{grid, GridOptions};
 use curate_stdlib::primitives::Context;
@@ -61,8 +60,9 @@ fn main() {
     for i in 0..m {
         data.extend(centres[i % 12].iter().map(|x| (x + 1.5 * rng.gauss()).max(0.0)));
     }
-    let emb = Embeddings { hashes: (0..m).map(|i| format!("{i:016x}")).collect(), dim, data: data.clone() };
-    let (scan, _) = best(3, || exact_search(&emb, Metric::Cosine, &data[..dim], 10, None));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let emb = curate_stdlib::store::write(tmp.path(), (0..m).map(|i| format!("{i:064x}")).collect(), data.clone(), dim, curate_stdlib::store::Layout::EMBEDDINGS).expect("store");
+    let (scan, _) = best(3, || exact_search(&emb, Metric::Cosine, &data[..dim], 10, None).expect("search"));
     println!("baseline: one exact cosine scan of {m} x {dim}: {scan:.4} s");
     let (pca, (_, shares)) = best(1, || curate_kernels::pca::project(&data, dim, 2, 11));
     println!("PCA (2 components, power iteration): {pca:.3} s = {:.1} scans (variance shares {:.4}, {:.4})", pca / scan, shares[0], shares[1]);

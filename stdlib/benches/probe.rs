@@ -9,7 +9,6 @@
 use std::time::Instant;
 
 use curate_kernels::probe;
-use curate_stdlib::embed::Embeddings;
 use curate_stdlib::index::{exact_search, Metric};
 
 
@@ -31,9 +30,10 @@ fn main() {
     let class = |i: usize| i % clusters;
 
     // Baseline: one exact cosine scan of the corpus.
-    let emb = Embeddings { hashes: (0..n).map(|i| format!("{i:016x}")).collect(), dim, data: data.clone() };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let emb = curate_stdlib::store::write(tmp.path(), (0..n).map(|i| format!("{i:064x}")).collect(), data.clone(), dim, curate_stdlib::store::Layout::EMBEDDINGS).expect("store");
     let t = Instant::now();
-    let _ = exact_search(&emb, Metric::Cosine, &data[..dim], 10, None);
+    let _ = exact_search(&emb, Metric::Cosine, &data[..dim], 10, None).expect("search");
     let scan = t.elapsed().as_secs_f64();
     println!("baseline: one exact scan of {n} x {dim}: {:.3} s", scan);
 

@@ -1,11 +1,12 @@
 //! Embeddings: run a model over a dataset's images and cache one vector per distinct image.
 //!
-//! The cache lives in `.curate/embeddings/<model>-<model hash>/`, keyed by content hash, as
-//! Arrow IPC parts (`hash: str`, `vector: array[f32, dim]`) that can be memory-mapped. Each part
-//! is written atomically once its chunk of images is done, so a killed run keeps every finished
-//! chunk, never leaves a torn file, and the next run embeds only what is missing. Shards
+//! The cache lives in `.curate/embeddings/<model>-<model hash>/`, keyed by content hash: a
+//! vector store (`store.rs`) fed through Arrow IPC parts (`hash: str`, `vector: array[f32,
+//! dim]`). Each part is written atomically once its chunk of images is done, so a killed run
+//! keeps every finished chunk, never leaves a torn file, and the next run embeds only what is
+//! missing; parts are compacted into the store at the end of a run or at the next use. Shards
 //! (`--shard i/n`) split the work by content hash, so separate machines can each take one and
-//! their parts merge by copying the files into one folder.
+//! their parts merge by copying the part files into one folder.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,6 @@ use std::time::Instant;
 use polars::prelude::*;
 use rayon::prelude::*;
 
-use crate::atomic::write_atomic;
 use crate::error::{CurateError, Result};
 use crate::model::Model;
 use crate::progress::Progress;
@@ -64,6 +64,14 @@ impl Kind {
         }
     }
 
+    /// How its store keeps the vectors: embeddings as unit f16 rows, scores as f32.
+    pub fn layout(self) -> crate::store::Layout {
+        match self {
+            Kind::Embedding => crate::store::Layout::EMBEDDINGS,
+            Kind::Scores => crate::store::Layout::SCORES,
+        }
+    }
+
     fn verb(self) -> &'static str {
         match self {
             Kind::Embedding => "embedding",
@@ -80,85 +88,6 @@ pub fn cache_dir(ws: &Workspace, model: &Model) -> PathBuf {
 /// The cache folder of one kind of output of a model.
 pub fn cache_dir_of(ws: &Workspace, model: &Model, kind: Kind) -> PathBuf {
     ws.cache_dir().join(kind.folder()).join(format!("{}-{}", model.name, &model.hash[..16]))
-}
-
-/// All cached vectors of a model: content hashes and a row-major matrix.
-pub struct Embeddings {
-    pub hashes: Vec<String>,
-    pub dim: usize,
-    pub data: Vec<f32>,
-}
-
-impl Embeddings {
-    pub fn row(&self, i: usize) -> &[f32] {
-        &self.data[i * self.dim..(i + 1) * self.dim]
-    }
-
-    pub fn len(&self) -> usize {
-        self.hashes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.hashes.is_empty()
-    }
-}
-
-fn part_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    if !dir.is_dir() {
-        return Ok(vec![]);
-    }
-    let mut parts: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| CurateError::io(dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "arrow") && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("part-")))
-        .collect();
-    parts.sort();
-    Ok(parts)
-}
-
-/// Read every part; a later part's vector wins for a repeated hash.
-pub fn load(dir: &Path) -> Result<Embeddings> {
-    let mut hashes = Vec::new();
-    let mut data = Vec::new();
-    let mut dim = 0;
-    let mut seen = HashSet::new();
-    for part in part_files(dir)? {
-        let file = std::fs::File::open(&part).map_err(|e| CurateError::io(&part, e))?;
-        let df = IpcReader::new(file).finish().map_err(|e| CurateError::io(&part, format!("unreadable embedding cache part: {e}")))?;
-        let bad = |m: String| CurateError::io(&part, m);
-        let hs = df.column("hash").and_then(|c| c.str().cloned()).map_err(|e| bad(e.to_string()))?;
-        let vecs = df.column("vector").and_then(|c| c.array().cloned()).map_err(|e| bad(e.to_string()))?;
-        let width = vecs.width();
-        if dim == 0 {
-            dim = width;
-        } else if width != dim {
-            return Err(bad(format!("vectors of width {width}, expected {dim}")));
-        }
-        let inner = vecs.get_inner();
-        let inner = inner.f32().map_err(|e| bad(e.to_string()))?;
-        let flat: Vec<f32> = inner.into_no_null_iter().collect();
-        for (i, h) in hs.iter().enumerate() {
-            let Some(h) = h else { continue };
-            if seen.insert(h.to_string()) {
-                hashes.push(h.to_string());
-                data.extend_from_slice(&flat[i * dim..(i + 1) * dim]);
-            }
-        }
-    }
-    Ok(Embeddings { hashes, dim, data })
-}
-
-fn write_part(dir: &Path, hashes: Vec<String>, vectors: Vec<f32>, dim: usize) -> Result<PathBuf> {
-    let n = hashes.len();
-    let flat = Series::new("vector".into(), vectors);
-    let arr = flat
-        .reshape_array(&[ReshapeDimension::new_dimension(n as u64), ReshapeDimension::new_dimension(dim as u64)])
-        .map_err(CurateError::from)?;
-    let mut df = DataFrame::new(n, vec![Column::new("hash".into(), hashes), arr.into_column()]).map_err(CurateError::from)?;
-    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let path = dir.join(format!("part-{stamp:020}-{}.arrow", std::process::id()));
-    write_atomic(&path, |f| IpcWriter::new(f).finish(&mut df).map_err(|e| CurateError::io(&path, e)))?;
-    Ok(path)
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -194,13 +123,18 @@ pub fn run_model(ws: &Workspace, model: &Model, kind: Kind, jobs: Vec<Job>, shar
     }
     let dir = cache_dir_of(ws, model, kind);
     std::fs::create_dir_all(&dir).map_err(|e| CurateError::io(&dir, e))?;
-    let cached: HashSet<String> = load(&dir)?.hashes.into_iter().collect();
+    crate::store::compact(&dir, kind.layout())?;
+    let store = crate::store::Store::open(&dir)?;
+    let known = Column::new("hash".into(), jobs.iter().map(|j| j.hash.clone()).collect::<Vec<Option<String>>>());
+    let stored = store.rows_of(&known)?;
+    // Hashes learnt only while reading a file are checked against the store's table.
+    let cached_later: HashSet<String> = if jobs.iter().any(|j| j.hash.is_none()) { store.entries()?.into_iter().map(|e| e.0).collect() } else { HashSet::new() };
     let mut report = EmbedReport { model: model.name.clone(), images: jobs.len(), ..Default::default() };
     let mut todo = Vec::new();
     let mut queued = HashSet::new();
-    for job in jobs {
+    for (job, row) in jobs.into_iter().zip(stored) {
         match &job.hash {
-            Some(h) if cached.contains(h) => report.cached += 1,
+            Some(_) if row.is_some() => report.cached += 1,
             Some(h) if shard.is_some_and(|s| !s.owns(h)) => {}
             Some(h) if !queued.insert(h.clone()) => report.cached += 1,
             _ => todo.push(job),
@@ -235,7 +169,7 @@ pub fn run_model(ws: &Workspace, model: &Model, kind: Kind, jobs: Vec<Job>, shar
                     // Jobs with a known hash were deduplicated and sharded when planned; the
                     // others only now know theirs.
                     let planned = chunk[i].hash.is_some();
-                    if !planned && (shard.is_some_and(|s| !s.owns(&h)) || cached.contains(&h) || !queued.insert(h.clone())) {
+                    if !planned && (shard.is_some_and(|s| !s.owns(&h)) || cached_later.contains(&h) || !queued.insert(h.clone())) {
                         continue;
                     }
                     dim = v.len();
@@ -251,10 +185,14 @@ pub fn run_model(ws: &Workspace, model: &Model, kind: Kind, jobs: Vec<Job>, shar
         }
         if !hashes.is_empty() {
             report.embedded += hashes.len();
-            write_part(&dir, hashes, vectors, dim)?;
+            crate::store::write_part(&dir, hashes, vectors, dim)?;
         }
     }
     progress.finish();
+    // Merge what this run wrote (an interrupted run's parts are merged at the next use).
+    if !progress.is_cancelled() {
+        crate::store::compact(&dir, kind.layout())?;
+    }
     report.seconds = started.elapsed().as_secs_f64();
     if progress.is_cancelled() {
         return Err(CurateError::Interrupted);

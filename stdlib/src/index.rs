@@ -1,6 +1,7 @@
-//! Nearest-neighbour search over a model's cached embeddings: an HNSW index (instant-distance),
-//! built on demand, persisted beside the cache and rebuilt when the cached set changes, plus the
-//! exact brute-force search it is measured against.
+//! Nearest-neighbour search over a model's vector store: exact search as blocked matrix
+//! products over the mapped vectors, an inverted-file search for kNN within large sets, and an
+//! HNSW index (instant-distance), built by `curate index`, persisted beside the store and stale
+//! when the store changes.
 //!
 //! Cosine similarity normalises the vectors, so that squared L2 ranks like cosine distance;
 //! distances are reported as `1 - cos` for cosine and as Euclidean distance for L2.
@@ -10,7 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::write_atomic;
-use crate::embed::Embeddings;
+use crate::store::Store;
+use curate_kernels::knn::{self, Scoring};
 use crate::error::{CurateError, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -49,37 +51,61 @@ impl Metric {
 
 pub use curate_kernels::{sq_l2, Vector};
 
-/// A fingerprint of the vector set: the index is stale when it changes.
-pub fn fingerprint(hashes: &[String]) -> String {
-    let mut sorted: Vec<&String> = hashes.iter().collect();
-    sorted.sort();
-    let mut h = blake3::Hasher::new();
-    for s in sorted {
-        h.update(s.as_bytes());
-        h.update(b"\n");
-    }
-    h.finalize().to_hex().to_string()
-}
-
 #[derive(Serialize, Deserialize)]
 pub struct AnnIndex {
     pub metric: Metric,
+    /// The store's fingerprint when the index was built: stale when it changes.
     pub fingerprint: String,
-    /// Row of each point in the `Embeddings` it was built from.
+    /// Maps each point to its store row.
     hnsw: curate_kernels::Hnsw,
 }
 
 pub struct Neighbour {
-    /// Row in the `Embeddings`.
+    /// Row in the vector store.
     pub row: usize,
     pub distance: f32,
 }
 
+impl Metric {
+    fn scoring(self, store: &Store) -> Scoring<'_> {
+        match self {
+            Metric::Cosine => Scoring::Dot,
+            Metric::L2 => Scoring::L2 { norms: store.norms() },
+        }
+    }
+
+    /// The reported distance from a query (prepared) and a `Scoring` score.
+    fn distance(self, query: &[f32], score: f32) -> f32 {
+        match self {
+            Metric::Cosine => (1.0 - score).max(0.0),
+            Metric::L2 => (query.iter().map(|x| x * x).sum::<f32>() - score).max(0.0).sqrt(),
+        }
+    }
+
+    /// A stored row as this metric compares it.
+    fn point(self, store: &Store, row: usize) -> Vec<f32> {
+        match self {
+            Metric::Cosine => store.unit_row(row),
+            Metric::L2 => store.raw_row(row),
+        }
+    }
+}
+
+/// The store's live rows (one per content hash), ascending.
+pub fn live_rows(store: &Store) -> Result<Vec<u32>> {
+    let mut rows: Vec<u32> = store.table()?.column("row")?.u32()?.into_no_null_iter().collect();
+    rows.sort_unstable();
+    Ok(rows)
+}
+
 impl AnnIndex {
-    pub fn build(emb: &Embeddings, metric: Metric) -> Self {
-        let points: Vec<Vector> = (0..emb.len()).map(|i| Vector(metric.prepare(emb.row(i)))).collect();
-        let hnsw = curate_kernels::build_hnsw(points, 200, 128, 7);
-        AnnIndex { metric, fingerprint: fingerprint(&emb.hashes), hnsw }
+    pub fn build(store: &Store, metric: Metric, progress: &dyn crate::progress::Progress) -> Result<Self> {
+        let rows = live_rows(store)?;
+        progress.start("building the index", rows.len() as u64);
+        let points: Vec<Vector> = rows.iter().map(|&r| Vector(metric.point(store, r as usize))).collect();
+        let hnsw = curate_kernels::build_hnsw(points, rows, 200, 128, 7);
+        progress.finish();
+        Ok(AnnIndex { metric, fingerprint: store.fingerprint().to_string(), hnsw })
     }
 
     pub fn path(cache_dir: &Path, metric: Metric) -> PathBuf {
@@ -88,15 +114,16 @@ impl AnnIndex {
 
     pub fn save(&self, path: &Path) -> Result<()> {
         write_atomic(path, |f| {
+            crate::store::failpoint("index:writing");
             bincode::serialize_into(std::io::BufWriter::new(f), self).map_err(|e| CurateError::io(path, e))
         })
     }
 
-    /// Load the index at `path` if it is there and was built from exactly these vectors.
-    pub fn load_fresh(path: &Path, emb: &Embeddings, metric: Metric) -> Option<Self> {
+    /// Load the index at `path` if it is there and was built from exactly this store.
+    pub fn load_fresh(path: &Path, store: &Store, metric: Metric) -> Option<Self> {
         let file = std::fs::File::open(path).ok()?;
         let idx: AnnIndex = bincode::deserialize_from(std::io::BufReader::new(file)).ok()?;
-        (idx.metric == metric && idx.fingerprint == fingerprint(&emb.hashes)).then_some(idx)
+        (idx.metric == metric && idx.fingerprint == store.fingerprint()).then_some(idx)
     }
 
     /// The `k` nearest rows to `query` (a raw vector). The graph holds the full prepared
@@ -114,41 +141,47 @@ impl AnnIndex {
     }
 }
 
-/// Exact search: the reference the index is measured against.
-pub fn exact_search(emb: &Embeddings, metric: Metric, query: &[f32], k: usize, rows: Option<&[usize]>) -> Vec<Neighbour> {
-    let q = metric.prepare(query);
-    let rows: Vec<usize> = match rows {
-        Some(r) => r.to_vec(),
-        None => (0..emb.len()).collect(),
+/// Exact search for many queries (raw vectors) at once: one blocked matrix product over the
+/// mapped store, restricted to `rows` when given (else every live row).
+pub fn exact_search_many(store: &Store, metric: Metric, queries: &[Vec<f32>], k: usize, rows: Option<&[u32]>) -> Result<Vec<Vec<Neighbour>>> {
+    let live;
+    let rows = match rows {
+        Some(r) => r,
+        None => {
+            live = live_rows(store)?;
+            &live
+        }
     };
-    let prepared: Vec<Vec<f32>> = rows.iter().map(|&r| metric.prepare(emb.row(r))).collect();
-    curate_kernels::nearest(&prepared, &q, k)
+    let dim = store.dim();
+    let prepared: Vec<Vec<f32>> = queries.iter().map(|q| metric.prepare(q)).collect();
+    if let Some(bad) = prepared.iter().find(|q| q.len() != dim) {
+        return Err(CurateError::arg("similar", format!("a query vector has {} values, the stored vectors {dim}", bad.len())));
+    }
+    let flat: Vec<f32> = prepared.concat();
+    let hits = knn::top_k(&flat, dim, store.matrix(), Some(rows), k, metric.scoring(store));
+    Ok(hits
         .into_iter()
-        .map(|(j, sq)| Neighbour { row: rows[j], distance: metric.report(sq) })
-        .collect()
+        .zip(&prepared)
+        .map(|(hits, q)| hits.into_iter().map(|(row, score)| Neighbour { row: row as usize, distance: metric.distance(q, score) }).collect())
+        .collect())
 }
 
-/// For each of `rows`, its `k` nearest other rows among `rows`: by brute force (exact, in
-/// parallel), or through `index` for large sets.
-pub fn knn_within(emb: &Embeddings, metric: Metric, rows: &[usize], k: usize, index: Option<&AnnIndex>) -> Vec<Vec<Neighbour>> {
-    use rayon::prelude::*;
-    let member: std::collections::HashSet<usize> = rows.iter().copied().collect();
-    match index {
-        Some(idx) => rows
-            .par_iter()
-            .map(|&r| {
-                let fetch = (k + 1) * 4;
-                let mut hits: Vec<Neighbour> = idx.search(emb.row(r), fetch, fetch).into_iter().filter(|n| n.row != r && member.contains(&n.row)).collect();
-                hits.truncate(k);
-                hits
-            })
-            .collect(),
-        None => {
-            let prepared: Vec<Vec<f32>> = rows.iter().map(|&r| metric.prepare(emb.row(r))).collect();
-            curate_kernels::knn_brute(&prepared, k)
-                .into_iter()
-                .map(|near| near.into_iter().map(|(j, sq)| Neighbour { row: rows[j], distance: metric.report(sq) }).collect())
-                .collect()
-        }
-    }
+/// Exact search for one query: the reference the index is measured against.
+pub fn exact_search(store: &Store, metric: Metric, query: &[f32], k: usize, rows: Option<&[u32]>) -> Result<Vec<Neighbour>> {
+    Ok(exact_search_many(store, metric, &[query.to_vec()], k, rows)?.pop().unwrap_or_default())
+}
+
+/// For each of `rows`, its `k` nearest other rows among `rows`: exact (blocked matrix products)
+/// for sets up to [`knn::EXACT_SELF_LIMIT`], beyond that by an inverted-file search (k-means
+/// lists, exact products within the lists each row is near).
+pub fn knn_within(store: &Store, metric: Metric, rows: &[usize], k: usize) -> Vec<Vec<Neighbour>> {
+    let rows32: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
+    let hits = knn::knn_self(store.matrix(), store.dim(), &rows32, k, metric.scoring(store), &knn::IvfParams::default());
+    hits.into_iter()
+        .zip(rows)
+        .map(|(near, &r)| {
+            let q = metric.point(store, r);
+            near.into_iter().map(|(row, score)| Neighbour { row: row as usize, distance: metric.distance(&q, score) }).collect()
+        })
+        .collect()
 }

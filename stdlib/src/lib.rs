@@ -23,6 +23,7 @@ pub mod primitives;
 pub mod progress;
 pub mod sandbox;
 pub mod scan;
+pub mod store;
 pub mod value;
 pub mod vectors;
 pub mod workspace;

@@ -106,13 +106,14 @@ pub fn features(ctx: &Context, ds: &Dataset, model: &crate::model::Model, embed_
     let vectors = ctx.registry.vectors(ds.workspace(), model)?;
     let df = ds.lazy().select([col("id"), col("hash")]).collect()?;
     let (mut ids, mut missing, mut raw) = (vec![], vec![], vec![]);
-    let dim = vectors.embeddings.dim;
-    for (id, h) in df.column("id")?.str()?.iter().zip(df.column("hash")?.str()?.iter()) {
+    let dim = vectors.dim();
+    let rows = vectors.rows_of(df.column("hash")?)?;
+    for (id, row) in df.column("id")?.str()?.iter().zip(rows) {
         let Some(id) = id else { continue };
-        match h.and_then(|h| vectors.rows.get(h)) {
-            Some(&r) => {
+        match row {
+            Some(r) => {
                 ids.push(id.to_string());
-                raw.extend_from_slice(vectors.embeddings.row(r));
+                raw.extend_from_slice(&vectors.raw_row(r as usize));
             }
             None => missing.push(id.to_string()),
         }

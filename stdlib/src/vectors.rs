@@ -1,25 +1,20 @@
-//! The session's models, embeddings and indexes: each model is loaded and optimised once, and a
-//! model's vectors and index are kept in memory until the cache changes.
+//! The session's models, vector stores and indexes: each model is loaded and optimised once,
+//! and a store (memory-mapped) and its index are kept until the store changes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::embed::{self, Embeddings};
+use crate::embed;
 use crate::error::{CurateError, Result};
 use crate::index::{AnnIndex, Metric};
 use crate::model::{Model, ModelSpec};
+use crate::store::{self, Store};
 use crate::workspace::Workspace;
-
-pub struct Vectors {
-    pub embeddings: Embeddings,
-    /// Row of each content hash.
-    pub rows: HashMap<String, usize>,
-}
 
 #[derive(Default)]
 pub struct Registry {
     models: Mutex<HashMap<String, Arc<Model>>>,
-    vectors: Mutex<HashMap<(String, embed::Kind), (usize, Arc<Vectors>)>>,
+    stores: Mutex<HashMap<(String, embed::Kind), Arc<Store>>>,
     indexes: Mutex<HashMap<(String, Metric), Arc<AnnIndex>>>,
 }
 
@@ -48,75 +43,81 @@ impl Registry {
         Ok(model)
     }
 
-    /// The cached embeddings of `model`, reloaded when parts were added.
-    pub fn vectors(&self, ws: &Workspace, model: &Model) -> Result<Arc<Vectors>> {
+    /// The vector store of `model`'s embeddings.
+    pub fn vectors(&self, ws: &Workspace, model: &Model) -> Result<Arc<Store>> {
         self.outputs(ws, model, embed::Kind::Embedding)
     }
 
-    /// The cached outputs of one kind (embeddings or class scores), reloaded when parts were added.
-    pub fn outputs(&self, ws: &Workspace, model: &Model, kind: embed::Kind) -> Result<Arc<Vectors>> {
+    /// The store of one kind of output (embeddings or class scores). Parts that embedding runs
+    /// left are compacted into it first; an unchanged store is not reopened.
+    pub fn outputs(&self, ws: &Workspace, model: &Model, kind: embed::Kind) -> Result<Arc<Store>> {
         let dir = embed::cache_dir_of(ws, model, kind);
-        let parts = std::fs::read_dir(&dir).map(|rd| rd.count()).unwrap_or(0);
+        store::compact(&dir, kind.layout())?;
         let key = (model.hash.clone(), kind);
-        if let Some((n, v)) = self.vectors.lock().ok().and_then(|m| m.get(&key).cloned()) {
-            if n == parts {
-                return Ok(v);
+        let current = Store::open(&dir)?;
+        if let Some(s) = self.stores.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            if s.fingerprint() == current.fingerprint() {
+                return Ok(s);
             }
         }
-        let embeddings = embed::load(&dir)?;
-        let rows = embeddings.hashes.iter().enumerate().map(|(i, h)| (h.clone(), i)).collect();
-        let v = Arc::new(Vectors { embeddings, rows });
-        if let Ok(mut m) = self.vectors.lock() {
-            m.insert(key, (parts, v.clone()));
+        let s = Arc::new(current);
+        if let Ok(mut m) = self.stores.lock() {
+            m.insert(key, s.clone());
         }
-        Ok(v)
+        Ok(s)
     }
 
-    /// The ANN index over `vectors`: from memory, from disk when fresh, or built and saved.
-    pub fn index(&self, ws: &Workspace, model: &Model, vectors: &Vectors, metric: Metric) -> Result<Arc<AnnIndex>> {
+    /// The persisted ANN index over `store`, if one was built for exactly these vectors
+    /// (`curate index` builds it; interactive calls never do).
+    pub fn index_if_built(&self, model: &Model, store: &Store, metric: Metric) -> Option<Arc<AnnIndex>> {
         let key = (model.hash.clone(), metric);
-        let fp = crate::index::fingerprint(&vectors.embeddings.hashes);
         if let Some(idx) = self.indexes.lock().ok().and_then(|m| m.get(&key).cloned()) {
-            if idx.fingerprint == fp {
-                return Ok(idx);
+            if idx.fingerprint == store.fingerprint() {
+                return Some(idx);
             }
         }
-        let path = AnnIndex::path(&embed::cache_dir(ws, model), metric);
-        let idx = match AnnIndex::load_fresh(&path, &vectors.embeddings, metric) {
-            Some(idx) => idx,
-            None => {
-                let idx = AnnIndex::build(&vectors.embeddings, metric);
-                idx.save(&path)?;
-                idx
-            }
-        };
-        let idx = Arc::new(idx);
+        let idx = Arc::new(AnnIndex::load_fresh(&AnnIndex::path(store.dir(), metric), store, metric)?);
         if let Ok(mut m) = self.indexes.lock() {
             m.insert(key, idx.clone());
+        }
+        Some(idx)
+    }
+
+    /// Build (or load, when fresh) and save the ANN index over `store`.
+    pub fn build_index(&self, model: &Model, store: &Store, metric: Metric, progress: &dyn crate::progress::Progress) -> Result<Arc<AnnIndex>> {
+        if let Some(idx) = self.index_if_built(model, store, metric) {
+            return Ok(idx);
+        }
+        let idx = AnnIndex::build(store, metric, progress)?;
+        idx.save(&AnnIndex::path(store.dir(), metric))?;
+        let idx = Arc::new(idx);
+        if let Ok(mut m) = self.indexes.lock() {
+            m.insert((model.hash.clone(), metric), idx.clone());
         }
         Ok(idx)
     }
 }
 
 /// The samples of a dataset view that have vectors: the ids behind each vector row (identical
-/// files share a row), and how many samples have none yet.
+/// files share a row), and how many samples have none yet. Rows are found by a join of the
+/// view's hashes with the store's hash table.
 pub struct View {
     pub ids_of_row: HashMap<usize, Vec<String>>,
     pub missing: usize,
 }
 
 impl View {
-    pub fn of(ds: &crate::Dataset, vectors: &Vectors) -> Result<Self> {
+    pub fn of(ds: &crate::Dataset, vectors: &Store) -> Result<Self> {
         use polars::prelude::*;
         let df = ds.lazy().select([col("id"), col("hash")]).collect()?;
+        let rows = vectors.rows_of(df.column("hash")?)?;
         let ids = df.column("id")?.str()?.clone();
-        let hashes = df.column("hash")?.str()?.clone();
         let mut ids_of_row: HashMap<usize, Vec<String>> = HashMap::new();
         let mut missing = 0usize;
-        for (id, h) in ids.iter().zip(hashes.iter()) {
+        for (id, row) in ids.iter().zip(rows) {
             let Some(id) = id else { continue };
-            match h.and_then(|h| vectors.rows.get(h)) {
-                Some(&row) => ids_of_row.entry(row).or_default().push(id.to_string()),
+            match row {
+                Some(row) => ids_of_row.entry(row as usize).or_default().push(id.to_string()),
                 None => missing += 1,
             }
         }
@@ -131,10 +132,6 @@ impl View {
     }
 }
 
-/// Brute force is exact and fast enough below this many vectors; above it, kNN over a whole
-/// view goes through the index.
-pub const BRUTE_FORCE_LIMIT: usize = 20_000;
-
 impl Registry {
     /// The cosine k nearest neighbours of every embedded sample of `ds` among the others, by
     /// vector row, with the view that maps rows back to ids. Errors when nothing is embedded.
@@ -147,8 +144,7 @@ impl Registry {
             return Err(CurateError::NotEmbedded { model: model.name.clone(), missing: view.missing });
         }
         let rows = view.rows();
-        let index = if rows.len() > BRUTE_FORCE_LIMIT { Some(self.index(&ws, &model, &vectors, Metric::Cosine)?) } else { None };
-        let neighbours = crate::index::knn_within(&vectors.embeddings, Metric::Cosine, &rows, k, index.as_deref());
+        let neighbours = crate::index::knn_within(&vectors, Metric::Cosine, &rows, k);
         Ok((view, rows, neighbours))
     }
 }

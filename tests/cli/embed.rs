@@ -11,9 +11,11 @@ fn cache_vectors(t: &Test) -> HashMap<String, Vec<f32>> {
     let mut out = HashMap::new();
     for entry in std::fs::read_dir(&root).expect("embeddings dir") {
         let dir = entry.expect("entry").path();
-        let emb = curate_stdlib::embed::load(&dir).expect("cache loads");
-        for (i, h) in emb.hashes.iter().enumerate() {
-            out.insert(h.clone(), emb.row(i).to_vec());
+        // What the next use does: merge the parts a run left into the store.
+        curate_stdlib::store::compact(&dir, curate_stdlib::store::Layout::EMBEDDINGS).expect("compaction");
+        let store = curate_stdlib::store::Store::open(&dir).expect("store opens");
+        for (h, row) in store.entries().expect("hash table") {
+            out.insert(h, store.raw_row(row as usize));
         }
     }
     out

@@ -13,4 +13,5 @@ mod readme;
 mod repl;
 mod probe;
 mod run;
+mod store;
 mod test_cmd;

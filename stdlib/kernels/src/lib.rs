@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 pub mod edit;
+pub mod knn;
 pub mod pca;
 pub mod probe;
 
@@ -67,8 +68,7 @@ impl instant_distance::Point for Vector {
 /// generic code is compiled in this optimised crate, not in an unoptimised caller.
 pub type Hnsw = instant_distance::HnswMap<Vector, u32>;
 
-pub fn build_hnsw(points: Vec<Vector>, ef_construction: usize, ef_search: usize, seed: u64) -> Hnsw {
-    let values: Vec<u32> = (0..points.len() as u32).collect();
+pub fn build_hnsw(points: Vec<Vector>, values: Vec<u32>, ef_construction: usize, ef_search: usize, seed: u64) -> Hnsw {
     instant_distance::Builder::default()
         .ef_construction(ef_construction)
         .ef_search(ef_search)

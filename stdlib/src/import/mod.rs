@@ -5,6 +5,7 @@
 mod coco;
 mod folder;
 pub mod table;
+pub mod vectors;
 
 use std::path::{Path, PathBuf};
 

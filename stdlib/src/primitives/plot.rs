@@ -556,10 +556,10 @@ pub fn plot_embedding(ctx: &Context, ds: &Dataset, opts: &EmbeddingOptions) -> R
         hi.extend(rest);
         points = hi;
     }
-    let dim = vectors.embeddings.dim;
+    let dim = vectors.dim();
     let mut data = Vec::with_capacity(points.len() * dim);
     for (row, _) in &points {
-        data.extend_from_slice(vectors.embeddings.row(*row));
+        data.extend_from_slice(&vectors.raw_row(*row));
     }
     let (proj, shares) = curate_kernels::pca::project(&data, dim, 2, 11);
     let mut names: Vec<String> = points.iter().map(|p| colour_of.get(p.1).cloned().unwrap_or_else(|| "samples".into())).collect();

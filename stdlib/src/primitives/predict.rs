@@ -99,9 +99,9 @@ pub fn predict(ctx: &Context, ds: &Dataset, model: Option<&str>) -> Result<Datas
         (ctx.sink)(Output::Text(super::embed::describe(&report)));
     }
     let outputs = ctx.registry.outputs(&ws, &model, Kind::Scores)?;
-    let width = outputs.embeddings.dim;
+    let width = outputs.dim();
     let classes: Vec<String> = match &model.classes {
-        Some(c) if c.len() == width || outputs.embeddings.is_empty() => c.clone(),
+        Some(c) if c.len() == width || outputs.is_empty() => c.clone(),
         Some(c) => {
             return Err(CurateError::Model {
                 model: model.name.clone(),
@@ -113,10 +113,11 @@ pub fn predict(ctx: &Context, ds: &Dataset, model: Option<&str>) -> Result<Datas
     let df = ds.lazy().select([col("id"), col("hash")]).collect()?;
     let mut ids = Vec::new();
     let mut probs: Vec<Option<Vec<f32>>> = Vec::new();
-    for (id, h) in df.column("id")?.str()?.iter().zip(df.column("hash")?.str()?.iter()) {
+    let rows = outputs.rows_of(df.column("hash")?)?;
+    for (id, row) in df.column("id")?.str()?.iter().zip(rows) {
         let Some(id) = id else { continue };
         ids.push(id.to_string());
-        probs.push(h.and_then(|h| outputs.rows.get(h)).map(|&r| model.probabilities(outputs.embeddings.row(r))));
+        probs.push(row.map(|r| model.probabilities(&outputs.raw_row(r as usize))));
     }
     let preds = prediction_frame(ids, &classes, &probs)?;
     attach(ds, preds)

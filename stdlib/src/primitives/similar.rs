@@ -21,9 +21,10 @@ pub const DOC: Primitive = Primitive {
     summary: "The k samples of ds nearest to the query by embedding, nearest first, with a \
               `distance` column (1 - cosine similarity by default) and `query`, the query it is \
               nearest to. The query is an id, an array of ids, a dataset, or the path of an image \
-              file that need not be in the dataset. Queries are left out of the result. Uses the \
-              HNSW index (built once, saved, rebuilt when the embeddings change); `exact: true` \
-              searches by brute force. Embed first with `ds.embed()`.",
+              file that need not be in the dataset. Queries are left out of the result. Searches \
+              exactly, by a blocked matrix product over the memory-mapped vectors, unless \
+              `curate index` has built an HNSW index for the current vectors (`exact: true` \
+              always searches exactly). Embed first with `ds.embed()`.",
     examples: &[
         Example { code: "let ds = open().filter(\"split = 'test'\").embed(); ds.similar(\"cifar/test/cat/0003\", 5).len()", result: Some("5") },
         Example { code: "let ds = open().filter(\"split = 'test'\").embed(); ds.similar(\"cifar/test/cat/0003\", 3, #{exact: true}).col(\"query\")", result: Some("[\"cifar/test/cat/0003\", \"cifar/test/cat/0003\", \"cifar/test/cat/0003\"]") },
@@ -65,7 +66,6 @@ pub fn similar(ctx: &Context, ds: &Dataset, query: &Dynamic, k: i64, opts: &Simi
     };
     let model = ctx.registry.model(&ws, opts.model.as_deref())?;
     let vectors = ctx.registry.vectors(&ws, &model)?;
-    let emb = &vectors.embeddings;
 
     let view = crate::vectors::View::of(ds, &vectors)?;
     if view.ids_of_row.is_empty() {
@@ -76,10 +76,12 @@ pub fn similar(ctx: &Context, ds: &Dataset, query: &Dynamic, k: i64, opts: &Simi
     let query = resolve_query(ctx, ds, query, &model)?;
     let (qvecs, exclude): (Vec<(String, Vec<f32>)>, Vec<String>) = match query {
         Query::Samples(samples) => {
+            let hashes = Column::new("hash".into(), samples.iter().map(|s| s.1.clone()).collect::<Vec<String>>());
+            let stored = vectors.rows_of(&hashes)?;
             let mut qv = Vec::new();
-            for (id, h, path) in &samples {
-                match vectors.rows.get(h) {
-                    Some(&row) => qv.push((id.clone(), emb.row(row).to_vec())),
+            for ((id, _, path), row) in samples.iter().zip(stored) {
+                match row {
+                    Some(row) => qv.push((id.clone(), vectors.raw_row(row as usize))),
                     // A query outside the embedded view (a test image against the train
                     // split): embed it now, as an outside file would be.
                     None => {
@@ -94,19 +96,26 @@ pub fn similar(ctx: &Context, ds: &Dataset, query: &Dynamic, k: i64, opts: &Simi
         Query::File(path, v) => (vec![(path, v)], vec![]),
     };
 
-    let view_rows = view.rows();
-    let small_view = view_rows.len() * 4 < emb.len();
+    let view_rows: Vec<u32> = view.rows().into_iter().map(|r| r as u32).collect();
     let want = k + exclude.len();
-    let index = if opts.exact || small_view { None } else { Some(ctx.registry.index(&ws, &model, &vectors, metric)?) };
+    // The index answers only when `curate index` built it for exactly these vectors and the
+    // view is most of the store; otherwise one blocked matrix product answers every query.
+    let index = if opts.exact || view_rows.len() * 4 < vectors.len() { None } else { ctx.registry.index_if_built(&model, &vectors, metric) };
+    let queries: Vec<Vec<f32>> = qvecs.iter().map(|q| q.1.clone()).collect();
+    let exact = match &index {
+        Some(_) => None,
+        None => Some(crate::index::exact_search_many(&vectors, metric, &queries, want, Some(&view_rows))?),
+    };
     // Best (distance, query) per vector row.
     let mut best: HashMap<usize, (f32, String)> = HashMap::new();
-    for (qid, qv) in &qvecs {
-        let found: Vec<Neighbour> = match &index {
-            Some(idx) => {
+    for (qi, (qid, qv)) in qvecs.iter().enumerate() {
+        let found: Vec<Neighbour> = match (&index, &exact) {
+            (_, Some(all)) => all[qi].iter().map(|n| Neighbour { row: n.row, distance: n.distance }).collect(),
+            (Some(idx), None) => {
                 let hits: Vec<Neighbour> = idx.search(qv, want * 4 + 64, want * 4 + 64).into_iter().filter(|n| ids_of_row.contains_key(&n.row)).collect();
-                if hits.len() >= want { hits } else { exact_search(emb, metric, qv, want, Some(&view_rows)) }
+                if hits.len() >= want { hits } else { exact_search(&vectors, metric, qv, want, Some(&view_rows))? }
             }
-            None => exact_search(emb, metric, qv, want, Some(&view_rows)),
+            (None, None) => vec![],
         };
         for n in found {
             let e = best.entry(n.row).or_insert((f32::INFINITY, String::new()));
