@@ -86,7 +86,8 @@ fn import_embeddings_from_parquet_and_npy_feeds_similar() {
     assert_eq!(committed(&t).len(), 40);
 
     let script = format!("let ds = open();\nprint(ds.similar(\"{}\", 1).ids()[0]);\nprint(ds.similar(\"{}\", 3).len());", ids[0], ids[30]);
-    let out = t.write("s.rhai", &script).run_with(&["run", "s.rhai"]).success();
+    let t = t.write("s.rhai", &script);
+    let out = t.run_with(&["run", "s.rhai"]).success();
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines[0], ids[7], "{}", out.stdout);
     assert_eq!(lines[1], "3");
@@ -94,7 +95,8 @@ fn import_embeddings_from_parquet_and_npy_feeds_similar() {
     // Imported vectors replace what the store held for the same image.
     write_parquet(&t.path().join("c.parquet"), "id", &ids[..1], &[vector(3, None)]);
     t.run_with(&["import-embeddings", "c.parquet"]).success();
-    let out = t.write("s.rhai", &format!("print(open().similar(\"{}\", 1).ids()[0]);", ids[0])).run_with(&["run", "s.rhai"]).success();
+    let t = t.write("s.rhai", &format!("print(open().similar(\"{}\", 1).ids()[0]);", ids[0]));
+    let out = t.run_with(&["run", "s.rhai"]).success();
     assert_eq!(out.stdout.trim(), ids[3]);
 }
 
@@ -164,7 +166,8 @@ fn a_killed_compaction_keeps_the_previous_store() {
             assert_eq!(after_kill, before, "{failpoint}: the previous store is intact");
         }
         // The next use compacts what is left, exactly once.
-        let out = t.write("s.rhai", &format!("print(open().similar(\"{}\", 1).ids()[0]);", ids[30])).run_with(&["run", "s.rhai"]).success();
+        let t = t.write("s.rhai", &format!("print(open().similar(\"{}\", 1).ids()[0]);", ids[30]));
+        let out = t.run_with(&["run", "s.rhai"]).success();
         assert_eq!(out.stdout.trim(), ids[5], "{failpoint}");
         assert_eq!(committed(&t), want, "{failpoint}: the recovered store equals an uninterrupted run's");
         let store = curate_stdlib::store::Store::open(&store_dir(&t)).expect("open");
@@ -185,7 +188,8 @@ fn a_killed_index_build_leaves_search_working() {
     run_killed_at(&t, "index:writing", &["index"]);
     assert!(!store_dir(&t).join("index-cosine.bin").exists(), "no torn index");
     let script = format!("print(open().similar(\"{}\", 1).ids()[0]);", ids[0]);
-    let out = t.write("s.rhai", &script).run_with(&["run", "s.rhai"]).success();
+    let t = t.write("s.rhai", &script);
+    let out = t.run_with(&["run", "s.rhai"]).success();
     assert_eq!(out.stdout.trim(), ids[9]);
     let out = t.run_with(&["index"]).success();
     assert!(out.stdout.contains("index of 50 `mobilenet` vectors ready"), "{}", out.stdout);
