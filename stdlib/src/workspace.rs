@@ -15,6 +15,11 @@ pub struct Workspace {
     pub config: Config,
 }
 
+/// Logs with at least this many entries have their replayed view cached in `.curate/views/`,
+/// keyed by the manifest and the log, so an unchanged log is not replayed at every `open()`.
+/// Shorter logs replay faster than a cached view is written.
+pub const VIEW_CACHE_MIN_EDITS: usize = 1_000;
+
 impl Workspace {
     /// Open the workspace rooted at `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
@@ -107,13 +112,71 @@ impl Workspace {
 
     /// The dataset as it was after the first edits of the log (`None`: all of them).
     pub fn scan_at(&self, at: Option<&crate::edits::At>) -> Result<LazyFrame> {
+        let key = if at.is_none() { self.view_key() } else { None };
+        if let Some(key) = &key {
+            let cached = self.view_cache_path(key);
+            if cached.is_file() {
+                if let Ok(lf) = manifest::scan(&cached) {
+                    return Ok(lf);
+                }
+            }
+        }
         let lf = manifest::scan(&self.manifest_path())?;
         let log = crate::edits::read(&crate::edits::path(self))?;
         let n = match at {
             Some(a) => a.resolve(&log)?,
             None => log.edits.len(),
         };
-        crate::edits::replay(lf, &log.edits[..n])
+        let view = crate::edits::replay(lf, &log.edits[..n])?;
+        match key {
+            Some(key) if n >= VIEW_CACHE_MIN_EDITS => self.save_view(&key, view),
+            _ => Ok(view),
+        }
+    }
+
+    /// What the replayed view depends on, cheaply: the manifest file's identity (size, mtime)
+    /// and the log's length, mtime and last bytes. `None` when there is no log.
+    fn view_key(&self) -> Option<String> {
+        use std::io::{Read, Seek, SeekFrom};
+        let stamp = |m: &std::fs::Metadata| {
+            let t = m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+            format!("{}:{t}", m.len())
+        };
+        let manifest = std::fs::metadata(self.manifest_path()).ok()?;
+        let log_path = crate::edits::path(self);
+        let mut log = std::fs::File::open(&log_path).ok()?;
+        let meta = log.metadata().ok()?;
+        let mut tail = Vec::new();
+        log.seek(SeekFrom::Start(meta.len().saturating_sub(4096))).ok()?;
+        log.read_to_end(&mut tail).ok()?;
+        let mut h = blake3::Hasher::new();
+        h.update(stamp(&manifest).as_bytes());
+        h.update(b"\n");
+        h.update(stamp(&meta).as_bytes());
+        h.update(&tail);
+        Some(h.finalize().to_hex()[..16].to_string())
+    }
+
+    fn view_cache_path(&self, key: &str) -> PathBuf {
+        self.cache_dir().join("views").join(format!("current-{key}.parquet"))
+    }
+
+    /// Write the replayed view once (atomically) and read it from there; older views go.
+    fn save_view(&self, key: &str, view: LazyFrame) -> Result<LazyFrame> {
+        let path = self.view_cache_path(key);
+        let mut df = view.collect()?;
+        crate::atomic::write_atomic(&path, |f| {
+            ParquetWriter::new(f).finish(&mut df).map(|_| ()).map_err(|e| CurateError::io(&path, e))
+        })?;
+        if let Some(dir) = path.parent() {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p != path && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("current-")) {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+        }
+        manifest::scan(&path)
     }
 
     /// Resolve a path a script gave us. It must stay inside the workspace, after `..` and

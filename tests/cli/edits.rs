@@ -264,3 +264,47 @@ print(`${gone.len()} ${open().restore([id]).len()} ${open().filter(`id = '${id}'
     let out = t.run_with(&["run", "aug.rhai"]).success();
     assert_eq!(out.stdout.trim_end().lines().last(), Some("1400 1401 1"), "{}", out.stdout);
 }
+
+/// A long log's replayed view is cached by the manifest and the log: an unchanged log is read
+/// from the cache, an appended edit makes a new view, and the cached view equals a fresh replay.
+#[test]
+fn a_long_logs_view_is_cached_until_the_log_changes() {
+    let t = Test::example().write("one.rhai", "open().relabel(\"cifar/test/cat/0000\", \"person\", \"seed\").len()");
+    t.run_with(&["run", "one.rhai"]).success();
+    let log_path = t.path().join("edits.jsonl");
+    let line = std::fs::read_to_string(&log_path).expect("log");
+    let line = line.trim_end();
+    // 1,200 relabels of distinct cat and dog images, in the format the primitive wrote.
+    let mut text = String::new();
+    for class in ["cat", "dog", "frog", "ship", "truck", "horse", "bird", "deer", "automobile", "airplane"] {
+        for (split, n) in [("train", 100), ("test", 20)] {
+            for i in 0..n {
+                text.push_str(&line.replace("cifar/test/cat/0000", &format!("cifar/{split}/{class}/{i:04}")));
+                text.push('\n');
+            }
+        }
+    }
+    std::fs::write(&log_path, &text).expect("log");
+    let views = |t: &Test| -> Vec<String> {
+        std::fs::read_dir(t.path().join(".curate/views")).map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect()).unwrap_or_default()
+    };
+    let t = t.write("count.rhai", "print(open().filter(\"label = 'person'\").len());\nprint(open(#{at: \"current\"}).filter(\"label = 'person'\").len());");
+    let first = t.run_with(&["run", "count.rhai"]).success();
+    let lines: Vec<&str> = first.stdout.lines().collect();
+    assert_eq!(lines[0], lines[1], "cached view = fresh replay\n{}", first.stdout);
+    let cached = views(&t);
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    let again = t.run_with(&["run", "count.rhai"]).success();
+    assert_eq!(again.stdout, first.stdout);
+    assert_eq!(views(&t), cached, "an unchanged log reuses its view");
+    // One more edit: a new view, the old one gone, and the change is seen.
+    let t = t.write("undo.rhai", "open().relabel(\"cifar/train/cat/0000\", \"no_person\", \"undo\").len()");
+    t.run_with(&["run", "undo.rhai"]).success();
+    let after = t.run_with(&["run", "count.rhai"]).success();
+    let n: Vec<usize> = after.stdout.lines().map(|l| l.trim().parse().expect("count")).collect();
+    let before: usize = lines[0].trim().parse().expect("count");
+    assert_eq!((n[0], n[1]), (before - 1, before - 1), "{}", after.stdout);
+    let now = views(&t);
+    assert_eq!(now.len(), 1);
+    assert_ne!(now, cached);
+}
