@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 pub mod edit;
 pub mod knn;
 pub mod pca;
+pub mod phash;
 pub mod probe;
 
 /// Squared Euclidean distance. Not `#[inline]`: inlined into an unoptimised caller it would be
