@@ -100,6 +100,9 @@ pub enum Command {
         /// cosine (default) or l2.
         #[arg(long, default_value = "cosine", value_parser = ["cosine", "l2"])]
         metric: String,
+        /// usearch or hnsw (instant-distance); by default usearch from 20,000 vectors on.
+        #[arg(long, value_parser = ["usearch", "hnsw"])]
+        backend: Option<String>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -247,7 +250,7 @@ pub fn main() -> u8 {
             let files: Vec<PathBuf> = files.into_iter().map(abs).collect();
             import_embeddings_cmd(&dir, &files, model.as_deref(), ids.map(abs).as_deref(), column.as_deref(), json, cancel)
         }
-        Some(Command::Index { model, metric, json }) => index_cmd(&dir, model.as_deref(), &metric, json, cancel),
+        Some(Command::Index { model, metric, backend, json }) => index_cmd(&dir, model.as_deref(), &metric, backend.as_deref(), json, cancel),
         Some(Command::Embed { model, shard, json }) => embed_cmd(&dir, model.as_deref(), shard.as_deref(), json, cancel),
         Some(Command::Import { source, format, split, id_prefix, append, images, person_category, min_person_area, json }) => {
             let opts = ImportOptions {
@@ -351,12 +354,13 @@ fn import_embeddings_cmd(dir: &Path, files: &[PathBuf], model: Option<&str>, ids
     }
 }
 
-fn index_cmd(dir: &Path, model: Option<&str>, metric: &str, json: bool, cancel: CancelFlag) -> u8 {
+fn index_cmd(dir: &Path, model: Option<&str>, metric: &str, backend: Option<&str>, json: bool, cancel: CancelFlag) -> u8 {
     let ws = match Workspace::discover(dir) {
         Ok(ws) => ws,
         Err(e) => return fail(&e),
     };
     let metric = curate_stdlib::index::Metric::parse(metric).unwrap_or_default();
+    let backend = backend.and_then(curate_stdlib::index::Backend::parse);
     let registry = curate_stdlib::vectors::Registry::default();
     let bar = Bar::new(cancel);
     let started = std::time::Instant::now();
@@ -365,15 +369,17 @@ fn index_cmd(dir: &Path, model: Option<&str>, metric: &str, json: bool, cancel: 
         if store.is_empty() {
             return Err(curate_stdlib::CurateError::NotEmbedded { model: m.name.clone(), missing: 0 });
         }
-        registry.build_index(&m, &store, metric, &bar).map(|_| (m.name.clone(), store.len()))
+        registry.build_index(&m, &store, metric, backend, &bar).map(|(idx, action)| (m.name.clone(), idx.live, idx.backend, action))
     });
     match result {
-        Ok((model, n)) => {
+        Ok((model, n, backend, action)) => {
             let seconds = started.elapsed().as_secs_f64();
+            let backend = format!("{backend:?}").to_lowercase();
+            let action = format!("{action:?}").to_lowercase();
             if json {
-                println!("{}", serde_json::json!({"model": model, "vectors": n, "metric": format!("{metric:?}").to_lowercase(), "seconds": seconds}));
+                println!("{}", serde_json::json!({"model": model, "vectors": n, "metric": format!("{metric:?}").to_lowercase(), "backend": backend, "action": action, "seconds": seconds}));
             } else {
-                println!("index of {n} `{model}` vectors ready in {seconds:.1} s");
+                println!("index of {n} `{model}` vectors ready ({backend}, {action}) in {seconds:.1} s");
             }
             0
         }

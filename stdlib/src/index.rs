@@ -51,15 +51,6 @@ impl Metric {
 
 pub use curate_kernels::{sq_l2, Vector};
 
-#[derive(Serialize, Deserialize)]
-pub struct AnnIndex {
-    pub metric: Metric,
-    /// The store's fingerprint when the index was built: stale when it changes.
-    pub fingerprint: String,
-    /// Maps each point to its store row.
-    hnsw: curate_kernels::Hnsw,
-}
-
 pub struct Neighbour {
     /// Row in the vector store.
     pub row: usize,
@@ -98,47 +89,269 @@ pub fn live_rows(store: &Store) -> Result<Vec<u32>> {
     Ok(rows)
 }
 
+/// Which ANN library holds an index. Both sit behind [`AnnIndex`]; `curate index` picks by size
+/// ([`Backend::for_size`]) unless told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// instant-distance: pure Rust, rebuilt when the vectors change.
+    Hnsw,
+    /// usearch: f16, memory-mapped when opened, grows by adding the new rows.
+    Usearch,
+}
+
+impl Backend {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "hnsw" | "instant-distance" => Some(Backend::Hnsw),
+            "usearch" => Some(Backend::Usearch),
+            _ => None,
+        }
+    }
+
+    /// Below this many vectors instant-distance builds as fast as usearch (see the `ann` bench
+    /// and the README); above it usearch builds faster, opens by mmap and grows incrementally.
+    pub const CROSSOVER: usize = 20_000;
+
+    pub fn for_size(n: usize) -> Self {
+        if n >= Self::CROSSOVER {
+            Backend::Usearch
+        } else {
+            Backend::Hnsw
+        }
+    }
+}
+
+/// What `index-<metric>.json` records: the commit point of an index build.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Sidecar {
+    backend: Backend,
+    metric: Metric,
+    /// The store's fingerprint the index matches.
+    fingerprint: String,
+    /// Store rows `[0, rows)` were considered (the live ones are indexed).
+    rows: usize,
+    live: usize,
+    /// The data file, named by generation.
+    file: String,
+}
+
+enum Inner {
+    Hnsw(curate_kernels::Hnsw),
+    Usearch(usearch::Index),
+}
+
+pub struct AnnIndex {
+    pub metric: Metric,
+    pub backend: Backend,
+    /// The store's fingerprint when the index was built: stale when it changes.
+    pub fingerprint: String,
+    /// Vectors indexed.
+    pub live: usize,
+    inner: Inner,
+}
+
+/// HNSW parameters, the same for both backends (instant-distance's defaults for M).
+const EF_CONSTRUCTION: usize = 128;
+const EF_SEARCH: usize = 128;
+const CONNECTIVITY: usize = 16;
+
+fn usearch_error(path: &Path, e: cxx::Exception) -> CurateError {
+    CurateError::io(path, format!("usearch: {}", e.what()))
+}
+
+fn usearch_options(metric: Metric, dim: usize) -> usearch::IndexOptions {
+    usearch::IndexOptions {
+        dimensions: dim,
+        // Stored rows are unit vectors for cosine: inner product is cosine, and 1 - ip the distance.
+        metric: match metric {
+            Metric::Cosine => usearch::MetricKind::IP,
+            Metric::L2 => usearch::MetricKind::L2sq,
+        },
+        quantization: usearch::ScalarKind::F16,
+        connectivity: CONNECTIVITY,
+        expansion_add: EF_CONSTRUCTION,
+        expansion_search: EF_SEARCH,
+        multi: false,
+    }
+}
+
 impl AnnIndex {
-    pub fn build(store: &Store, metric: Metric, progress: &dyn crate::progress::Progress) -> Result<Self> {
-        let rows = live_rows(store)?;
-        progress.start("building the index", rows.len() as u64);
-        let points: Vec<Vector> = rows.iter().map(|&r| Vector(metric.point(store, r as usize))).collect();
-        let hnsw = curate_kernels::build_hnsw(points, rows, 200, 128, 7);
-        progress.finish();
-        Ok(AnnIndex { metric, fingerprint: store.fingerprint().to_string(), hnsw })
-    }
-
+    /// The sidecar that commits an index of `metric` in a store's folder.
     pub fn path(cache_dir: &Path, metric: Metric) -> PathBuf {
-        cache_dir.join(format!("index-{metric:?}.bin").to_lowercase())
+        cache_dir.join(format!("index-{metric:?}.json").to_lowercase())
     }
 
-    pub fn save(&self, path: &Path) -> Result<()> {
-        write_atomic(path, |f| {
-            crate::store::failpoint("index:writing");
-            bincode::serialize_into(std::io::BufWriter::new(f), self).map_err(|e| CurateError::io(path, e))
-        })
+    /// Build an index over the store's live rows with `backend`.
+    pub fn build(store: &Store, metric: Metric, backend: Backend, progress: &dyn crate::progress::Progress) -> Result<Self> {
+        let rows = live_rows(store)?;
+        progress.start(&format!("building the index ({backend:?})").to_lowercase(), rows.len() as u64);
+        let inner = match backend {
+            Backend::Hnsw => {
+                let points: Vec<Vector> = rows.iter().map(|&r| Vector(metric.point(store, r as usize))).collect();
+                Inner::Hnsw(curate_kernels::build_hnsw(points, rows.clone(), EF_CONSTRUCTION, EF_SEARCH, 7))
+            }
+            Backend::Usearch => {
+                let index = usearch::Index::new(&usearch_options(metric, store.dim())).map_err(|e| usearch_error(store.dir(), e))?;
+                add_rows(&index, store, metric, &rows, progress)?;
+                Inner::Usearch(index)
+            }
+        };
+        progress.finish();
+        Ok(AnnIndex { metric, backend, fingerprint: store.fingerprint().to_string(), live: rows.len(), inner })
     }
 
-    /// Load the index at `path` if it is there and was built from exactly this store.
+    /// Save beside the store: the data file under a new generation name, then the sidecar that
+    /// commits it (atomically), then the previous generation's file goes. A kill at any point
+    /// leaves the previous index, or none, never a torn one.
+    pub fn save(&self, store: &Store, rows: usize) -> Result<()> {
+        let sidecar_path = Self::path(store.dir(), self.metric);
+        let previous = read_sidecar(&sidecar_path);
+        let metric = format!("{:?}", self.metric).to_lowercase();
+        let file = match self.backend {
+            Backend::Hnsw => format!("index-{metric}-{}.hnsw", &self.fingerprint[..16.min(self.fingerprint.len())]),
+            Backend::Usearch => format!("index-{metric}-{}.usearch", &self.fingerprint[..16.min(self.fingerprint.len())]),
+        };
+        let data_path = store.dir().join(&file);
+        match &self.inner {
+            Inner::Hnsw(hnsw) => write_atomic(&data_path, |f| {
+                crate::store::failpoint("index:writing");
+                bincode::serialize_into(std::io::BufWriter::new(f), hnsw).map_err(|e| CurateError::io(&data_path, e))
+            })?,
+            Inner::Usearch(index) => {
+                let tmp = store.dir().join(format!(".curate-tmp-{file}"));
+                let tmp_str = tmp.to_string_lossy().to_string();
+                index.save(&tmp_str).map_err(|e| usearch_error(&tmp, e))?;
+                crate::store::failpoint("index:writing");
+                std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| CurateError::io(&tmp, e))?;
+                std::fs::rename(&tmp, &data_path).map_err(|e| CurateError::io(&data_path, e))?;
+            }
+        }
+        let sidecar = Sidecar { backend: self.backend, metric: self.metric, fingerprint: self.fingerprint.clone(), rows, live: self.live, file: file.clone() };
+        let json = serde_json::to_vec_pretty(&sidecar).map_err(|e| CurateError::io(&sidecar_path, e))?;
+        crate::atomic::write_bytes_atomic(&sidecar_path, &json)?;
+        if let Some(old) = previous {
+            if old.file != file {
+                let _ = std::fs::remove_file(store.dir().join(old.file));
+            }
+        }
+        Ok(())
+    }
+
+    /// Open the committed index of `metric` if it was built from exactly this store (a usearch
+    /// index is memory-mapped, not read).
     pub fn load_fresh(path: &Path, store: &Store, metric: Metric) -> Option<Self> {
-        let file = std::fs::File::open(path).ok()?;
-        let idx: AnnIndex = bincode::deserialize_from(std::io::BufReader::new(file)).ok()?;
-        (idx.metric == metric && idx.fingerprint == store.fingerprint()).then_some(idx)
+        let sidecar = read_sidecar(path)?;
+        if sidecar.metric != metric || sidecar.fingerprint != store.fingerprint() {
+            return None;
+        }
+        let data_path = store.dir().join(&sidecar.file);
+        let inner = match sidecar.backend {
+            Backend::Hnsw => {
+                let file = std::fs::File::open(&data_path).ok()?;
+                Inner::Hnsw(bincode::deserialize_from(std::io::BufReader::new(file)).ok()?)
+            }
+            Backend::Usearch => {
+                let index = usearch::Index::restore_view(&data_path.to_string_lossy()).ok()?;
+                index.change_expansion_search(EF_SEARCH);
+                Inner::Usearch(index)
+            }
+        };
+        Some(AnnIndex { metric, backend: sidecar.backend, fingerprint: sidecar.fingerprint, live: sidecar.live, inner })
     }
 
-    /// The `k` nearest rows to `query` (a raw vector). The graph holds the full prepared
-    /// vectors, so the distances it reports are exact; only the neighbour set is approximate.
+    /// Bring the committed usearch index up to date with a store that has grown: add the new
+    /// rows and drop replaced ones, without a rebuild. `None` when there is no such index (or it
+    /// is an instant-distance one, which cannot grow).
+    pub fn update(store: &Store, metric: Metric, progress: &dyn crate::progress::Progress) -> Result<Option<Self>> {
+        let path = Self::path(store.dir(), metric);
+        let Some(sidecar) = read_sidecar(&path) else { return Ok(None) };
+        if sidecar.backend != Backend::Usearch || sidecar.metric != metric || sidecar.rows > store.rows() {
+            return Ok(None);
+        }
+        let data_path = store.dir().join(&sidecar.file);
+        let index = usearch::Index::restore(&data_path.to_string_lossy()).map_err(|e| usearch_error(&data_path, e))?;
+        let live = live_rows(store)?;
+        // Rows replaced by a newer row for the same image leave the index.
+        let mut is_live = vec![false; store.rows()];
+        for &r in &live {
+            is_live[r as usize] = true;
+        }
+        for r in 0..sidecar.rows {
+            if !is_live[r] && index.contains(r as u64) {
+                index.remove(r as u64).map_err(|e| usearch_error(&data_path, e))?;
+            }
+        }
+        let new: Vec<u32> = live.iter().copied().filter(|&r| r as usize >= sidecar.rows).collect();
+        progress.start("adding to the index", new.len() as u64);
+        add_rows(&index, store, metric, &new, progress)?;
+        progress.finish();
+        index.change_expansion_search(EF_SEARCH);
+        Ok(Some(AnnIndex { metric, backend: Backend::Usearch, fingerprint: store.fingerprint().to_string(), live: index.size(), inner: Inner::Usearch(index) }))
+    }
+
+    /// The `k` nearest rows to `query` (a raw vector), among the rows `keep` accepts.
     pub fn search(&self, query: &[f32], k: usize, candidates: usize) -> Vec<Neighbour> {
-        let q = Vector(self.metric.prepare(query));
-        // The index ranks by squared L2 between prepared vectors, which is exact for them.
-        let mut out: Vec<Neighbour> = curate_kernels::search_hnsw(&self.hnsw, &q, candidates.max(k))
-            .into_iter()
-            .map(|(row, sq)| Neighbour { row, distance: self.metric.report(sq) })
-            .collect();
+        self.search_filtered(query, k, candidates, None)
+    }
+
+    pub fn search_filtered(&self, query: &[f32], k: usize, candidates: usize, keep: Option<&(dyn Fn(usize) -> bool + Sync)>) -> Vec<Neighbour> {
+        let q = self.metric.prepare(query);
+        let mut out: Vec<Neighbour> = match &self.inner {
+            // The graph ranks by squared L2 between prepared vectors, exact for them.
+            Inner::Hnsw(hnsw) => curate_kernels::search_hnsw(hnsw, &Vector(q), candidates.max(k))
+                .into_iter()
+                .filter(|(row, _)| keep.is_none_or(|f| f(*row)))
+                .map(|(row, sq)| Neighbour { row, distance: self.metric.report(sq) })
+                .collect(),
+            Inner::Usearch(index) => {
+                let found = match keep {
+                    Some(f) => index.filtered_search(&q, k, |key| f(key as usize)),
+                    None => index.search(&q, k),
+                };
+                match found {
+                    Ok(m) => m
+                        .keys
+                        .iter()
+                        .zip(&m.distances)
+                        .map(|(&key, &d)| Neighbour {
+                            row: key as usize,
+                            distance: match self.metric {
+                                Metric::Cosine => d.max(0.0),
+                                Metric::L2 => d.max(0.0).sqrt(),
+                            },
+                        })
+                        .collect(),
+                    Err(_) => vec![],
+                }
+            }
+        };
         out.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.row.cmp(&b.row)));
         out.truncate(k);
         out
     }
+}
+
+fn read_sidecar(path: &Path) -> Option<Sidecar> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// Add store rows to a usearch index in parallel (it is thread-safe once capacity and thread
+/// slots are reserved).
+fn add_rows(index: &usearch::Index, store: &Store, metric: Metric, rows: &[u32], progress: &dyn crate::progress::Progress) -> Result<()> {
+    use rayon::prelude::*;
+    let threads = rayon::current_num_threads();
+    index.reserve_capacity_and_threads(index.size() + rows.len(), threads).map_err(|e| usearch_error(store.dir(), e))?;
+    rows.par_chunks(1024).try_for_each(|chunk| -> Result<()> {
+        if progress.is_cancelled() {
+            return Err(CurateError::Interrupted);
+        }
+        for &r in chunk {
+            index.add(r as u64, &metric.point(store, r as usize)).map_err(|e| usearch_error(store.dir(), e))?;
+        }
+        progress.advance(chunk.len() as u64);
+        Ok(())
+    })
 }
 
 /// Exact search for many queries (raw vectors) at once: one blocked matrix product over the

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::embed;
 use crate::error::{CurateError, Result};
-use crate::index::{AnnIndex, Metric};
+use crate::index::{AnnIndex, Backend, Metric};
 use crate::model::{Model, ModelSpec};
 use crate::store::{self, Store};
 use crate::workspace::Workspace;
@@ -83,19 +83,35 @@ impl Registry {
         Some(idx)
     }
 
-    /// Build (or load, when fresh) and save the ANN index over `store`.
-    pub fn build_index(&self, model: &Model, store: &Store, metric: Metric, progress: &dyn crate::progress::Progress) -> Result<Arc<AnnIndex>> {
+    /// Make the ANN index over `store` current and save it: nothing to do when it is fresh,
+    /// new rows added to a usearch index, else a build with `backend` (by size when `None`).
+    pub fn build_index(&self, model: &Model, store: &Store, metric: Metric, backend: Option<Backend>, progress: &dyn crate::progress::Progress) -> Result<(Arc<AnnIndex>, IndexAction)> {
         if let Some(idx) = self.index_if_built(model, store, metric) {
-            return Ok(idx);
+            if backend.is_none_or(|b| b == idx.backend) {
+                return Ok((idx, IndexAction::Fresh));
+            }
         }
-        let idx = AnnIndex::build(store, metric, progress)?;
-        idx.save(&AnnIndex::path(store.dir(), metric))?;
+        let updated = if backend != Some(Backend::Hnsw) { AnnIndex::update(store, metric, progress)? } else { None };
+        let (idx, action) = match updated {
+            Some(idx) => (idx, IndexAction::Updated),
+            None => (AnnIndex::build(store, metric, backend.unwrap_or(Backend::for_size(store.len())), progress)?, IndexAction::Built),
+        };
+        idx.save(store, store.rows())?;
         let idx = Arc::new(idx);
         if let Ok(mut m) = self.indexes.lock() {
             m.insert((model.hash.clone(), metric), idx.clone());
         }
-        Ok(idx)
+        Ok((idx, action))
     }
+}
+
+/// What [`Registry::build_index`] had to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexAction {
+    Fresh,
+    Updated,
+    Built,
 }
 
 /// The samples of a dataset view that have vectors: the ids behind each vector row (identical
