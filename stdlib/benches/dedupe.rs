@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use curate_kernels::phash::{hamming, phash};
+use image_hasher::{HashAlg, HasherConfig};
 use curate_kernels::SplitMix;
 use rayon::prelude::*;
 
@@ -15,7 +15,22 @@ struct Image {
     group: usize,
     held_out: bool,
     emb: Vec<f32>,
-    hash: u64,
+    /// One hash per hasher in `hashers()`.
+    hashes: Vec<Vec<u8>>,
+}
+
+/// The perceptual hashes compared: (name, bits, hasher).
+fn hashers() -> Vec<(&'static str, usize, image_hasher::Hasher)> {
+    vec![
+        ("dct-median 8x8 (pHash, curate's)", 64, HasherConfig::new().hash_size(8, 8).hash_alg(HashAlg::Median).preproc_dct().to_hasher()),
+        ("gradient 8x8 (dHash)", 64, HasherConfig::new().hash_size(8, 8).hash_alg(HashAlg::Gradient).to_hasher()),
+        ("dct-mean 8x8", 64, HasherConfig::new().hash_size(8, 8).hash_alg(HashAlg::Mean).preproc_dct().to_hasher()),
+        ("blockhash 8x8", 64, HasherConfig::new().hash_size(8, 8).hash_alg(HashAlg::Blockhash).to_hasher()),
+    ]
+}
+
+fn bits_apart(a: &[u8], b: &[u8]) -> u32 {
+    a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
 }
 
 fn assets() -> PathBuf {
@@ -69,6 +84,7 @@ fn main() {
         items.push((bytes, g, *held));
     }
     let t = std::time::Instant::now();
+    let hashers = hashers();
     let images: Vec<Image> = items
         .par_iter()
         .map_init(
@@ -79,65 +95,100 @@ fn main() {
                 let mut emb = model.run(state, input).expect("run").embedding.expect("embedding");
                 let n = emb.iter().map(|x| x * x).sum::<f32>().sqrt();
                 emb.iter_mut().for_each(|x| *x /= n);
-                Image { group: *group, held_out: *held, emb, hash: phash(&img) }
+                Image { group: *group, held_out: *held, emb, hashes: hashers.iter().map(|h| h.2.hash_image(&img).as_bytes().to_vec()).collect() }
             },
         )
         .collect();
     println!("dedupe: {} images ({} sources, {} copies), embedded and hashed in {:.1} s", images.len(), sources.len(), images.len() - sources.len(), t.elapsed().as_secs_f64());
 
-    // Every pair within each half: (cosine, hamming, is a true pair).
-    let pairs = |held: bool| -> Vec<(f32, u32, bool)> {
-        let idx: Vec<usize> = (0..images.len()).filter(|&i| images[i].held_out == held).collect();
-        idx.par_iter()
-            .enumerate()
-            .flat_map_iter(|(a, &i)| {
-                let images = &images;
-                idx[a + 1..].iter().map(move |&j| (curate_kernels::knn::dot(&images[i].emb, &images[j].emb), hamming(images[i].hash, images[j].hash), images[i].group == images[j].group))
-            })
-            .collect()
-    };
-    let (train, test) = (pairs(false), pairs(true));
-    let truth = |p: &[(f32, u32, bool)]| p.iter().filter(|x| x.2).count();
-    let score = |p: &[(f32, u32, bool)], rule: &dyn Fn(f32, u32) -> bool| -> (f64, f64) {
-        let (mut tp, mut fp) = (0usize, 0usize);
-        for &(c, h, t) in p {
-            if rule(c, h) {
-                if t {
-                    tp += 1
-                } else {
-                    fp += 1
+    for (hi, (name, bits, _)) in hashers.iter().enumerate() {
+        // Every pair within each half: (cosine, bits apart, is a true pair).
+        let pairs = |held: bool| -> Vec<(f32, u32, bool)> {
+            let idx: Vec<usize> = (0..images.len()).filter(|&i| images[i].held_out == held).collect();
+            idx.par_iter()
+                .enumerate()
+                .flat_map_iter(|(a, &i)| {
+                    let images = &images;
+                    idx[a + 1..].iter().map(move |&j| (curate_kernels::knn::dot(&images[i].emb, &images[j].emb), bits_apart(&images[i].hashes[hi], &images[j].hashes[hi]), images[i].group == images[j].group))
+                })
+                .collect()
+        };
+        let (train, test) = (pairs(false), pairs(true));
+        let truth = |p: &[(f32, u32, bool)]| p.iter().filter(|x| x.2).count();
+        let score = |p: &[(f32, u32, bool)], rule: &dyn Fn(f32, u32) -> bool| -> (f64, f64) {
+            let (mut tp, mut fp) = (0usize, 0usize);
+            for &(c, h, t) in p {
+                if rule(c, h) {
+                    if t {
+                        tp += 1
+                    } else {
+                        fp += 1
+                    }
                 }
             }
+            (tp as f64 / truth(p).max(1) as f64, tp as f64 / (tp + fp).max(1) as f64)
+        };
+        let true_ham: Vec<u32> = test.iter().filter(|p| p.2).map(|p| p.1).collect();
+        let mut ham_sorted = true_ham.clone();
+        ham_sorted.sort_unstable();
+        let p98 = ham_sorted.get(ham_sorted.len() * 98 / 100).copied().unwrap_or(0);
+        println!("\n== {name}: {bits} bits; true pairs {} (train), {} (held-out); held-out true pairs differ in {}..{} bits (98th percentile {p98})", truth(&train), truth(&test), ham_sorted.first().unwrap_or(&0), ham_sorted.last().unwrap_or(&0));
+        if hi == 0 {
+            let true_cos: Vec<f32> = test.iter().filter(|p| p.2).map(|p| p.0).collect();
+            println!("held-out true pairs: cosine {:.3}..{:.3}", true_cos.iter().copied().fold(f32::INFINITY, f32::min), true_cos.iter().copied().fold(f32::NEG_INFINITY, f32::max));
         }
-        (tp as f64 / truth(p).max(1) as f64, tp as f64 / (tp + fp).max(1) as f64)
-    };
-    println!("true pairs: {} (train half), {} (held-out half)", truth(&train), truth(&test));
-    let true_cos: Vec<f32> = test.iter().filter(|p| p.2).map(|p| p.0).collect();
-    let true_ham: Vec<u32> = test.iter().filter(|p| p.2).map(|p| p.1).collect();
-    println!(
-        "held-out true pairs: cosine {:.3}..{:.3}, hamming {}..{}",
-        true_cos.iter().copied().fold(f32::INFINITY, f32::min),
-        true_cos.iter().copied().fold(f32::NEG_INFINITY, f32::max),
-        true_ham.iter().min().unwrap_or(&0),
-        true_ham.iter().max().unwrap_or(&0)
-    );
-    println!("\n{:<44} {:>8} {:>9} {:>8} {:>9}", "rule", "recall", "precision", "held-out", "held-out");
-    println!("{:<44} {:>8} {:>9} {:>8} {:>9}", "", "(train)", "(train)", "recall", "precision");
-    let show = |name: String, rule: &dyn Fn(f32, u32) -> bool| {
-        let (r, p) = score(&train, rule);
-        let (hr, hp) = score(&test, rule);
-        println!("{name:<44} {r:>8.3} {p:>9.3} {hr:>8.3} {hp:>9.3}");
-    };
-    for t in [0.85f32, 0.88, 0.9, 0.92, 0.95] {
-        show(format!("embedding: cos >= {t}"), &move |c, _| c >= t);
-    }
-    for h in [4u32, 6, 8, 10, 12, 14] {
-        show(format!("phash: hamming <= {h}"), &move |_, x| x <= h);
-    }
-    for (t, h) in [(0.80f32, 10u32), (0.80, 12), (0.80, 14), (0.75, 12), (0.85, 14), (0.85, 16), (0.80, 16)] {
-        show(format!("both: cos >= {t} and hamming <= {h}"), &move |c, x| c >= t && x <= h);
-    }
-    for (t, h, hi) in [(0.80f32, 12u32, 0.97f32), (0.80, 14, 0.97), (0.75, 14, 0.97), (0.80, 16, 0.97), (0.70, 14, 0.97)] {
-        show(format!("both: (cos >= {t} and ham <= {h}) or cos >= {hi}"), &move |c, x| (c >= t && x <= h) || c >= hi);
+        println!("{:<46} {:>8} {:>9} {:>8} {:>9}", "rule (train | held-out)", "recall", "precision", "recall", "precision");
+        let show = |rule_name: String, rule: &dyn Fn(f32, u32) -> bool| {
+            let (r, p) = score(&train, rule);
+            let (hr, hp) = score(&test, rule);
+            println!("{rule_name:<46} {r:>8.3} {p:>9.3} {hr:>8.3} {hp:>9.3}");
+        };
+        if hi == 0 {
+            for t in [0.85f32, 0.88, 0.9, 0.92, 0.95] {
+                show(format!("embedding: cos >= {t}"), &move |c, _| c >= t);
+            }
+        }
+        let scale = *bits as f64 / 64.0;
+        for h in [4u32, 6, 8, 10, 12, 14] {
+            let h = (h as f64 * scale) as u32;
+            show(format!("hash: <= {h} bits"), &move |_, x| x <= h);
+        }
+        for (t, h) in [(0.70f32, 8u32), (0.70, 10), (0.70, 12), (0.75, 10), (0.80, 10)] {
+            let h = (h as f64 * scale) as u32;
+            show(format!("both: cos >= {t} and <= {h} bits"), &move |c, x| c >= t && x <= h);
+        }
+        if hi == 0 {
+            for (t, h, t2, h2) in [(0.7f32, 8u32, 0.9f32, 16u32), (0.7, 10, 0.9, 16), (0.7, 10, 0.9, 20), (0.7, 10, 0.92, 20), (0.7, 8, 0.88, 16), (0.7, 10, 0.88, 18)] {
+                show(format!("(cos>={t} & <={h}) | (cos>={t2} & <={h2})"), &move |c, x| (c >= t && x <= h) || (c >= t2 && x <= h2));
+            }
+            let misses: Vec<(f32, u32)> = test.iter().filter(|p| p.2 && p.1 > 10).map(|p| (p.0, p.1)).collect();
+            println!("held-out true pairs more than 10 bits apart (cos, bits): {misses:?}");
+            // Candidates come from each image's nearest neighbours by embedding: how many true
+            // pairs does that reach?
+            for k in [10usize, 20] {
+                let mut reach = 0;
+                let mut total = 0;
+                for held in [false, true] {
+                    let idx: Vec<usize> = (0..images.len()).filter(|&i| images[i].held_out == held).collect();
+                    let tops: Vec<Vec<usize>> = idx
+                        .par_iter()
+                        .map(|&i| {
+                            let mut d: Vec<(f32, usize)> = idx.iter().filter(|&&j| j != i).map(|&j| (curate_kernels::knn::dot(&images[i].emb, &images[j].emb), j)).collect();
+                            d.sort_by(|a, b| b.0.total_cmp(&a.0));
+                            d.into_iter().take(k).map(|x| x.1).collect()
+                        })
+                        .collect();
+                    for (a, &i) in idx.iter().enumerate() {
+                        for (b, &j) in idx.iter().enumerate().skip(a + 1) {
+                            if images[i].group == images[j].group {
+                                total += 1;
+                                reach += usize::from(tops[a].contains(&j) || tops[b].contains(&i));
+                            }
+                        }
+                    }
+                }
+                println!("true pairs among each image's {k} nearest by embedding: {reach}/{total}");
+            }
+        }
     }
 }

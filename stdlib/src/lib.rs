@@ -16,6 +16,7 @@ pub mod manifest;
 pub mod model;
 pub mod options;
 pub mod output;
+pub mod phash;
 pub mod plot;
 pub mod preprocess;
 pub mod probe;

@@ -41,6 +41,20 @@ fn resized_and_reencoded_copies_are_found() {
             n += 1;
         }
     }
+    // Distinct faces look alike to an embedding (25x25 grey crops): they must stay apart, and
+    // so must their copies from each other.
+    for i in 0..40 {
+        let src = example_dir().join(format!("media/lfw/face/{i:03}.png"));
+        let id = format!("face_{i:02}");
+        std::fs::copy(&src, t.path().join("images").join(format!("{id}.png"))).expect("copy");
+        if i % 4 == 0 {
+            let img = image::open(&src).expect("decode");
+            let copy_id = format!("{id}_q60");
+            let f = std::fs::File::create(t.path().join("images").join(format!("{copy_id}.jpg"))).expect("create");
+            image::codecs::jpeg::JpegEncoder::new_with_quality(f, 60).encode_image(&img.to_rgb8()).expect("encode");
+            truth.insert((id.clone(), copy_id));
+        }
+    }
     let config = std::fs::read_to_string(t.path().join("curate.toml")).expect("config");
     let model = format!(
         "\n[models.mobilenet]\npath = {:?}\ninput = [224, 224]\nmean = [0.485, 0.456, 0.406]\nstd = [0.229, 0.224, 0.225]\nembedding = \"embedding\"\n",
@@ -74,12 +88,12 @@ fn resized_and_reencoded_copies_are_found() {
         let precision = if predicted.is_empty() { 0.0 } else { correct as f64 / predicted.len() as f64 };
         (recall, precision, predicted.len())
     };
-    for threshold in [0.85, 0.88, 0.95] {
+    for threshold in [0.85, 0.95] {
         let (r, p, n) = measure(Some(threshold));
         eprintln!("near-duplicates at threshold {threshold}: {} true pairs, {n} predicted; recall {r:.3}, precision {p:.3}", truth.len());
     }
     let (recall, precision, n) = measure(None);
     eprintln!("near-duplicates at the default threshold: {} true pairs, {n} predicted; recall {recall:.3}, precision {precision:.3}", truth.len());
-    assert!(recall >= 0.85, "recall {recall:.3}");
+    assert!(recall >= 0.98, "recall {recall:.3}");
     assert!(precision >= 0.95, "precision {precision:.3}");
 }
