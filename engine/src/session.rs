@@ -65,7 +65,7 @@ impl Session {
         let Some(ws) = &self.ctx.workspace else {
             return Err(CurateError::NotAWorkspace { path: self.ctx.root.clone() });
         };
-        curate_stdlib::Dataset::new(ws.clone(), ws.scan_manifest()?)
+        curate_stdlib::Dataset::new(ws.clone(), ws.open_view()?)
     }
 
     /// Ask before an edit touches many samples (the interactive REPL does; scripts do not).

@@ -31,6 +31,11 @@ where
     tmp.as_file_mut().flush().map_err(|e| CurateError::io(path, e))?;
     tmp.as_file().sync_all().map_err(|e| CurateError::io(path, e))?;
     tmp.persist(path).map_err(|e| CurateError::io(path, e.error))?;
+    // The rename itself reaches the disk only with its folder (what later deletions rely on).
+    #[cfg(unix)]
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
     Ok(())
 }
 

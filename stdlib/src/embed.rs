@@ -189,8 +189,9 @@ pub fn run_model(ws: &Workspace, model: &Model, kind: Kind, jobs: Vec<Job>, shar
         }
     }
     progress.finish();
-    // Merge what this run wrote (an interrupted run's parts are merged at the next use).
-    if !progress.is_cancelled() {
+    // Merge what this run wrote (an interrupted run's parts are merged at the next use). A
+    // shard keeps its parts: they are what gets copied into the workspace that merges shards.
+    if !progress.is_cancelled() && shard.is_none() {
         crate::store::compact(&dir, kind.layout())?;
     }
     report.seconds = started.elapsed().as_secs_f64();

@@ -219,7 +219,7 @@ impl AnnIndex {
                 bincode::serialize_into(std::io::BufWriter::new(f), hnsw).map_err(|e| CurateError::io(&data_path, e))
             })?,
             Inner::Usearch(index) => {
-                let tmp = store.dir().join(format!(".curate-tmp-{file}"));
+                let tmp = store.dir().join(format!(".curate-tmp-{}-{}-{file}", std::process::id(), crate::edits::now().replace([':', '.'], "")));
                 let tmp_str = tmp.to_string_lossy().to_string();
                 index.save(&tmp_str).map_err(|e| usearch_error(&tmp, e))?;
                 crate::store::failpoint("index:writing");
@@ -270,7 +270,11 @@ impl AnnIndex {
             return Ok(None);
         }
         let data_path = store.dir().join(&sidecar.file);
-        let index = usearch::Index::restore(&data_path.to_string_lossy()).map_err(|e| usearch_error(&data_path, e))?;
+        // A missing or unreadable index is rebuilt, not a dead end.
+        let Ok(index) = usearch::Index::restore(&data_path.to_string_lossy()) else { return Ok(None) };
+        if index.dimensions() != store.dim() {
+            return Ok(None);
+        }
         let live = live_rows(store)?;
         // Rows replaced by a newer row for the same image leave the index.
         let mut is_live = vec![false; store.rows()];

@@ -348,6 +348,9 @@ pub fn compact(dir: &Path, layout: Layout) -> Result<usize> {
         if hs.is_empty() {
             continue;
         }
+        if width == 0 {
+            return Err(io(p, "vectors of width 0"));
+        }
         if dim == 0 {
             dim = width;
         } else if width != dim {
@@ -367,6 +370,13 @@ pub fn compact(dir: &Path, layout: Layout) -> Result<usize> {
     }
     let old_rows = meta.as_ref().map_or(0, |m| m.rows);
     let n = hashes.len();
+    if n == 0 {
+        // Only empty parts: nothing changes (not even the fingerprint indexes are keyed by).
+        for (_, p) in &parts {
+            let _ = std::fs::remove_file(p);
+        }
+        return Ok(0);
+    }
     let norms: Vec<f32> = data.chunks_exact(dim.max(1)).map(|v| v.iter().map(|x| x * x).sum::<f32>().sqrt()).collect();
     if normalized {
         for (v, &nrm) in data.chunks_exact_mut(dim.max(1)).zip(&norms) {
@@ -424,9 +434,13 @@ pub fn compact(dir: &Path, layout: Layout) -> Result<usize> {
     for (_, p) in &parts {
         let _ = std::fs::remove_file(p);
     }
-    if let Some(m) = &meta {
-        if m.table != table_name {
-            let _ = std::fs::remove_file(dir.join(&m.table));
+    // Tables older than the previous one go: a store opened before this commit may still read
+    // the previous table, lazily.
+    let previous = meta.as_ref().map(|m| m.table.clone()).unwrap_or_default();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.starts_with("rows-") && name.ends_with(".arrow") && name != table_name && name != previous {
+            let _ = std::fs::remove_file(e.path());
         }
     }
     Ok(n)
@@ -481,7 +495,7 @@ mod tests {
         close(s.raw_row(3), &[0.0, 5.0]);
         assert!(part_files(dir.path()).expect("ls").is_empty());
         let leftover: Vec<String> = std::fs::read_dir(dir.path()).expect("ls").flatten().map(|e| e.file_name().to_string_lossy().to_string()).filter(|n| n.starts_with("rows-")).collect();
-        assert_eq!(leftover.len(), 1, "old tables are removed: {leftover:?}");
+        assert_eq!(leftover.len(), 2, "tables older than the previous one are removed: {leftover:?}");
     }
 
     #[test]

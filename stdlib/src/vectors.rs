@@ -91,6 +91,18 @@ impl Registry {
                 return Ok((idx, IndexAction::Fresh));
             }
         }
+        // One build at a time per store: a second `curate index` waits, then finds it fresh.
+        let _lock = index_lock(store.dir())?;
+        // Under the lock, a usearch temp file is what a killed build left.
+        for e in std::fs::read_dir(store.dir()).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.starts_with(".curate-tmp-") && name.ends_with(".usearch") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        if let Some(idx) = AnnIndex::load_fresh(&AnnIndex::path(store.dir(), metric), store, metric).filter(|i| backend.is_none_or(|b| b == i.backend)) {
+            return Ok((Arc::new(idx), IndexAction::Fresh));
+        }
         let updated = if backend != Some(Backend::Hnsw) { AnnIndex::update(store, metric, progress)? } else { None };
         let (idx, action) = match updated {
             Some(idx) => (idx, IndexAction::Updated),
@@ -103,6 +115,13 @@ impl Registry {
         }
         Ok((idx, action))
     }
+}
+
+fn index_lock(dir: &std::path::Path) -> Result<std::fs::File> {
+    let path = dir.join("index.lock");
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| CurateError::io(&path, e))?;
+    fs4::FileExt::lock(&file).map_err(|e| CurateError::io(&path, e))?;
+    Ok(file)
 }
 
 /// What [`Registry::build_index`] had to do.

@@ -19,6 +19,8 @@ pub struct Workspace {
 /// keyed by the manifest and the log, so an unchanged log is not replayed at every `open()`.
 /// Shorter logs replay faster than a cached view is written.
 pub const VIEW_CACHE_MIN_EDITS: usize = 1_000;
+/// Replayed views kept in `.curate/views/`.
+const KEEP_VIEWS: usize = 3;
 
 impl Workspace {
     /// Open the workspace rooted at `dir`.
@@ -110,8 +112,19 @@ impl Workspace {
         self.scan_at(None)
     }
 
-    /// The dataset as it was after the first edits of the log (`None`: all of them).
+    /// The dataset as it was after the first edits of the log (`None`: all of them). The current
+    /// view is read from the replayed-view cache when `open_view` left one for this state.
     pub fn scan_at(&self, at: Option<&crate::edits::At>) -> Result<LazyFrame> {
+        self.scan_at_caching(at, false)
+    }
+
+    /// The current view for `open()`: as `scan_manifest`, and a long log's replay is saved
+    /// for the next open of the same state.
+    pub fn open_view(&self) -> Result<LazyFrame> {
+        self.scan_at_caching(None, true)
+    }
+
+    fn scan_at_caching(&self, at: Option<&crate::edits::At>, save: bool) -> Result<LazyFrame> {
         let key = if at.is_none() { self.view_key() } else { None };
         if let Some(key) = &key {
             let cached = self.view_cache_path(key);
@@ -129,18 +142,27 @@ impl Workspace {
         };
         let view = crate::edits::replay(lf, &log.edits[..n])?;
         match key {
-            Some(key) if n >= VIEW_CACHE_MIN_EDITS => self.save_view(&key, view),
+            // A cache that cannot be written (read-only workspace, full disk) costs only speed.
+            Some(key) if save && n >= VIEW_CACHE_MIN_EDITS => Ok(self.save_view(&key, view.clone()).unwrap_or(view)),
             _ => Ok(view),
         }
     }
 
-    /// What the replayed view depends on, cheaply: the manifest file's identity (size, mtime)
-    /// and the log's length, mtime and last bytes. `None` when there is no log.
+    /// What the replayed view depends on, cheaply: curate's version, the manifest file's
+    /// identity (inode, size, mtime, ctime) and the log's identity plus its last bytes. `None`
+    /// when there is no log.
     fn view_key(&self) -> Option<String> {
         use std::io::{Read, Seek, SeekFrom};
         let stamp = |m: &std::fs::Metadata| {
             let t = m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
-            format!("{}:{t}", m.len())
+            #[cfg(unix)]
+            let more = {
+                use std::os::unix::fs::MetadataExt;
+                format!("{}:{}:{}", m.ino(), m.ctime(), m.ctime_nsec())
+            };
+            #[cfg(not(unix))]
+            let more = String::new();
+            format!("{}:{t}:{more}", m.len())
         };
         let manifest = std::fs::metadata(self.manifest_path()).ok()?;
         let log_path = crate::edits::path(self);
@@ -150,6 +172,7 @@ impl Workspace {
         log.seek(SeekFrom::Start(meta.len().saturating_sub(4096))).ok()?;
         log.read_to_end(&mut tail).ok()?;
         let mut h = blake3::Hasher::new();
+        h.update(env!("CARGO_PKG_VERSION").as_bytes());
         h.update(stamp(&manifest).as_bytes());
         h.update(b"\n");
         h.update(stamp(&meta).as_bytes());
@@ -161,7 +184,8 @@ impl Workspace {
         self.cache_dir().join("views").join(format!("current-{key}.parquet"))
     }
 
-    /// Write the replayed view once (atomically) and read it from there; older views go.
+    /// Write the replayed view once (atomically) and read it from there. Only the newest few
+    /// views are kept: datasets opened a moment ago may still be reading an older one.
     fn save_view(&self, key: &str, view: LazyFrame) -> Result<LazyFrame> {
         let path = self.view_cache_path(key);
         let mut df = view.collect()?;
@@ -169,11 +193,17 @@ impl Workspace {
             ParquetWriter::new(f).finish(&mut df).map(|_| ()).map_err(|e| CurateError::io(&path, e))
         })?;
         if let Some(dir) = path.parent() {
-            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                let p = e.path();
-                if p != path && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("current-")) {
-                    let _ = std::fs::remove_file(p);
-                }
+            let mut views: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("current-")))
+                .map(|p| (std::fs::metadata(&p).and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), p))
+                .collect();
+            views.sort_by(|a, b| b.0.cmp(&a.0));
+            for (_, old) in views.into_iter().skip(KEEP_VIEWS) {
+                let _ = std::fs::remove_file(old);
             }
         }
         manifest::scan(&path)

@@ -266,7 +266,8 @@ print(`${gone.len()} ${open().restore([id]).len()} ${open().filter(`id = '${id}'
 }
 
 /// A long log's replayed view is cached by the manifest and the log: an unchanged log is read
-/// from the cache, an appended edit makes a new view, and the cached view equals a fresh replay.
+/// from the cache, an appended edit makes a new view (older ones stay a while: open datasets may
+/// still read them), and the cached view equals a fresh replay.
 #[test]
 fn a_long_logs_view_is_cached_until_the_log_changes() {
     let t = Test::example().write("one.rhai", "open().relabel(\"cifar/test/cat/0000\", \"person\", \"seed\").len()");
@@ -305,6 +306,6 @@ fn a_long_logs_view_is_cached_until_the_log_changes() {
     let before: usize = lines[0].trim().parse().expect("count");
     assert_eq!((n[0], n[1]), (before - 1, before - 1), "{}", after.stdout);
     let now = views(&t);
-    assert_eq!(now.len(), 1);
-    assert_ne!(now, cached);
+    assert_eq!(now.len(), 2, "the newest views are kept: {now:?}");
+    assert!(now.contains(&cached[0]) && now.iter().any(|v| v != &cached[0]), "{now:?}");
 }

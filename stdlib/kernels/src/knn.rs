@@ -84,7 +84,7 @@ fn better(a: &(f32, u32), b: &(f32, u32)) -> std::cmp::Ordering {
 
 impl TopK {
     pub fn new(k: usize) -> Self {
-        TopK { k, items: Vec::with_capacity(2 * k.max(1)), floor: f32::NEG_INFINITY }
+        TopK { k, items: Vec::new(), floor: f32::NEG_INFINITY }
     }
 
     #[inline]

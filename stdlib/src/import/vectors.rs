@@ -81,17 +81,18 @@ fn read_table(path: &Path, column: Option<&str>) -> Result<Batch> {
     let vcol = df.column(vname).map_err(|e| bad(path, e))?;
     let as_list = vcol.cast(&DataType::List(Box::new(DataType::Float32))).map_err(|e| bad(path, format!("column `{vname}`: not a list of numbers ({e})")))?;
     let lists = as_list.list().map_err(|e| bad(path, e))?;
-    let mut dim = 0usize;
+    let mut dim: Option<usize> = None;
     let mut data = Vec::new();
     let mut kept_keys = Vec::with_capacity(keys.len());
     for (i, (v, k)) in lists.amortized_iter().map(|v| v.map(|s| s.as_ref().clone())).zip(keys).enumerate() {
         let Some(v) = v else { return Err(bad(path, format!("row {i}: the vector is null"))) };
         let v = v.f32().map_err(|e| bad(path, e))?;
-        if dim == 0 {
-            dim = v.len();
+        let width = *dim.get_or_insert(v.len());
+        if width == 0 {
+            return Err(bad(path, format!("row {i}: an empty vector")));
         }
-        if v.len() != dim || v.null_count() > 0 {
-            return Err(bad(path, format!("row {i}: {} values (nulls: {}), but the first row has {dim}", v.len(), v.null_count())));
+        if v.len() != width || v.null_count() > 0 {
+            return Err(bad(path, format!("row {i}: {} values (nulls: {}), but the first row has {width}", v.len(), v.null_count())));
         }
         let start = data.len();
         data.extend(v.into_no_null_iter());
@@ -100,7 +101,7 @@ fn read_table(path: &Path, column: Option<&str>) -> Result<Batch> {
         }
         kept_keys.push(k);
     }
-    Ok(Batch { key_is_hash, keys: kept_keys, data, dim })
+    Ok(Batch { key_is_hash, keys: kept_keys, data, dim: dim.unwrap_or(0) })
 }
 
 fn read_ids(path: &Path) -> Result<Vec<Option<String>>> {
@@ -129,6 +130,9 @@ fn read_npy(path: &Path, ids: &Path) -> Result<Batch> {
     let npy = npyz::NpyFile::new(file).map_err(|e| bad(path, format!("not a .npy file: {e}")))?;
     let shape = npy.shape().to_vec();
     let [rows, dim] = shape[..] else { return Err(bad(path, format!("expected a 2-D array (rows × dim), got shape {shape:?}"))) };
+    if dim == 0 {
+        return Err(bad(path, format!("vectors of width 0 (shape {shape:?})")));
+    }
     if npy.order() != npyz::Order::C {
         return Err(bad(path, "the array is Fortran-ordered; save it C-ordered (np.ascontiguousarray)"));
     }

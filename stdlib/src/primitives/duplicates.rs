@@ -92,6 +92,9 @@ impl Groups {
 }
 
 pub fn duplicates(ctx: &Context, ds: &Dataset, opts: &DuplicatesOptions) -> Result<Dataset> {
+    if !(0.0..=1.0).contains(&opts.loose) {
+        return Err(CurateError::InvalidOption { function: "duplicates".into(), key: "loose".into(), message: format!("a cosine similarity in [0, 1], got {}", opts.loose) });
+    }
     if !(0.0..=1.0).contains(&opts.threshold) {
         return Err(CurateError::InvalidOption { function: "duplicates".into(), key: "threshold".into(), message: format!("a cosine similarity in [0, 1], got {}", opts.threshold) });
     }
@@ -144,7 +147,7 @@ pub fn duplicates(ctx: &Context, ds: &Dataset, opts: &DuplicatesOptions) -> Resu
             let alike = match (phash_of.get(&a), phash_of.get(&b)) {
                 (Some(&x), Some(&y)) => {
                     let bits = curate_kernels::phash::hamming(x, y);
-                    (sim >= opts.loose && bits <= opts.max_hamming) || (sim >= opts.threshold && bits <= 2 * opts.max_hamming)
+                    (sim >= opts.loose && bits <= opts.max_hamming) || (sim >= opts.threshold && bits <= opts.max_hamming.saturating_mul(2))
                 }
                 _ => sim >= opts.threshold,
             };

@@ -26,7 +26,7 @@ pub const DOC: Primitive = Primitive {
 /// Open the workspace at `dir` as a dataset.
 pub fn open_dataset(dir: &Path) -> Result<Dataset> {
     let ws = Arc::new(Workspace::open(dir)?);
-    let lf = ws.scan_manifest()?;
+    let lf = ws.open_view()?;
     Dataset::new(ws, lf)
 }
 
@@ -63,7 +63,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     let c = ctx.clone();
     engine.register_fn("open", move || -> Result<Dataset, Box<EvalAltResult>> {
         match &c.workspace {
-            Some(ws) => Ok(Dataset::new(ws.clone(), ws.scan_manifest()?)?),
+            Some(ws) => Ok(Dataset::new(ws.clone(), ws.open_view()?)?),
             None => Err(CurateError::NotAWorkspace { path: c.root.clone() }.into()),
         }
     });
@@ -71,7 +71,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     engine.register_fn("open", move |path: &str| -> Result<Dataset, Box<EvalAltResult>> {
         let dir = crate::workspace::resolve_inside(&c.root, path)?;
         if let Some(ws) = c.workspace.as_ref().filter(|ws| ws.root() == dir) {
-            return Ok(Dataset::new(ws.clone(), ws.scan_manifest()?)?);
+            return Ok(Dataset::new(ws.clone(), ws.open_view()?)?);
         }
         Ok(open_dataset(&dir)?)
     });
