@@ -130,7 +130,7 @@ fn main() {
     }
     println!("acceptance: {n} samples x {DIM}-d in {}", dir.display());
     let mut rows: Vec<(String, f64, f64, String)> = Vec::new();
-    let mut script = |name: &str, body: &str| {
+    let script = |rows: &mut Vec<(String, f64, f64, String)>, name: &str, body: &str| {
         let file = format!("{name}.rhai");
         std::fs::write(dir.join(&file), body).expect("script");
         let (s, mb, out) = curate(&dir, &["run", &file]);
@@ -143,11 +143,11 @@ fn main() {
                 // Just the first line: how many went in.
                 rows.push(("import-embeddings".into(), s, mb, out.lines().next().unwrap_or_default().to_string()));
             }
-            "filter" => script("open_filter_len", "print(open().filter(\"label = 'c3' AND split = 'train'\").len())"),
-            "similar" => script("similar", &format!("let ds = open(); let near = ds.similar(\"{}\", 10); print(`${{near.len()}} neighbours, nearest ${{near.col(\"distance\")[0]}}`)", id(12345 % n))),
-            "duplicates" => script("duplicates", "let d = open().duplicates(); print(`${d.len()} samples in duplicate clusters`)"),
-            "probe" => script("fit_probe_label_issues", "let issues = open().fit_probe(\"label\").label_issues(); print(`${issues.len()} label issues`)"),
-            "export" => script("train_export", "let r = open().filter(\"split = 'train'\").train_export(\"exports/v1\", #{format: \"parquet\", mode: \"manifest_only\"}); print(`${r.samples} samples exported`)"),
+            "filter" => script(&mut rows, "open_filter_len", "print(open().filter(\"label = 'c3' AND split = 'train'\").len())"),
+            "similar" => script(&mut rows, "similar", &format!("let ds = open(); let near = ds.similar(\"{}\", 10); print(`${{near.len()}} neighbours, nearest ${{near.col(\"distance\")[0]}}`)", id(12345 % n))),
+            "duplicates" => script(&mut rows, "duplicates", "let d = open().duplicates(); print(`${d.len()} samples in duplicate clusters`)"),
+            "probe" => script(&mut rows, "fit_probe_label_issues", "let issues = open().fit_probe(\"label\").label_issues(); print(`${issues.len()} label issues`)"),
+            "export" => script(&mut rows, "train_export", "let r = open().filter(\"split = 'train'\").train_export(\"exports/v1\", #{format: \"parquet\", mode: \"manifest_only\"}); print(`${r.samples} samples exported`)"),
             other => panic!("unknown step `{other}`"),
         }
     }

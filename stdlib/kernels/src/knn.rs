@@ -66,6 +66,9 @@ fn block_rows(queries: usize) -> usize {
     }
 }
 
+/// Up to this many queries, rows are scored one at a time rather than by sgemm.
+const FEW_QUERIES: usize = 4;
+
 /// Queries per batch: bounds the score buffer (queries × block) of each thread.
 const QUERY_BATCH: usize = 1024;
 
@@ -140,6 +143,27 @@ pub fn top_k(queries: &[f32], dim: usize, base: Matrix<'_>, subset: Option<&[u32
                 |(mut rows_buf, mut scores, mut ids, mut tops), b| {
                     let start = b * block;
                     let nb = block.min(total - start);
+                    if mq <= FEW_QUERIES {
+                        // A handful of queries is memory-bound: convert each row into cache and
+                        // take its dot products there (sgemm would first pack the whole block).
+                        let row_buf = &mut rows_buf[..dim];
+                        for j in 0..nb {
+                            let row = subset.map_or((start + j) as u32, |s| s[start + j]);
+                            base.row_into(row as usize, row_buf);
+                            for (qi, top) in tops.iter_mut().enumerate() {
+                                let d = dot(&batch[qi * dim..(qi + 1) * dim], row_buf);
+                                let score = match scoring {
+                                    Scoring::Dot => d,
+                                    Scoring::L2 { norms } => {
+                                        let n = norms[row as usize];
+                                        2.0 * n * d - n * n
+                                    }
+                                };
+                                top.push(score, row);
+                            }
+                        }
+                        return (rows_buf, scores, ids, tops);
+                    }
                     for j in 0..nb {
                         let row = subset.map_or((start + j) as u32, |s| s[start + j]);
                         ids[j] = row;
@@ -390,6 +414,18 @@ mod tests {
     }
 
     #[test]
+    fn few_queries_score_like_many() {
+        let (n, dim) = (2000, 33);
+        let base = random(n, dim, 5);
+        let queries = random(40, dim, 6);
+        let many = top_k(&queries, dim, Matrix::F32(&base), None, 7, Scoring::Dot);
+        for qi in [0, 17, 39] {
+            let one = top_k(&queries[qi * dim..(qi + 1) * dim], dim, Matrix::F32(&base), None, 7, Scoring::Dot);
+            assert_eq!(one[0].iter().map(|h| h.0).collect::<Vec<_>>(), many[qi].iter().map(|h| h.0).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
     fn gemm_top_k_equals_a_naive_scan() {
         let (n, dim, m, k) = (3000, 37, 70, 9);
         let base = random(n, dim, 1);
@@ -409,6 +445,7 @@ mod tests {
         let half = to_f16(&base);
         let rounded: Vec<f32> = half.iter().map(|h| h.to_f32()).collect();
         let got = top_k(&queries[..dim], dim, Matrix::F16(&half), Some(&subset), k, Scoring::Dot);
+        assert_eq!(got.len(), 1);
         let want = naive(&queries[..dim], &rounded, dim, &subset, k);
         assert_eq!(got[0].iter().map(|h| h.0).collect::<Vec<_>>(), want.iter().map(|h| h.0).collect::<Vec<_>>());
     }
