@@ -109,16 +109,12 @@ impl Backend {
         }
     }
 
-    /// Below this many vectors instant-distance builds as fast as usearch (see the `ann` bench
-    /// and the README); above it usearch builds faster, opens by mmap and grows incrementally.
-    pub const CROSSOVER: usize = 20_000;
-
-    pub fn for_size(n: usize) -> Self {
-        if n >= Self::CROSSOVER {
-            Backend::Usearch
-        } else {
-            Backend::Hnsw
-        }
+    /// The default backend for `n` vectors: usearch at every size. Measured by the `ann` bench
+    /// (20,000 × 1280, 2 threads, the same recall@10 of 0.999): usearch builds in 5.1 s and
+    /// answers 3,375 queries/s on one thread, instant-distance builds in 268 s and answers 713.
+    /// instant-distance stays for `--backend hnsw`, pure Rust.
+    pub fn for_size(_n: usize) -> Self {
+        Backend::Usearch
     }
 }
 
