@@ -293,8 +293,9 @@ pub fn failpoint(name: &str) {
     }
 }
 
-fn lock(dir: &Path) -> Result<std::fs::File> {
-    let path = dir.join(LOCK);
+/// Hold an exclusive lock on `dir/name` (created if missing) until the file is dropped.
+pub fn lock_file(dir: &Path, name: &str) -> Result<std::fs::File> {
+    let path = dir.join(name);
     let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| io(&path, e))?;
     fs4::FileExt::lock(&file).map_err(|e| io(&path, e))?;
     Ok(file)
@@ -315,7 +316,7 @@ pub fn compact(dir: &Path, layout: Layout) -> Result<usize> {
     if part_files(dir)?.is_empty() {
         return Ok(0);
     }
-    let _lock = lock(dir)?;
+    let _lock = lock_file(dir, LOCK)?;
     let meta = read_meta(dir)?;
     let already: std::collections::HashSet<&str> = meta.iter().flat_map(|m| m.compacted.iter().map(String::as_str)).collect();
     let mut merged_before = Vec::new();

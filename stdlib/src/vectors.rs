@@ -92,7 +92,7 @@ impl Registry {
             }
         }
         // One build at a time per store: a second `curate index` waits, then finds it fresh.
-        let _lock = index_lock(store.dir())?;
+        let _lock = store::lock_file(store.dir(), "index.lock")?;
         // Under the lock, a usearch temp file is what a killed build left.
         for e in std::fs::read_dir(store.dir()).into_iter().flatten().flatten() {
             let name = e.file_name().to_string_lossy().to_string();
@@ -115,13 +115,6 @@ impl Registry {
         }
         Ok((idx, action))
     }
-}
-
-fn index_lock(dir: &std::path::Path) -> Result<std::fs::File> {
-    let path = dir.join("index.lock");
-    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| CurateError::io(&path, e))?;
-    fs4::FileExt::lock(&file).map_err(|e| CurateError::io(&path, e))?;
-    Ok(file)
 }
 
 /// What [`Registry::build_index`] had to do.
