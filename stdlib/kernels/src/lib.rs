@@ -24,37 +24,6 @@ pub fn normalized(v: &[f32]) -> Vec<f32> {
     }
 }
 
-/// The `k` nearest (index, squared distance) of every row among `rows` (itself excluded), by
-/// brute force across all cores. Ties break by index, so results are deterministic.
-pub fn knn_brute(rows: &[Vec<f32>], k: usize) -> Vec<Vec<(usize, f32)>> {
-    use rayon::prelude::*;
-    (0..rows.len())
-        .into_par_iter()
-        .map(|i| {
-            let candidates = (0..rows.len()).filter(|&j| j != i).map(|j| (j, sq_l2(&rows[i], &rows[j])));
-            smallest(candidates, k)
-        })
-        .collect()
-}
-
-/// The `k` nearest (index, squared distance) of `query` among `rows`.
-pub fn nearest(rows: &[Vec<f32>], query: &[f32], k: usize) -> Vec<(usize, f32)> {
-    smallest(rows.iter().enumerate().map(|(j, r)| (j, sq_l2(query, r))), k)
-}
-
-fn smallest(candidates: impl Iterator<Item = (usize, f32)>, k: usize) -> Vec<(usize, f32)> {
-    let mut all: Vec<(usize, f32)> = candidates.collect();
-    let k = k.min(all.len());
-    if k == 0 {
-        return vec![];
-    }
-    let order = |a: &(usize, f32), b: &(usize, f32)| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0));
-    all.select_nth_unstable_by(k - 1, order);
-    all.truncate(k);
-    all.sort_by(order);
-    all
-}
-
 /// A point in an HNSW index: squared L2 between prepared vectors.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Vector(pub Vec<f32>);
@@ -185,15 +154,6 @@ mod tests {
         let n = normalized(&[3.0, 4.0]);
         assert!((n[0] - 0.6).abs() < 1e-6 && (n[1] - 0.8).abs() < 1e-6);
         assert_eq!(normalized(&[0.0, 0.0]), vec![0.0, 0.0]);
-    }
-
-    #[test]
-    fn brute_force_neighbours() {
-        let rows = vec![vec![0.0], vec![1.0], vec![3.0], vec![10.0]];
-        let knn = knn_brute(&rows, 2);
-        assert_eq!(knn[0], vec![(1, 1.0), (2, 9.0)]);
-        assert_eq!(knn[3], vec![(2, 49.0), (1, 81.0)]);
-        assert_eq!(nearest(&rows, &[2.9], 1)[0].0, 2);
     }
 
     #[test]

@@ -101,22 +101,22 @@ pub fn similar(ctx: &Context, ds: &Dataset, query: &Dynamic, k: i64, opts: &Simi
     // The index answers only when `curate index` built it for exactly these vectors and the
     // view is most of the store; otherwise one blocked matrix product answers every query.
     let index = if opts.exact || view_rows.len() * 4 < vectors.len() { None } else { ctx.registry.index_if_built(&model, &vectors, metric) };
-    let queries: Vec<Vec<f32>> = qvecs.iter().map(|q| q.1.clone()).collect();
-    let exact = match &index {
-        Some(_) => None,
-        None => Some(crate::index::exact_search_many(&vectors, metric, &queries, want, Some(&view_rows))?),
+    let found: Vec<Vec<Neighbour>> = match &index {
+        Some(idx) => qvecs
+            .iter()
+            .map(|(_, qv)| {
+                let hits: Vec<Neighbour> = idx.search(qv, want * 4 + 64, want * 4 + 64).into_iter().filter(|n| ids_of_row.contains_key(&n.row)).collect();
+                if hits.len() >= want { Ok(hits) } else { exact_search(&vectors, metric, qv, want, Some(&view_rows)) }
+            })
+            .collect::<Result<_>>()?,
+        None => {
+            let queries: Vec<Vec<f32>> = qvecs.iter().map(|q| q.1.clone()).collect();
+            crate::index::exact_search_many(&vectors, metric, &queries, want, Some(&view_rows))?
+        }
     };
     // Best (distance, query) per vector row.
     let mut best: HashMap<usize, (f32, String)> = HashMap::new();
-    for (qi, (qid, qv)) in qvecs.iter().enumerate() {
-        let found: Vec<Neighbour> = match (&index, &exact) {
-            (_, Some(all)) => all[qi].iter().map(|n| Neighbour { row: n.row, distance: n.distance }).collect(),
-            (Some(idx), None) => {
-                let hits: Vec<Neighbour> = idx.search(qv, want * 4 + 64, want * 4 + 64).into_iter().filter(|n| ids_of_row.contains_key(&n.row)).collect();
-                if hits.len() >= want { hits } else { exact_search(&vectors, metric, qv, want, Some(&view_rows))? }
-            }
-            (None, None) => vec![],
-        };
+    for ((qid, _), found) in qvecs.iter().zip(found) {
         for n in found {
             let e = best.entry(n.row).or_insert((f32::INFINITY, String::new()));
             if n.distance < e.0 {
