@@ -44,11 +44,11 @@ fn main() {
     let raw: Vec<f32> = picked.iter().flat_map(|&i| data[i * dim..(i + 1) * dim].iter().copied()).collect();
     let x = probe::probe_features(&raw, dim);
     let y: Vec<usize> = picked.iter().map(|&i| usize::from(class(i) == 0)).collect();
-    let cv = probe::cross_validate(&x, dim, &y, 2, curate_stdlib::probe::ALPHAS, 5, 7).expect("cv");
-    let model = probe::fit(&x, dim, &y, 2, cv.alpha).expect("fit");
+    let cv = probe::cross_validate(&probe::Design::dense(&x, dim), &y, 2, curate_stdlib::probe::ALPHAS, 5, 7).expect("cv");
+    let model = probe::fit(&probe::Design::dense(&x, dim), &y, 2, cv.alpha).expect("fit");
     let train = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let scores = probe::predict_raw(&model, &data);
+    let scores = probe::predict(&model, &probe::Design::raw(&data, dim));
     let score = t.elapsed().as_secs_f64();
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&a, &b| scores[b * 2 + 1].total_cmp(&scores[a * 2 + 1]));
@@ -68,7 +68,7 @@ fn main() {
     let x = probe::probe_features(&data[..m * dim], dim);
     let y: Vec<usize> = (0..m).map(class).collect();
     let t = Instant::now();
-    let cv = probe::cross_validate(&x, dim, &y, clusters, curate_stdlib::probe::ALPHAS, 5, 7).expect("cv");
+    let cv = probe::cross_validate(&probe::Design::dense(&x, dim), &y, clusters, curate_stdlib::probe::ALPHAS, 5, 7).expect("cv");
     let oof = t.elapsed().as_secs_f64();
     println!("fit_probe: {m} samples, {clusters} classes, 5-fold CV over {} alphas: {oof:.3} s = {:.1} scans (alpha {}, accuracy {:.3})", curate_stdlib::probe::ALPHAS.len(), oof / scan, cv.alpha, cv.accuracy);
 }

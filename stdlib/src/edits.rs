@@ -10,6 +10,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{CurateError, Result};
@@ -17,8 +19,114 @@ use crate::workspace::Workspace;
 
 pub const FILE: &str = "edits.jsonl";
 
-/// One entry of the log (defined in curate-kernels, where its JSON code is optimised).
-pub use curate_kernels::edit::Edit;
+/// One entry of the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Edit {
+    pub time: String,
+    /// relabel, set, remove, restore, tag, untag, set_weight, add or checkpoint.
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ids: Vec<String>,
+    /// The column a relabel/set/set_weight writes, or the tag name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
+    /// The values before the edit, one per id (relabel, set, set_weight).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub old: Vec<Value>,
+    /// New samples (action "add"): one object per row, column → value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rows: Vec<serde_json::Map<String, Value>>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// The script and line, or "repl", that made the edit.
+    pub source: String,
+}
+
+/// Parse JSON lines in parallel: each line (1-based number) and its entry or error. Blank
+/// lines are skipped.
+pub fn parse_lines(text: &str) -> Vec<(usize, Result<Edit, String>)> {
+    let lines: Vec<(usize, &str)> = text.split_terminator('\n').enumerate().filter(|(_, l)| !l.trim().is_empty()).map(|(i, l)| (i + 1, l)).collect();
+    lines.into_par_iter().map(|(n, l)| (n, serde_json::from_str::<Edit>(l).map_err(|e| e.to_string()))).collect()
+}
+
+/// Entries as JSON lines, each ending in a newline.
+pub fn to_lines(edits: &[Edit]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    for e in edits {
+        serde_json::to_writer(&mut out, e).map_err(|e| e.to_string())?;
+        out.push(b'\n');
+    }
+    Ok(out)
+}
+
+/// What replaying a log does to the manifest, computed in one pass: the final value of each
+/// edited column per id, which columns get a default for unedited rows, and the removed ids.
+#[derive(Debug, Default)]
+pub struct Final<'a> {
+    /// column → (ids, values), in no particular order.
+    pub columns: std::collections::BTreeMap<String, (Vec<&'a str>, Vec<&'a Value>)>,
+    /// Defaults of columns the manifest may lack (weight 1.0, tags false).
+    pub defaults: std::collections::BTreeMap<String, Value>,
+    pub removed: Vec<&'a str>,
+}
+
+/// The column a tag is kept in.
+pub fn tag_column(tag: &str) -> String {
+    format!("tag_{}", tag.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect::<String>())
+}
+
+static TRUE: Value = Value::Bool(true);
+static FALSE: Value = Value::Bool(false);
+
+pub fn final_values(edits: &[Edit]) -> Final<'_> {
+    use std::collections::{BTreeMap, HashMap};
+    let mut columns: BTreeMap<String, HashMap<&str, &Value>> = BTreeMap::new();
+    let mut removed: HashMap<&str, bool> = HashMap::new();
+    let mut defaults: BTreeMap<String, Value> = BTreeMap::new();
+    for e in edits {
+        let col_name = || e.column.clone().unwrap_or_default();
+        match e.action.as_str() {
+            "relabel" | "set" | "set_weight" => {
+                let name = match e.action.as_str() {
+                    "relabel" => "label".to_string(),
+                    "set_weight" => {
+                        defaults.insert("weight".into(), Value::from(1.0));
+                        "weight".to_string()
+                    }
+                    _ => col_name(),
+                };
+                let Some(v) = e.value.as_ref() else { continue };
+                let m = columns.entry(name).or_default();
+                for id in &e.ids {
+                    m.insert(id, v);
+                }
+            }
+            "tag" | "untag" => {
+                let name = tag_column(&col_name());
+                defaults.insert(name.clone(), Value::Bool(false));
+                let m = columns.entry(name).or_default();
+                let v = if e.action == "tag" { &TRUE } else { &FALSE };
+                for id in &e.ids {
+                    m.insert(id, v);
+                }
+            }
+            "remove" | "restore" => {
+                for id in &e.ids {
+                    removed.insert(id, e.action == "remove");
+                }
+            }
+            _ => {}
+        }
+    }
+    Final {
+        columns: columns.into_iter().map(|(k, m)| (k, m.into_iter().unzip())).collect(),
+        defaults,
+        removed: removed.into_iter().filter(|(_, r)| *r).map(|(i, _)| i).collect(),
+    }
+}
+
 
 pub fn path(ws: &Workspace) -> PathBuf {
     ws.root().join(FILE)
@@ -53,7 +161,7 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Log> {
     let complete = bytes.last() == Some(&b'\n');
     let text = String::from_utf8_lossy(bytes);
     let count = text.split_terminator('\n').count();
-    let parsed = curate_kernels::edit::parse_lines(&text);
+    let parsed = parse_lines(&text);
     log.edits.reserve(parsed.len());
     for (n, entry) in parsed {
         let last = n == count;
@@ -87,7 +195,7 @@ pub fn append(path: &Path, edits: &[Edit]) -> Result<()> {
                 f.set_len(keep as u64).map_err(io)?;
             }
         }
-        let out = curate_kernels::edit::to_lines(edits).map_err(|e| CurateError::io(path, e))?;
+        let out = to_lines(edits).map_err(|e| CurateError::io(path, e))?;
         f.seek(SeekFrom::End(0)).map_err(io)?;
         f.write_all(&out).map_err(io)?;
         f.sync_data().map_err(io)
@@ -132,18 +240,13 @@ impl At {
     }
 }
 
-/// The column a tag is kept in.
-pub fn tag_column(tag: &str) -> String {
-    curate_kernels::edit::tag_column(tag)
-}
-
 /// The manifest with `edits` replayed: each edited column's final value per id is computed in
 /// one pass over the log, then joined in once per column.
 pub fn replay(manifest: LazyFrame, edits: &[Edit]) -> Result<LazyFrame> {
     if edits.is_empty() {
         return Ok(manifest);
     }
-    let curate_kernels::edit::Final { columns, defaults, removed } = curate_kernels::edit::final_values(edits);
+    let Final { columns, defaults, removed } = final_values(edits);
     let mut lf = manifest;
     let schema = lf.collect_schema()?;
     // Added samples first: later edits may touch them.

@@ -86,14 +86,27 @@ impl Probe {
     }
 }
 
-/// The probe features of samples, by id: their embeddings (computed now for any not cached),
-/// scaled for the probe. Ids that are not in the workspace are an error; samples whose image
-/// cannot be embedded are left out and counted.
+/// The probe features of samples, by id: rows of the embedding store (computed now for any
+/// not cached), read in place through a [`kernel::Design`]. Ids that are not in the workspace
+/// are an error; samples whose image cannot be embedded are left out and counted.
 pub struct Features {
     pub ids: Vec<String>,
-    pub x: Vec<f32>,
-    pub dim: usize,
+    /// The store row of each id.
+    pub rows: Vec<u32>,
+    pub store: std::sync::Arc<crate::store::Store>,
     pub missing: Vec<String>,
+}
+
+impl Features {
+    pub fn dim(&self) -> usize {
+        self.store.dim()
+    }
+
+    /// The rows as probe features (scaled to length √dim as they are read).
+    pub fn design(&self) -> kernel::Design<'_> {
+        let scale = if self.store.normalized() { kernel::Scale::Unit } else { kernel::Scale::Normalise };
+        kernel::Design { matrix: self.store.matrix(), dim: self.store.dim(), rows: Some(&self.rows), scale }
+    }
 }
 
 pub fn features(ctx: &Context, ds: &Dataset, model: &crate::model::Model, embed_missing: bool) -> Result<Features> {
@@ -103,22 +116,21 @@ pub fn features(ctx: &Context, ds: &Dataset, model: &crate::model::Model, embed_
             (ctx.sink)(crate::output::Output::Text(crate::primitives::embed::describe(&report)));
         }
     }
-    let vectors = ctx.registry.vectors(ds.workspace(), model)?;
+    let store = ctx.registry.vectors(ds.workspace(), model)?;
     let df = ds.lazy().select([col("id"), col("hash")]).collect()?;
-    let (mut ids, mut missing, mut raw) = (vec![], vec![], vec![]);
-    let dim = vectors.dim();
-    let rows = vectors.rows_of(df.column("hash")?)?;
-    for (id, row) in df.column("id")?.str()?.iter().zip(rows) {
+    let (mut ids, mut missing, mut rows) = (vec![], vec![], vec![]);
+    let found = store.rows_of(df.column("hash")?)?;
+    for (id, row) in df.column("id")?.str()?.iter().zip(found) {
         let Some(id) = id else { continue };
         match row {
             Some(r) => {
                 ids.push(id.to_string());
-                raw.extend_from_slice(&vectors.raw_row(r as usize));
+                rows.push(r);
             }
             None => missing.push(id.to_string()),
         }
     }
-    Ok(Features { ids, x: kernel::probe_features(&raw, dim), dim, missing })
+    Ok(Features { ids, rows, store, missing })
 }
 
 /// The samples of the workspace named by `ids`, as a dataset (in any order). Unknown ids are
@@ -160,12 +172,12 @@ pub fn train(ctx: &Context, ws: &std::sync::Arc<Workspace>, model_name: Option<&
     let min = counts.iter().copied().min().unwrap_or(0);
     let (alpha, folds, cv_accuracy) = if min >= MIN_PER_CLASS_FOR_CV {
         let folds = min.min(5);
-        let cv = kernel::cross_validate(&f.x, f.dim, &y, classes.len(), ALPHAS, folds, 0x5eed).map_err(|m| CurateError::arg("classify", m))?;
+        let cv = kernel::cross_validate(&f.design(), &y, classes.len(), ALPHAS, folds, 0x5eed).map_err(|m| CurateError::arg("classify", m))?;
         (cv.alpha, folds, Some(cv.accuracy))
     } else {
         (DEFAULT_ALPHA, 0, None)
     };
-    let linear = kernel::fit(&f.x, f.dim, &y, classes.len(), alpha).map_err(|m| CurateError::arg("classify", m))?;
+    let linear = kernel::fit(&f.design(), &y, classes.len(), alpha).map_err(|m| CurateError::arg("classify", m))?;
     Ok(Probe { name: None, model: model.name.clone(), model_hash: model.hash.clone(), classes, examples, alpha, folds, cv_accuracy, linear })
 }
 
@@ -188,7 +200,10 @@ pub fn apply(ctx: &Context, ds: &Dataset, probe: &Probe) -> Result<(Vec<String>,
     if f.ids.is_empty() && !f.missing.is_empty() {
         return Err(CurateError::NotEmbedded { model: model.name.clone(), missing: f.missing.len() });
     }
-    let p = kernel::predict(&probe.linear, &f.x);
+    if !f.ids.is_empty() && f.dim() != probe.linear.dim {
+        return Err(CurateError::Model { model: model.name.clone(), message: format!("the probe expects {}-d embeddings, the store holds {}-d", probe.linear.dim, f.dim()) });
+    }
+    let p = kernel::predict(&probe.linear, &f.design());
     let k = probe.classes.len();
     let mut ids = f.ids;
     let mut probs: Vec<Option<Vec<f32>>> = p.chunks(k).map(|c| Some(c.to_vec())).collect();

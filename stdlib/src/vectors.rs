@@ -128,9 +128,14 @@ pub enum IndexAction {
 
 /// The samples of a dataset view that have vectors: the ids behind each vector row (identical
 /// files share a row), and how many samples have none yet. Rows are found by a join of the
-/// view's hashes with the store's hash table.
+/// view's hashes with the store's hash table; ids are kept grouped by row in flat arrays (no
+/// map of a million small vectors).
 pub struct View {
-    pub ids_of_row: HashMap<usize, Vec<String>>,
+    /// Distinct vector rows, ascending.
+    rows: Vec<usize>,
+    /// `ids[start[i]..start[i + 1]]` are the samples of `rows[i]`.
+    start: Vec<usize>,
+    ids: Vec<String>,
     pub missing: usize,
 }
 
@@ -138,25 +143,55 @@ impl View {
     pub fn of(ds: &crate::Dataset, vectors: &Store) -> Result<Self> {
         use polars::prelude::*;
         let df = ds.lazy().select([col("id"), col("hash")]).collect()?;
-        let rows = vectors.rows_of(df.column("hash")?)?;
-        let ids = df.column("id")?.str()?.clone();
-        let mut ids_of_row: HashMap<usize, Vec<String>> = HashMap::new();
+        let found = vectors.rows_of(df.column("hash")?)?;
+        let ids = df.column("id")?.str()?.rechunk();
+        let mut pairs: Vec<(u32, u32)> = Vec::with_capacity(found.len());
         let mut missing = 0usize;
-        for (id, row) in ids.iter().zip(rows) {
-            let Some(id) = id else { continue };
-            match row {
-                Some(row) => ids_of_row.entry(row as usize).or_default().push(id.to_string()),
-                None => missing += 1,
+        for (i, (id, row)) in ids.iter().zip(found).enumerate() {
+            match (id, row) {
+                (Some(_), Some(row)) => pairs.push((row, i as u32)),
+                (Some(_), None) => missing += 1,
+                (None, _) => {}
             }
         }
-        Ok(View { ids_of_row, missing })
+        pairs.sort_unstable();
+        let (mut rows, mut start, mut out) = (Vec::new(), Vec::new(), Vec::with_capacity(pairs.len()));
+        for (row, i) in pairs {
+            if rows.last() != Some(&(row as usize)) {
+                rows.push(row as usize);
+                start.push(out.len());
+            }
+            out.push(ids.get(i as usize).unwrap_or_default().to_string());
+        }
+        start.push(out.len());
+        Ok(View { rows, start, ids: out, missing })
     }
 
-    /// The vector rows, in a stable order.
-    pub fn rows(&self) -> Vec<usize> {
-        let mut rows: Vec<usize> = self.ids_of_row.keys().copied().collect();
-        rows.sort_unstable();
-        rows
+    /// No sample of the view has a vector.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The vector rows, ascending.
+    pub fn rows(&self) -> &[usize] {
+        &self.rows
+    }
+
+    pub fn contains(&self, row: usize) -> bool {
+        self.rows.binary_search(&row).is_ok()
+    }
+
+    /// The samples whose vector is `row` (none when it is not in the view).
+    pub fn ids_of(&self, row: usize) -> &[String] {
+        match self.rows.binary_search(&row) {
+            Ok(i) => &self.ids[self.start[i]..self.start[i + 1]],
+            Err(_) => &[],
+        }
+    }
+
+    /// Each row with its samples, ascending by row.
+    pub fn groups(&self) -> impl Iterator<Item = (usize, &[String])> {
+        self.rows.iter().enumerate().map(|(i, &r)| (r, &self.ids[self.start[i]..self.start[i + 1]]))
     }
 }
 
@@ -168,10 +203,10 @@ impl Registry {
         let model = self.model(&ws, model)?;
         let vectors = self.vectors(&ws, &model)?;
         let view = View::of(ds, &vectors)?;
-        if view.ids_of_row.is_empty() {
+        if view.is_empty() {
             return Err(CurateError::NotEmbedded { model: model.name.clone(), missing: view.missing });
         }
-        let rows = view.rows();
+        let rows = view.rows().to_vec();
         let neighbours = crate::index::knn_within(&vectors, Metric::Cosine, &rows, k);
         Ok((view, rows, neighbours))
     }

@@ -2,7 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 
-pub mod edit;
 pub mod knn;
 pub mod pca;
 pub mod phash;

@@ -184,13 +184,16 @@ pub fn fit_probe(ctx: &Context, ds: &Dataset, column: &str, opts: &FitOptions) -
     let y: Vec<usize> = f.ids.iter().map(|i| classes.binary_search(&label_of[i]).unwrap_or(0)).collect();
     let smallest = (0..classes.len()).map(|c| y.iter().filter(|&&v| v == c).count()).min().unwrap_or(0);
     let folds = (folds as usize).min(smallest.max(2));
-    let cv = curate_kernels::probe::cross_validate(&f.x, f.dim, &y, classes.len(), probe::ALPHAS, folds, 0x5eed)
+    let cv = curate_kernels::probe::cross_validate(&f.design(), &y, classes.len(), probe::ALPHAS, folds, 0x5eed)
         .map_err(|m| CurateError::arg("fit_probe", m))?;
+    let chosen = match cv.sample {
+        Some(s) => format!("alpha {} (chosen on a stratified sample of {s})", cv.alpha),
+        None => format!("alpha {}", cv.alpha),
+    };
     (ctx.sink)(Output::Text(format!(
-        "fit_probe({column}): {} samples, {} classes, {folds}-fold CV, alpha {}, out-of-fold accuracy {:.3}",
+        "fit_probe({column}): {} samples, {} classes, {folds}-fold CV, {chosen}, out-of-fold accuracy {:.3}",
         f.ids.len(),
         classes.len(),
-        cv.alpha,
         cv.accuracy
     )));
     let k = classes.len();

@@ -125,11 +125,11 @@ pub fn duplicates(ctx: &Context, ds: &Dataset, opts: &DuplicatesOptions) -> Resu
         // Candidate pairs (sample index, sample index, cosine) from each row's nearest rows.
         let mut candidates: Vec<(usize, usize, f64)> = Vec::new();
         for (r, near) in rows.iter().zip(neighbours) {
-            let a = index_of[view.ids_of_row[r][0].as_str()];
+            let a = index_of[view.ids_of(*r)[0].as_str()];
             for n in near {
                 let sim = 1.0 - n.distance as f64;
                 if sim >= floor {
-                    candidates.push((a, index_of[view.ids_of_row[&n.row][0].as_str()], sim));
+                    candidates.push((a, index_of[view.ids_of(n.row)[0].as_str()], sim));
                 }
             }
         }
@@ -162,7 +162,7 @@ pub fn duplicates(ctx: &Context, ds: &Dataset, opts: &DuplicatesOptions) -> Resu
             }
         }
         // Identical files share a vector row; give every one of them the row's similarity.
-        for members in view.ids_of_row.values() {
+        for (_, members) in view.groups() {
             let best = members.iter().map(|m| similarity[index_of[m.as_str()]]).fold(f64::NAN, f64::max);
             for m in members {
                 let i = index_of[m.as_str()];

@@ -131,7 +131,7 @@ pub fn train_export(ctx: &Context, ds: &Dataset, dir: &str, opts: &ExportOptions
         *by_label.entry(label.clone()).or_default() += 1;
         *by_split.entry(splits[i].clone().unwrap_or_else(|| "(none)".into())).or_default() += 1;
         *by_weight.entry(format!("{}", weights[i])).or_default() += 1;
-        lock_files.push(curate_kernels::edit::LockedFile { id: id.clone(), path: exported_path.clone(), hash: hash.clone() });
+        lock_files.push(LockedFile { id: id.clone(), path: exported_path.clone(), hash: hash.clone() });
         let repeats = if opts.expand { (weights[i] / unit).round().max(0.0) as usize } else { 1 };
         for _ in 0..repeats {
             rows.push((id.clone(), exported_path.clone(), label.clone(), if opts.expand { 1.0 } else { weights[i] }, hash.clone()));
@@ -179,10 +179,10 @@ pub fn train_export(ctx: &Context, ds: &Dataset, dir: &str, opts: &ExportOptions
         "format": format, "mode": mode, "split": opts.split, "expand": opts.expand,
         "samples": n, "rows": rows.len(),
         "counts": {"by_label": by_label, "by_split": by_split, "by_weight": by_weight},
-        "files": curate_kernels::edit::locked_files(lock_files),
+        "files": locked_files(lock_files),
     });
     let lock_path = out.join("lock.json");
-    let bytes = curate_kernels::edit::pretty(&lock).map_err(|e| CurateError::io(&lock_path, e))?;
+    let bytes = serde_json::to_vec_pretty(&lock).map_err(|e| CurateError::io(&lock_path, e))?;
     write_atomic(&lock_path, |f| f.write_all(&bytes).map_err(|e| CurateError::io(&lock_path, e)))?;
     let mut result = Map::new();
     result.insert("dir".into(), out.strip_prefix(ws.root()).unwrap_or(&out).display().to_string().into());
@@ -260,6 +260,18 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
         let opts: ExportOptions = options::parse("train_export", &opts)?;
         Ok(train_export(&c, ds, dir, &opts)?)
     });
+}
+
+/// One exported file of a lock file.
+struct LockedFile {
+    id: String,
+    path: String,
+    hash: String,
+}
+
+/// The lock file's `files` list as JSON values.
+fn locked_files(files: Vec<LockedFile>) -> serde_json::Value {
+    serde_json::Value::Array(files.into_iter().map(|f| serde_json::json!({"id": f.id, "path": f.path, "hash": f.hash})).collect())
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ pub fn outliers(ctx: &Context, ds: &Dataset, k: i64) -> Result<Dataset> {
     let (mut out_id, mut out_score) = (vec![], vec![]);
     for (r, near) in rows.iter().zip(neighbours) {
         let score = if near.is_empty() { 0.0 } else { near.iter().map(|n| n.distance as f64).sum::<f64>() / near.len() as f64 };
-        for id in &view.ids_of_row[r] {
+        for id in view.ids_of(*r) {
             out_id.push(id.clone());
             out_score.push(score);
         }

@@ -510,7 +510,7 @@ pub fn plot_embedding(ctx: &Context, ds: &Dataset, opts: &EmbeddingOptions) -> R
     let model = ctx.registry.model(&ws, opts.model.as_deref())?;
     let vectors = ctx.registry.vectors(&ws, &model)?;
     let view = crate::vectors::View::of(ds, &vectors)?;
-    if view.ids_of_row.is_empty() {
+    if view.is_empty() {
         return Err(CurateError::NotEmbedded { model: model.name.clone(), missing: view.missing });
     }
     let color_col = match &opts.color {
@@ -537,8 +537,8 @@ pub fn plot_embedding(ctx: &Context, ds: &Dataset, opts: &EmbeddingOptions) -> R
     }
     // One point per sample (identical files share a vector row and a point position).
     let mut points: Vec<(usize, &str)> = Vec::new();
-    for row in view.rows() {
-        for id in &view.ids_of_row[&row] {
+    for (row, ids) in view.groups() {
+        for id in ids {
             points.push((row, id.as_str()));
         }
     }

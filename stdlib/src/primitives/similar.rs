@@ -68,10 +68,9 @@ pub fn similar(ctx: &Context, ds: &Dataset, query: &Dynamic, k: i64, opts: &Simi
     let vectors = ctx.registry.vectors(&ws, &model)?;
 
     let view = crate::vectors::View::of(ds, &vectors)?;
-    if view.ids_of_row.is_empty() {
+    if view.is_empty() {
         return Err(CurateError::NotEmbedded { model: model.name.clone(), missing: view.missing });
     }
-    let ids_of_row = &view.ids_of_row;
 
     let query = resolve_query(ctx, ds, query, &model)?;
     let (qvecs, exclude): (Vec<(String, Vec<f32>)>, Vec<String>) = match query {
@@ -96,7 +95,7 @@ pub fn similar(ctx: &Context, ds: &Dataset, query: &Dynamic, k: i64, opts: &Simi
         Query::File(path, v) => (vec![(path, v)], vec![]),
     };
 
-    let view_rows: Vec<u32> = view.rows().into_iter().map(|r| r as u32).collect();
+    let view_rows: Vec<u32> = view.rows().iter().map(|&r| r as u32).collect();
     let want = k + exclude.len();
     // The index answers only when `curate index` built it for exactly these vectors and the
     // view is most of the store; otherwise one blocked matrix product answers every query.
@@ -105,7 +104,7 @@ pub fn similar(ctx: &Context, ds: &Dataset, query: &Dynamic, k: i64, opts: &Simi
         Some(idx) => qvecs
             .iter()
             .map(|(_, qv)| {
-                let hits: Vec<Neighbour> = idx.search(qv, want * 4 + 64, want * 4 + 64).into_iter().filter(|n| ids_of_row.contains_key(&n.row)).collect();
+                let hits: Vec<Neighbour> = idx.search(qv, want * 4 + 64, want * 4 + 64).into_iter().filter(|n| view.contains(n.row)).collect();
                 if hits.len() >= want { Ok(hits) } else { exact_search(&vectors, metric, qv, want, Some(&view_rows)) }
             })
             .collect::<Result<_>>()?,
@@ -126,7 +125,7 @@ pub fn similar(ctx: &Context, ds: &Dataset, query: &Dynamic, k: i64, opts: &Simi
     }
     let mut rows: Vec<(String, f32, String)> = Vec::new();
     for (row, (d, q)) in best {
-        for id in &ids_of_row[&row] {
+        for id in view.ids_of(row) {
             if !exclude.contains(id) {
                 rows.push((id.clone(), d, q.clone()));
             }
