@@ -122,6 +122,39 @@ fn bad_vector_files_are_errors_that_name_the_file_and_write_nothing() {
     std::fs::write(t.path().join("ids.txt"), "x\n").expect("write");
     let out = t.run_with(&["import-embeddings", "v.npy", "--ids", "ids.txt"]).code(2);
     assert!(out.stderr.contains("v.npy") && out.stderr.contains("not a .npy file"), "{}", out.stderr);
+
+    // A .npy file is streamed a part (50,000 rows) at a time: a bad value in its last row,
+    // after a whole part has been staged, still leaves the store as it was, and no staging
+    // folder behind.
+    let rows = 50_001;
+    let mut data: Vec<Vec<f32>> = (0..rows).map(|i| vec![1.0, (i % 7) as f32, 0.5, 2.0]).collect();
+    data[rows - 1][2] = f32::NAN;
+    write_npy(&t.path().join("late.npy"), &data);
+    let mut ids_csv = String::from("id\n");
+    for i in 0..rows {
+        ids_csv.push_str(&if i < 2 { ids[i].clone() } else { format!("elsewhere/{i}") });
+        ids_csv.push('\n');
+    }
+    std::fs::write(t.path().join("late-ids.csv"), ids_csv).expect("write");
+    let out = t.run_with(&["import-embeddings", "late.npy", "--ids", "late-ids.csv"]).code(2);
+    assert!(out.stderr.contains("late.npy") && out.stderr.contains("row 50000") && out.stderr.contains("not finite"), "{}", out.stderr);
+    assert!(committed(&t).is_empty());
+    let leftovers: Vec<String> = walk_names(&t.path().join(".curate/embeddings"));
+    assert!(leftovers.iter().all(|n| !n.starts_with("import-") && !n.starts_with("part-")), "{leftovers:?}");
+}
+
+/// Every file and folder name under `dir`.
+fn walk_names(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            out.push(e.file_name().to_string_lossy().to_string());
+            if e.path().is_dir() {
+                out.extend(walk_names(&e.path()));
+            }
+        }
+    }
+    out
 }
 
 fn run_killed_at(t: &Test, failpoint: &str, args: &[&str]) {

@@ -4,8 +4,15 @@
 //! Sources: Parquet or Arrow IPC with an `id` or `hash` column and one vector column (a list or
 //! fixed-size array of floats), or `.npy` (a 2-D float array, rows in the order of an `--ids`
 //! table). Ids are mapped to content hashes through the manifest; identical files share a row.
+//!
+//! A `.npy` file is streamed, a part at a time, so importing 1M × 1280 vectors needs memory for
+//! one part, not for the file. Every source is checked (shape, dtype, ids) before anything is
+//! read; parts are staged in a folder of their own and moved into the store only when every
+//! file has been read without error, so a bad value in the last row of the last file leaves the
+//! store as it was. Parquet and Arrow sources are read whole (Polars reads a list column in
+//! one piece).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use polars::prelude::*;
@@ -125,8 +132,27 @@ fn read_ids(path: &Path) -> Result<Vec<Option<String>>> {
     Ok(col.cast(&DataType::String).map_err(|e| bad(path, e))?.str().map_err(|e| bad(path, e))?.iter().map(|s| s.map(str::to_string)).collect())
 }
 
-fn read_npy(path: &Path, ids: &Path) -> Result<Batch> {
-    let file = std::io::BufReader::new(std::fs::File::open(path).map_err(|e| CurateError::io(path, e))?);
+/// A `.npy` source, checked but not yet read: its shape and the id of each row.
+struct Npy {
+    rows: usize,
+    dim: usize,
+    keys: Vec<Option<String>>,
+}
+
+fn check_npy(path: &Path, ids: &Path) -> Result<Npy> {
+    let (rows, dim, _) = open_npy(path)?;
+    let keys = read_ids(ids)?;
+    if keys.len() != rows {
+        return Err(bad(ids, format!("{} ids for the {rows} rows of {}", keys.len(), path.display())));
+    }
+    Ok(Npy { rows, dim, keys })
+}
+
+type Values = Box<dyn Iterator<Item = std::io::Result<f32>>>;
+
+/// A `.npy` file's shape and its values, row-major, as f32.
+fn open_npy(path: &Path) -> Result<(usize, usize, Values)> {
+    let file = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(path).map_err(|e| CurateError::io(path, e))?);
     let npy = npyz::NpyFile::new(file).map_err(|e| bad(path, format!("not a .npy file: {e}")))?;
     let shape = npy.shape().to_vec();
     let [rows, dim] = shape[..] else { return Err(bad(path, format!("expected a 2-D array (rows × dim), got shape {shape:?}"))) };
@@ -136,25 +162,126 @@ fn read_npy(path: &Path, ids: &Path) -> Result<Batch> {
     if npy.order() != npyz::Order::C {
         return Err(bad(path, "the array is Fortran-ordered; save it C-ordered (np.ascontiguousarray)"));
     }
-    let data: Vec<f32> = match npy.try_data::<f32>() {
-        Ok(r) => r.collect::<std::io::Result<Vec<f32>>>(),
+    let values: Values = match npy.try_data::<f32>() {
+        Ok(r) => Box::new(r),
         Err(npy) => match npy.try_data::<f64>() {
-            Ok(r) => r.map(|x| x.map(|x| x as f32)).collect(),
+            Ok(r) => Box::new(r.map(|x| x.map(|x| x as f32))),
             Err(npy) => match npy.try_data::<half::f16>() {
-                Ok(r) => r.map(|x| x.map(f32::from)).collect(),
+                Ok(r) => Box::new(r.map(|x| x.map(f32::from))),
                 Err(npy) => return Err(bad(path, format!("vectors must be float16, float32 or float64, not {}", npy.dtype().descr()))),
             },
         },
+    };
+    Ok((rows as usize, dim as usize, values))
+}
+
+/// Rows `start..start + n` of a `.npy` file from its value stream, checked for finite values.
+fn next_rows(path: &Path, values: &mut Values, start: usize, n: usize, dim: usize) -> Result<Vec<f32>> {
+    let mut out = Vec::with_capacity(n * dim);
+    for j in 0..n * dim {
+        let v = values.next().ok_or_else(|| bad(path, format!("the file ends at row {} (truncated?)", start + j / dim)))?.map_err(|e| bad(path, e))?;
+        if !v.is_finite() {
+            return Err(bad(path, format!("row {}: value {} is not finite", start + j / dim, j % dim)));
+        }
+        out.push(v);
     }
-    .map_err(|e| bad(path, e))?;
-    if let Some(j) = data.iter().position(|x| !x.is_finite()) {
-        return Err(bad(path, format!("row {}: value {} is not finite", j / dim as usize, j % dim as usize)));
+    Ok(out)
+}
+
+/// A source, checked: a table read whole, or a `.npy` file to stream.
+enum Source {
+    Table(Batch),
+    Npy(Npy),
+}
+
+impl Source {
+    fn dim(&self) -> usize {
+        match self {
+            Source::Table(b) => b.dim,
+            Source::Npy(n) => n.dim,
+        }
     }
-    let keys = read_ids(ids)?;
-    if keys.len() as u64 != rows {
-        return Err(bad(ids, format!("{} ids for the {rows} rows of {}", keys.len(), path.display())));
+
+    fn len(&self) -> usize {
+        match self {
+            Source::Table(b) => b.keys.len(),
+            Source::Npy(n) => n.rows,
+        }
     }
-    Ok(Batch { key_is_hash: false, keys, data, dim: dim as usize })
+}
+
+/// The content hash behind each key (in order), through the manifest for ids; unknown ids and
+/// samples without a hash are counted in `report` and get `None`.
+fn hashes_of(manifest: &LazyFrame, keys: Vec<Option<String>>, key_is_hash: bool, report: &mut VectorImport) -> Result<Vec<Option<String>>> {
+    if key_is_hash {
+        return Ok(keys);
+    }
+    let keys = Column::new("key".into(), keys);
+    let left = DataFrame::new(keys.len(), vec![keys])?.lazy().with_row_index("__order", None);
+    let joined = left
+        .left_join(manifest.clone().with_column(lit(true).alias("__known")), col("key"), col("id"))
+        .sort(["__order"], SortMultipleOptions::default())
+        .select([col("key"), col("hash"), col("__known")])
+        .collect()?;
+    let known = joined.column("__known")?.bool()?.clone();
+    let mut out = Vec::with_capacity(joined.height());
+    for ((k, h), known) in joined.column("key")?.str()?.iter().zip(joined.column("hash")?.str()?.iter()).zip(known.iter()) {
+        match (known, h) {
+            (Some(true), Some(h)) => out.push(Some(h.to_string())),
+            (Some(true), None) => {
+                report.without_hash += 1;
+                out.push(None)
+            }
+            _ => {
+                report.unknown_count += 1;
+                if report.unknown_ids.len() < 5 {
+                    report.unknown_ids.push(k.unwrap_or("(null)").to_string());
+                }
+                out.push(None)
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Staged parts of an import: a folder beside the store's parts, removed on drop unless its
+/// parts were committed.
+struct Staging {
+    dir: PathBuf,
+}
+
+impl Staging {
+    const PREFIX: &'static str = "import-";
+
+    fn new(store_dir: &Path) -> Result<Self> {
+        // Folders that a killed import left behind hold nothing committed.
+        if let Ok(entries) = std::fs::read_dir(store_dir) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(Self::PREFIX) && e.path().is_dir() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let dir = store_dir.join(format!("{}{}-{stamp}.tmp", Self::PREFIX, std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| CurateError::io(&dir, e))?;
+        Ok(Staging { dir })
+    }
+
+    /// Move every staged part into the store's write path, oldest first.
+    fn commit(self, store_dir: &Path) -> Result<()> {
+        for part in store::part_files(&self.dir)? {
+            let to = store_dir.join(part.file_name().unwrap_or_default());
+            std::fs::rename(&part, &to).map_err(|e| CurateError::io(&to, e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// Import the vectors of `files` into `model`'s embedding store. `ids` is the ids table of a
@@ -167,84 +294,65 @@ pub fn import_vectors(ws: &Workspace, model: &Model, files: &[&Path], ids: Optio
     let mut dim = Store::open(&dir)?.dim();
     let mut report = VectorImport { model: model.name.clone(), ..Default::default() };
     let manifest = ws.scan_manifest()?.select([col("id"), col("hash")]);
-    // Read and check every file before anything is written.
-    let mut batches = Vec::new();
+    // Check every source before anything is read in bulk or written.
+    let mut sources = Vec::new();
     for &file in files {
         let ext = file.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
-        let batch = match ext.as_str() {
-            "npy" => read_npy(file, ids.ok_or_else(|| bad(file, "a .npy file needs --ids FILE: the id of each row, in order"))?)?,
-            "parquet" | "arrow" | "ipc" | "feather" => read_table(file, column)?,
+        let source = match ext.as_str() {
+            "npy" => Source::Npy(check_npy(file, ids.ok_or_else(|| bad(file, "a .npy file needs --ids FILE: the id of each row, in order"))?)?),
+            "parquet" | "arrow" | "ipc" | "feather" => Source::Table(read_table(file, column)?),
             _ => return Err(bad(file, "expected .parquet, .arrow/.ipc/.feather or .npy")),
         };
-        if batch.keys.is_empty() {
+        if source.len() == 0 {
             continue;
         }
         if dim == 0 {
-            dim = batch.dim;
-        } else if batch.dim != dim {
-            return Err(bad(file, format!("vectors of width {}, but the `{}` store holds width {dim}", batch.dim, model.name)));
+            dim = source.dim();
+        } else if source.dim() != dim {
+            return Err(bad(file, format!("vectors of width {}, but the `{}` store holds width {dim}", source.dim(), model.name)));
         }
-        batches.push((file, batch));
+        sources.push((file, source));
     }
     report.dim = dim;
-    progress.start(&format!("importing vectors ({})", model.name), batches.iter().map(|b| b.1.keys.len() as u64).sum());
-    for (file, batch) in batches {
+    progress.start(&format!("importing vectors ({})", model.name), sources.iter().map(|s| s.1.len() as u64).sum());
+    let staging = Staging::new(&dir)?;
+    for (file, source) in sources {
         report.files.push(file.display().to_string());
-        report.rows += batch.keys.len();
-        let keys = Column::new("key".into(), batch.keys);
-        let hashes: Vec<Option<String>> = if batch.key_is_hash {
-            keys.str()?.iter().map(|h| h.map(str::to_string)).collect()
-        } else {
-            // id -> hash through the manifest, in the file's order.
-            let left = DataFrame::new(keys.len(), vec![keys.clone()])?.lazy().with_row_index("__order", None);
-            let joined = left
-                .left_join(manifest.clone().with_column(lit(true).alias("__known")), col("key"), col("id"))
-                .sort(["__order"], SortMultipleOptions::default())
-                .select([col("key"), col("hash"), col("__known")])
-                .collect()?;
-            let known = joined.column("__known")?.bool()?.clone();
-            let mut out = Vec::with_capacity(joined.height());
-            for ((k, h), known) in joined.column("key")?.str()?.iter().zip(joined.column("hash")?.str()?.iter()).zip(known.iter()) {
-                match (known, h) {
-                    (Some(true), Some(h)) => out.push(Some(h.to_string())),
-                    (Some(true), None) => {
-                        report.without_hash += 1;
-                        out.push(None)
-                    }
-                    _ => {
-                        report.unknown_count += 1;
-                        if report.unknown_ids.len() < 5 {
-                            report.unknown_ids.push(k.unwrap_or("(null)").to_string());
-                        }
-                        out.push(None)
-                    }
+        report.rows += source.len();
+        // The rows come from the table in memory, or streamed from the .npy file.
+        let (hashes, mut rows_of): (Vec<Option<String>>, Box<dyn FnMut(usize, usize) -> Result<Vec<f32>>>) = match source {
+            Source::Table(b) => {
+                let data = b.data;
+                (hashes_of(&manifest, b.keys, b.key_is_hash, &mut report)?, Box::new(move |start, n| Ok(data[start * dim..(start + n) * dim].to_vec())))
+            }
+            Source::Npy(n) => {
+                let (_, _, mut values) = open_npy(file)?;
+                (hashes_of(&manifest, n.keys, false, &mut report)?, Box::new(move |start, n| next_rows(file, &mut values, start, n, dim)))
+            }
+        };
+        for start in (0..hashes.len()).step_by(PART_ROWS) {
+            let n = PART_ROWS.min(hashes.len() - start);
+            let rows = rows_of(start, n)?;
+            let (mut part_h, mut part_v) = (Vec::with_capacity(n), Vec::with_capacity(n * dim));
+            for (i, h) in hashes[start..start + n].iter().enumerate() {
+                if let Some(h) = h {
+                    part_h.push(h.clone());
+                    part_v.extend_from_slice(&rows[i * dim..(i + 1) * dim]);
                 }
             }
-            out
-        };
-        let mut part_h = Vec::new();
-        let mut part_v = Vec::new();
-        for (i, h) in hashes.into_iter().enumerate() {
-            if let Some(h) = h {
-                part_h.push(h);
-                part_v.extend_from_slice(&batch.data[i * dim..(i + 1) * dim]);
-            }
-            if part_h.len() == PART_ROWS {
+            if !part_h.is_empty() {
                 report.imported += part_h.len();
-                store::write_part(&dir, std::mem::take(&mut part_h), std::mem::take(&mut part_v), dim)?;
+                store::write_part(&staging.dir, part_h, part_v, dim)?;
             }
-            progress.advance(1);
+            progress.advance(n as u64);
             if progress.is_cancelled() {
                 progress.finish();
                 return Err(CurateError::Interrupted);
             }
         }
-        if !part_h.is_empty() {
-            report.imported += part_h.len();
-            store::write_part(&dir, part_h, part_v, dim)?;
-        }
     }
     progress.finish();
+    staging.commit(&dir)?;
     store::compact(&dir, Kind::Embedding.layout())?;
     report.stored = Store::open(&dir)?.len();
     report.seconds = started.elapsed().as_secs_f64();
@@ -269,11 +377,15 @@ mod tests {
         std::fs::write(&npy, &bytes).expect("write");
         let ids = dir.path().join("ids.txt");
         std::fs::write(&ids, "a\nb\n").expect("write");
-        let b = read_npy(&npy, &ids).expect("reads");
-        assert_eq!((b.dim, b.keys.len()), (3, 2));
-        assert_eq!(b.data, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let n = check_npy(&npy, &ids).expect("reads");
+        assert_eq!((n.dim, n.rows, n.keys.len()), (3, 2, 2));
+        let (_, _, mut values) = open_npy(&npy).expect("opens");
+        assert_eq!(next_rows(&npy, &mut values, 0, 2, 3).expect("rows"), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let (_, _, mut values) = open_npy(&npy).expect("opens");
+        let e = next_rows(&npy, &mut values, 0, 3, 3).err().expect("past the end");
+        assert!(format!("{e:?}").contains("ends at row 2"), "{e:?}");
         std::fs::write(&ids, "a\n").expect("write");
-        let e = read_npy(&npy, &ids).err().expect("too few ids");
+        let e = check_npy(&npy, &ids).err().expect("too few ids");
         assert!(format!("{e:?}").contains("1 ids for the 2 rows"), "{e:?}");
     }
 }

@@ -93,50 +93,49 @@ pub fn train_export(ctx: &Context, ds: &Dataset, dir: &str, opts: &ExportOptions
         .select([col("id"), col("path"), str_col("label"), str_col("split"), str_col("hash"), weight.alias("weight")])
         .sort(["id"], SortMultipleOptions::default())
         .collect()?;
-    let get = |c: &str| -> Result<Vec<Option<String>>> { Ok(df.column(c)?.str()?.iter().map(|v| v.map(str::to_string)).collect()) };
-    let (ids, paths, labels, splits, hashes) = (get("id")?, get("path")?, get("label")?, get("split")?, get("hash")?);
+    // Columns are read in place (no per-row copies): 30M rows export in the memory of the frame.
+    let n = df.height();
+    let ids = df.column("id")?.str()?.rechunk();
+    let paths = df.column("path")?.str()?.rechunk();
+    let labels = df.column("label")?.str()?.rechunk();
+    let splits = df.column("split")?.str()?.rechunk();
+    let hashes = df.column("hash")?.str()?.rechunk();
     let weights: Vec<f64> = df.column("weight")?.f64()?.iter().map(|w| w.unwrap_or(1.0)).collect();
     std::fs::create_dir_all(&out).map_err(|e| CurateError::io(&out, e))?;
     let out = out.canonicalize().map_err(|e| CurateError::io(&out, e))?;
+    let label_of = |i: usize| labels.get(i).unwrap_or("unlabelled");
 
-    // Where each sample goes, and the rows of the exported manifest.
-    let n = ids.len();
-    let mut rows: Vec<(String, String, String, f64, String)> = Vec::new(); // id, path, label, weight, hash
+    // Where each sample goes: its media path, or a file under images/<label>/.
     let mut files: Vec<(PathBuf, PathBuf)> = Vec::new();
-    let mut by_label: BTreeMap<String, usize> = BTreeMap::new();
-    let mut by_split: BTreeMap<String, usize> = BTreeMap::new();
-    let mut by_weight: BTreeMap<String, usize> = BTreeMap::new();
-    let mut lock_files = Vec::new();
-    // Expanding repeats each row round(weight / smallest positive weight) times, so that the
-    // lightest samples keep one row each and the mix the weights describe survives.
-    let unit = weights.iter().copied().filter(|w| *w > 0.0).fold(f64::INFINITY, f64::min);
-    let unit = if unit.is_finite() { unit } else { 1.0 };
-    for i in 0..n {
-        let id = ids[i].clone().unwrap_or_default();
-        let label = labels[i].clone().unwrap_or_else(|| "unlabelled".into());
-        let src = ws.media_path(paths[i].as_deref().unwrap_or_default());
-        let hash = hashes[i].clone().unwrap_or_default();
-        let exported_path = if mode == "manifest_only" {
-            src.display().to_string()
-        } else {
+    let exported: StringChunked = if mode == "manifest_only" {
+        StringChunked::from_iter_values("path".into(), (0..n).map(|i| ws.media_path(paths.get(i).unwrap_or_default()).display().to_string()))
+    } else {
+        let mut rels = Vec::with_capacity(n);
+        for i in 0..n {
+            let (id, src) = (ids.get(i).unwrap_or_default(), ws.media_path(paths.get(i).unwrap_or_default()));
             let ext = src.extension().map(|e| format!(".{}", safe_component(&e.to_string_lossy()))).unwrap_or_default();
-            let rel = PathBuf::from("images").join(safe_component(&label)).join(format!("{}{ext}", safe_component(&id)));
+            let rel = PathBuf::from("images").join(safe_component(label_of(i))).join(format!("{}{ext}", safe_component(id)));
             let target = out.join(&rel);
             if !target.starts_with(&out) {
                 return Err(CurateError::arg("train_export", format!("`{id}` would be written outside {}", out.display())));
             }
-            files.push((src.clone(), target));
-            rel.display().to_string()
-        };
-        *by_label.entry(label.clone()).or_default() += 1;
-        *by_split.entry(splits[i].clone().unwrap_or_else(|| "(none)".into())).or_default() += 1;
-        *by_weight.entry(format!("{}", weights[i])).or_default() += 1;
-        lock_files.push(LockedFile { id: id.clone(), path: exported_path.clone(), hash: hash.clone() });
-        let repeats = if opts.expand { (weights[i] / unit).round().max(0.0) as usize } else { 1 };
-        for _ in 0..repeats {
-            rows.push((id.clone(), exported_path.clone(), label.clone(), if opts.expand { 1.0 } else { weights[i] }, hash.clone()));
+            files.push((src, target));
+            rels.push(rel.display().to_string());
         }
+        StringChunked::from_iter_values("path".into(), rels.into_iter())
+    };
+    let mut by_label: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut by_split: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut by_weight: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
+    for i in 0..n {
+        *by_label.entry(label_of(i)).or_default() += 1;
+        *by_split.entry(splits.get(i).unwrap_or("(none)")).or_default() += 1;
+        *by_weight.entry(weights[i].to_bits()).or_default() += 1;
     }
+    let by_label: BTreeMap<String, usize> = by_label.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let by_split: BTreeMap<String, usize> = by_split.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let by_weight: BTreeMap<String, usize> = by_weight.into_iter().map(|(k, v)| (format!("{}", f64::from_bits(k)), v)).collect();
+
     // Files first (each one atomically), so that an interrupted export has no manifest naming
     // files that are not there.
     ctx.progress.start("exporting", files.len() as u64);
@@ -153,14 +152,24 @@ pub fn train_export(ctx: &Context, ds: &Dataset, dir: &str, opts: &ExportOptions
         ctx.progress.advance(1);
     }
     ctx.progress.finish();
+    // Expanding repeats each row round(weight / smallest positive weight) times, so that the
+    // lightest samples keep one row each and the mix the weights describe survives.
+    let unit = weights.iter().copied().filter(|w| *w > 0.0).fold(f64::INFINITY, f64::min);
+    let unit = if unit.is_finite() { unit } else { 1.0 };
+    let repeats: Option<Vec<IdxSize>> =
+        opts.expand.then(|| (0..n).flat_map(|i| std::iter::repeat_n(i as IdxSize, (weights[i] / unit).round().max(0.0) as usize)).collect());
+    let rows = repeats.as_ref().map_or(n, Vec::len);
     if format != "imagefolder" {
-        let mut table = df!(
-            "id" => rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
-            "path" => rows.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(),
-            "label" => rows.iter().map(|r| r.2.as_str()).collect::<Vec<_>>(),
-            "weight" => rows.iter().map(|r| r.3).collect::<Vec<_>>(),
-            "hash" => rows.iter().map(|r| r.4.as_str()).collect::<Vec<_>>(),
+        let label_col = StringChunked::from_iter_values("label".into(), (0..n).map(label_of));
+        let hash_col = StringChunked::from_iter_values("hash".into(), hashes.iter().map(|h| h.unwrap_or_default()));
+        let weight_col = if opts.expand { Float64Chunked::full("weight".into(), 1.0, n) } else { Float64Chunked::from_vec("weight".into(), weights.clone()) };
+        let mut table = DataFrame::new(
+            n,
+            vec![ids.as_ref().clone().with_name("id".into()).into_column(), exported.clone().into_column(), label_col.into_column(), weight_col.into_column(), hash_col.into_column()],
         )?;
+        if let Some(idx) = &repeats {
+            table = table.take(&IdxCa::from_vec("".into(), idx.clone()))?;
+        }
         write_table(&out.join(format!("manifest.{format}")), &format, &mut table)?;
     }
     remove_stale(&out, &seen, &format)?;
@@ -172,22 +181,32 @@ pub fn train_export(ctx: &Context, ds: &Dataset, dir: &str, opts: &ExportOptions
         None => crate::edits::Log::default(),
     };
     let log_hash = log_bytes.as_ref().map(|b| blake3::hash(b).to_hex().to_string());
-    let manifest_bytes = std::fs::read(ws.manifest_path()).map_err(|e| CurateError::io(ws.manifest_path(), e))?;
-    let lock = serde_json::json!({
+    let manifest_hash = {
+        let path = ws.manifest_path();
+        let mut hasher = blake3::Hasher::new();
+        hasher.update_reader(std::fs::File::open(&path).map_err(|e| CurateError::io(&path, e))?).map_err(|e| CurateError::io(&path, e))?;
+        hasher.finalize().to_hex().to_string()
+    };
+    let header = serde_json::json!({
         "curate_version": env!("CARGO_PKG_VERSION"),
-        "state": {"edits": log.edits.len(), "edits_hash": log_hash, "manifest_hash": blake3::hash(&manifest_bytes).to_hex().to_string()},
+        "state": {"edits": log.edits.len(), "edits_hash": log_hash, "manifest_hash": manifest_hash},
         "format": format, "mode": mode, "split": opts.split, "expand": opts.expand,
-        "samples": n, "rows": rows.len(),
+        "samples": n, "rows": rows,
         "counts": {"by_label": by_label, "by_split": by_split, "by_weight": by_weight},
-        "files": locked_files(lock_files),
     });
+    let serde_json::Value::Object(header) = header else { unreachable!("json! of an object literal") };
     let lock_path = out.join("lock.json");
-    let bytes = serde_json::to_vec_pretty(&lock).map_err(|e| CurateError::io(&lock_path, e))?;
-    write_atomic(&lock_path, |f| f.write_all(&bytes).map_err(|e| CurateError::io(&lock_path, e)))?;
+    // Streamed: every file's entry is written as it is read from the columns.
+    let lock = Lock { header: &header, files: LockedFiles { ids: &ids, paths: &exported, hashes: &hashes } };
+    write_atomic(&lock_path, |f| {
+        let mut w = std::io::BufWriter::new(f);
+        serde_json::to_writer_pretty(&mut w, &lock).map_err(|e| CurateError::io(&lock_path, e))?;
+        w.flush().map_err(|e| CurateError::io(&lock_path, e))
+    })?;
     let mut result = Map::new();
     result.insert("dir".into(), out.strip_prefix(ws.root()).unwrap_or(&out).display().to_string().into());
     result.insert("samples".into(), (n as i64).into());
-    result.insert("rows".into(), (rows.len() as i64).into());
+    result.insert("rows".into(), (rows as i64).into());
     result.insert("files".into(), (files.len() as i64).into());
     Ok(result)
 }
@@ -262,16 +281,47 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     });
 }
 
-/// One exported file of a lock file.
-struct LockedFile {
-    id: String,
-    path: String,
-    hash: String,
+/// lock.json: the header's fields, then `files`, every exported file with its id and content
+/// hash, serialised straight from the columns.
+struct Lock<'a> {
+    header: &'a serde_json::Map<String, serde_json::Value>,
+    files: LockedFiles<'a>,
 }
 
-/// The lock file's `files` list as JSON values.
-fn locked_files(files: Vec<LockedFile>) -> serde_json::Value {
-    serde_json::Value::Array(files.into_iter().map(|f| serde_json::json!({"id": f.id, "path": f.path, "hash": f.hash})).collect())
+impl serde::Serialize for Lock<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.header.len() + 1))?;
+        for (k, v) in self.header {
+            m.serialize_entry(k, v)?;
+        }
+        m.serialize_entry("files", &self.files)?;
+        m.end()
+    }
+}
+
+struct LockedFiles<'a> {
+    ids: &'a StringChunked,
+    paths: &'a StringChunked,
+    hashes: &'a StringChunked,
+}
+
+#[derive(serde::Serialize)]
+struct LockedFile<'a> {
+    id: &'a str,
+    path: &'a str,
+    hash: &'a str,
+}
+
+impl serde::Serialize for LockedFiles<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.ids.len()))?;
+        for ((id, path), hash) in self.ids.iter().zip(self.paths.iter()).zip(self.hashes.iter()) {
+            seq.serialize_element(&LockedFile { id: id.unwrap_or_default(), path: path.unwrap_or_default(), hash: hash.unwrap_or_default() })?;
+        }
+        seq.end()
+    }
 }
 
 #[cfg(test)]
