@@ -2,8 +2,10 @@
 //! pure Rust) and usearch (HNSW, f16). Build time, recall@10 against exact search, query
 //! throughput on one thread, and for usearch, adding 1% new vectors against a rebuild.
 //!
-//! Run: cargo bench -p curate-stdlib --bench ann -- [N] [DIM] [BACKENDS]
-//!      (defaults 20000 1280 hnsw,usearch; a release build)
+//! Run: cargo bench -p curate-stdlib --bench ann -- [N] [DIM] [BACKENDS] [ef=LIST] [noadd]
+//!      (defaults 20000 1280 hnsw,usearch; a release build). `ef=128,256,512` also measures
+//!      usearch's recall and speed at each search expansion; `noadd` skips the incremental arm
+//!      (a second build).
 //! A plain main rather than criterion: building one index takes minutes, so it is measured once.
 //! Vectors: clustered, non-negative (post-ReLU-like, as pooled CNN features are).
 
@@ -14,7 +16,10 @@ use curate_stdlib::progress::Silent;
 use curate_stdlib::store::{self, Layout, Store};
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let all: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let efs: Vec<usize> = all.iter().find_map(|a| a.strip_prefix("ef=")).map(|l| l.split(',').filter_map(|x| x.parse().ok()).collect()).unwrap_or_default();
+    let incremental = !all.iter().any(|a| a == "noadd");
+    let args: Vec<String> = all.into_iter().filter(|a| !a.contains('=') && a != "noadd").collect();
     let n: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(20_000);
     let dim: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1280);
     let backends: Vec<Backend> = args.get(2).map_or("hnsw,usearch", String::as_str).split(',').filter_map(Backend::parse).collect();
@@ -57,6 +62,16 @@ fn main() {
         let recall = hits as f64 / (queries * 10) as f64;
         println!("  {backend:?}: build {build:.1} s, recall@10 {recall:.4}, {qps:.0} queries/s on 1 thread ({:.0}x the exact batch)", qps * exact_batch / queries as f64);
         if backend == Backend::Usearch {
+            for &ef in &efs {
+                index.set_expansion(ef);
+                let t = Instant::now();
+                let ann: Vec<Vec<usize>> = query_vecs.iter().map(|q| index.search(q, 10, 10).into_iter().map(|n| n.row).collect()).collect();
+                let qps = queries as f64 / t.elapsed().as_secs_f64();
+                let hits: usize = ann.iter().zip(&exact).map(|(a, e)| a.iter().filter(|r| e.contains(r)).count()).sum();
+                println!("  usearch, ef {ef}: recall@10 {:.4}, {qps:.0} queries/s on 1 thread", hits as f64 / (queries * 10) as f64);
+            }
+        }
+        if backend == Backend::Usearch && incremental {
             // Build on 99%, save, then add the last 1% to the saved index.
             let small = tempfile::tempdir().expect("tempdir");
             let part = store::write(small.path(), hashes[..first].to_vec(), data[..first * dim].to_vec(), dim, Layout::EMBEDDINGS).expect("store");

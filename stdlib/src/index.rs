@@ -290,6 +290,14 @@ impl AnnIndex {
         Ok(Some(AnnIndex { metric, backend: Backend::Usearch, fingerprint: store.fingerprint().to_string(), live: index.size(), inner: Inner::Usearch(index) }))
     }
 
+    /// Set how many candidates a usearch search explores (its `ef`; 128 by default): more
+    /// raises recall and costs speed. instant-distance keeps the value it was built with.
+    pub fn set_expansion(&self, ef: usize) {
+        if let Inner::Usearch(index) = &self.inner {
+            index.change_expansion_search(ef);
+        }
+    }
+
     /// The `k` nearest rows to `query` (a raw vector), among the rows `keep` accepts.
     pub fn search(&self, query: &[f32], k: usize, candidates: usize) -> Vec<Neighbour> {
         self.search_filtered(query, k, candidates, None)

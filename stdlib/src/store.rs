@@ -264,6 +264,23 @@ pub fn write_part(dir: &Path, hashes: Vec<String>, vectors: Vec<f32>, dim: usize
     Ok(path)
 }
 
+/// Write `bytes` at `offset` of the vectors file, and into the content fingerprint.
+fn write_run(file: &std::fs::File, path: &Path, offset: u64, bytes: &[u8], content: &mut blake3::Hasher) -> Result<()> {
+    let mut f = file;
+    f.seek(SeekFrom::Start(offset)).map_err(|e| io(path, e))?;
+    f.write_all(bytes).map_err(|e| io(path, e))?;
+    content.update(bytes);
+    Ok(())
+}
+
+/// The hashes of a part's rows, in the order [`read_part`] gives its rows (null hashes left out).
+fn read_part_hashes(part: &Path) -> Result<Vec<String>> {
+    let file = std::fs::File::open(part).map_err(|e| io(part, e))?;
+    let df = IpcReader::new(file).with_columns(Some(vec!["hash".into()])).finish().map_err(|e| io(part, format!("unreadable cache part: {e}")))?;
+    let hs = df.column("hash").and_then(|c| c.str().cloned()).map_err(|e| io(part, e.to_string()))?;
+    Ok(hs.iter().flatten().map(str::to_string).collect())
+}
+
 /// The (hash, vector) rows of a part.
 pub fn read_part(part: &Path) -> Result<(Vec<String>, Vec<f32>, usize)> {
     let file = std::fs::File::open(part).map_err(|e| io(part, e))?;
@@ -340,31 +357,19 @@ pub fn compact(dir: &Path, layout: Layout) -> Result<usize> {
         None => (layout.dtype, layout.normalized),
     };
     let mut dim = meta.as_ref().map_or(0, |m| m.dim);
-    // A later part's vector wins for a repeated hash.
+    // Two passes, so that memory holds one part, not all of them (1M × 1280 parts are 5 GB).
+    // First the hashes: a later part's vector wins for a repeated hash.
     let mut slot: HashMap<String, usize> = HashMap::new();
     let mut hashes: Vec<String> = Vec::new();
-    let mut data: Vec<f32> = Vec::new();
-    for (_, p) in &parts {
-        let (hs, vs, width) = read_part(p)?;
-        if hs.is_empty() {
-            continue;
-        }
-        if width == 0 {
-            return Err(io(p, "vectors of width 0"));
-        }
-        if dim == 0 {
-            dim = width;
-        } else if width != dim {
-            return Err(io(p, format!("vectors of width {width}, but the store holds width {dim}")));
-        }
-        for (i, h) in hs.into_iter().enumerate() {
-            let v = &vs[i * dim..(i + 1) * dim];
+    let mut winner: Vec<(usize, usize)> = Vec::new();
+    for (pi, (_, p)) in parts.iter().enumerate() {
+        for (i, h) in read_part_hashes(p)?.into_iter().enumerate() {
             match slot.get(&h) {
-                Some(&s) => data[s * dim..(s + 1) * dim].copy_from_slice(v),
+                Some(&s) => winner[s] = (pi, i),
                 None => {
                     slot.insert(h.clone(), hashes.len());
                     hashes.push(h);
-                    data.extend_from_slice(v);
+                    winner.push((pi, i));
                 }
             }
         }
@@ -378,19 +383,74 @@ pub fn compact(dir: &Path, layout: Layout) -> Result<usize> {
         }
         return Ok(0);
     }
-    let norms: Vec<f32> = data.chunks_exact(dim.max(1)).map(|v| v.iter().map(|x| x * x).sum::<f32>().sqrt()).collect();
-    if normalized {
-        for (v, &nrm) in data.chunks_exact_mut(dim.max(1)).zip(&norms) {
-            if nrm > 0.0 {
-                v.iter_mut().for_each(|x| *x /= nrm);
+    // Then each part's winning rows, normalised and encoded, written past the committed rows
+    // at their slots (runs of consecutive slots in one write).
+    let vectors_path = dir.join(dtype.file());
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&vectors_path).map_err(|e| io(&vectors_path, e))?;
+    let mut norms = vec![0f32; n];
+    let mut content = blake3::Hasher::new();
+    content.update(meta.as_ref().map_or("", |m| m.content.as_str()).as_bytes());
+    for h in &hashes {
+        content.update(h.as_bytes());
+    }
+    let mut sized = false;
+    for (pi, (_, p)) in parts.iter().enumerate() {
+        let (hs, vs, width) = read_part(p)?;
+        if hs.is_empty() {
+            continue;
+        }
+        if width == 0 {
+            return Err(io(p, "vectors of width 0"));
+        }
+        if dim == 0 {
+            dim = width;
+        } else if width != dim {
+            return Err(io(p, format!("vectors of width {width}, but the store holds width {dim}")));
+        }
+        if !sized {
+            // Cut whatever an interrupted compaction left past the committed rows.
+            file.set_len((old_rows * dim * dtype.bytes()) as u64).map_err(|e| io(&vectors_path, e))?;
+            sized = true;
+        }
+        let mut run: Vec<u8> = Vec::new();
+        let mut run_start = usize::MAX;
+        let mut next = usize::MAX;
+        let mut row = vec![0f32; dim];
+        let mut half = vec![half::f16::ZERO; dim];
+        for (i, h) in hs.iter().enumerate() {
+            let s = slot[h];
+            if winner[s] != (pi, i) {
+                continue;
             }
+            if s != next && !run.is_empty() {
+                write_run(&file, &vectors_path, ((old_rows + run_start) * dim * dtype.bytes()) as u64, &run, &mut content)?;
+                run.clear();
+            }
+            if run.is_empty() {
+                run_start = s;
+            }
+            row.copy_from_slice(&vs[i * dim..(i + 1) * dim]);
+            let nrm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+            norms[s] = nrm;
+            if normalized && nrm > 0.0 {
+                row.iter_mut().for_each(|x| *x /= nrm);
+            }
+            match dtype {
+                Dtype::F16 => {
+                    use half::slice::HalfFloatSliceExt;
+                    half.as_mut_slice().convert_from_f32_slice(&row);
+                    run.extend_from_slice(bytemuck::cast_slice(&half));
+                }
+                Dtype::F32 => run.extend_from_slice(bytemuck::cast_slice(&row)),
+            }
+            next = s + 1;
+        }
+        if !run.is_empty() {
+            write_run(&file, &vectors_path, ((old_rows + run_start) * dim * dtype.bytes()) as u64, &run, &mut content)?;
         }
     }
-    let vector_bytes: Vec<u8> = match dtype {
-        Dtype::F16 => bytemuck::cast_slice(&curate_kernels::knn::to_f16(&data)).to_vec(),
-        Dtype::F32 => bytemuck::cast_slice(&data).to_vec(),
-    };
-    append_at(&dir.join(dtype.file()), (old_rows * dim * dtype.bytes()) as u64, &vector_bytes)?;
+    file.sync_all().map_err(|e| io(&vectors_path, e))?;
+    drop(file);
     append_at(&dir.join(NORMS), (old_rows * 4) as u64, bytemuck::cast_slice(&norms))?;
     failpoint("compact:appended");
 
@@ -405,12 +465,6 @@ pub fn compact(dir: &Path, layout: Layout) -> Result<usize> {
         .filter(col("hash").is_in(lit(Series::new("h".into(), hashes.clone())).implode(false), false).not())
         .collect()?;
     let mut table = kept.vstack(&added)?;
-    let mut content = blake3::Hasher::new();
-    content.update(meta.as_ref().map_or("", |m| m.content.as_str()).as_bytes());
-    for h in &hashes {
-        content.update(h.as_bytes());
-    }
-    content.update(&vector_bytes);
     let content = content.finalize().to_hex().to_string();
     let table_name = format!("rows-{}.arrow", &content[..16]);
     let table_path = dir.join(&table_name);
