@@ -253,6 +253,8 @@ struct Staging {
 impl Staging {
     const PREFIX: &'static str = "import-";
 
+    /// Call with the import lock held: the folders it clears can then only be a killed
+    /// import's, never a running one's.
     fn new(store_dir: &Path) -> Result<Self> {
         // Folders that a killed import left behind hold nothing committed.
         if let Ok(entries) = std::fs::read_dir(store_dir) {
@@ -315,6 +317,9 @@ pub fn import_vectors(ws: &Workspace, model: &Model, files: &[&Path], ids: Optio
     }
     report.dim = dim;
     progress.start(&format!("importing vectors ({})", model.name), sources.iter().map(|s| s.1.len() as u64).sum());
+    // Imports into one store run one at a time, so that clearing a killed import's staging
+    // folder never takes a running one's.
+    let _lock = store::lock_file(&dir, "import.lock")?;
     let staging = Staging::new(&dir)?;
     for (file, source) in sources {
         report.files.push(file.display().to_string());
