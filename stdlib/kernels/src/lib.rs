@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod influence;
 pub mod knn;
 pub mod pca;
 pub mod phash;

@@ -36,14 +36,17 @@ pub struct Linear {
 }
 
 /// How a stored row becomes a probe feature row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scale {
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scale<'a> {
     /// Used as stored (already prepared by [`probe_features`], or raw features for a test).
     AsIs,
     /// Stored at unit length (the embedding store): multiplied by √dim.
     Unit,
     /// Raw vectors: each scaled to length √dim.
     Normalise,
+    /// Stored unit rows times their stored norms (one per stored row): the raw vectors, for a
+    /// head that reads the model's own features (the model's last layer).
+    Denormalise(&'a [f32]),
 }
 
 /// The rows a probe is fitted on or scores: `rows` of a stored `dim`-wide matrix (all rows, in
@@ -55,7 +58,7 @@ pub struct Design<'a> {
     pub matrix: Matrix<'a>,
     pub dim: usize,
     pub rows: Option<&'a [u32]>,
-    pub scale: Scale,
+    pub scale: Scale<'a>,
 }
 
 impl<'a> Design<'a> {
@@ -91,7 +94,7 @@ impl<'a> Design<'a> {
     }
 
     /// Design rows `start..end` as features into `out` (resized to `(end - start) × dim`).
-    fn block_into(&self, start: usize, end: usize, out: &mut Vec<f32>) {
+    pub fn block_into(&self, start: usize, end: usize, out: &mut Vec<f32>) {
         let dim = self.dim;
         out.resize((end - start) * dim, 0.0);
         let root = (dim as f32).sqrt();
@@ -100,6 +103,7 @@ impl<'a> Design<'a> {
             let f = match self.scale {
                 Scale::AsIs => continue,
                 Scale::Unit => root,
+                Scale::Denormalise(norms) => norms[self.row_id(i)],
                 Scale::Normalise => {
                     let norm = o.iter().map(|x| x * x).sum::<f32>().sqrt();
                     if norm > 0.0 { root / norm } else { 0.0 }
