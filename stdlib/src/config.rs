@@ -28,6 +28,24 @@ pub struct Config {
     /// `curate test` settings.
     #[serde(default, skip_serializing_if = "TestConfig::is_default")]
     pub test: TestConfig,
+    /// Which model to use when a primitive names none and several could serve.
+    #[serde(default, skip_serializing_if = "Defaults::is_default")]
+    pub defaults: Defaults,
+}
+
+/// `[defaults]`: `embedding = "mobilenet"` picks the embedding model for `embed`, `similar` and
+/// probes when several models declare an `embedding` (a detector's own pooled features, say).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Defaults {
+    pub embedding: Option<String>,
+    pub scores: Option<String>,
+}
+
+impl Defaults {
+    fn is_default(&self) -> bool {
+        self == &Defaults::default()
+    }
 }
 
 /// `[test]`: what `curate test` runs against when the command line does not say.
@@ -84,6 +102,7 @@ impl Config {
             limits: Limits::default(),
             models: BTreeMap::new(),
             test: TestConfig::default(),
+            defaults: Defaults::default(),
         }
     }
 

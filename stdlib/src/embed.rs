@@ -221,3 +221,12 @@ pub fn embed_file(model: &Model, path: &Path) -> std::result::Result<Vec<f32>, S
     let job = Job { id: String::new(), path: path.to_path_buf(), hash: None };
     run_one(model, Kind::Embedding, &mut state, &job).map(|(_, v)| v)
 }
+
+/// Every declared output of one image file (embedding and scores), outside the cache.
+pub fn outputs_of_file(model: &Model, path: &Path) -> std::result::Result<crate::model::ModelOutput, String> {
+    let mut state = model.spawn().map_err(|e| e.to_string())?;
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    let img = crate::preprocess::decode(&bytes).map_err(|e| format!("cannot decode: {e}"))?;
+    let input = crate::preprocess::to_tensor(&img, &model.input)?;
+    model.run(&mut state, input).map_err(|e| e.to_string())
+}

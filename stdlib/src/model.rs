@@ -154,6 +154,20 @@ pub struct Model {
     plan: Arc<TypedRunnableModel>,
     embedding_ix: Option<usize>,
     scores_ix: Option<usize>,
+    /// The declared `embedding` node or output, as written in curate.toml.
+    pub embedding_node: Option<String>,
+}
+
+/// A model's last linear layer, read from its graph.
+#[derive(Debug, Clone)]
+pub struct LastLayer {
+    pub dim: usize,
+    pub classes: usize,
+    /// `dim × classes`, row-major.
+    pub weights: Vec<f32>,
+    pub bias: Vec<f32>,
+    /// The nodes it came from, for reports.
+    pub nodes: String,
 }
 
 /// One image's outputs.
@@ -225,7 +239,83 @@ impl Model {
             plan,
             embedding_ix: ix(&spec.embedding),
             scores_ix: ix(&spec.scores),
+            embedding_node: spec.embedding.clone(),
         })
+    }
+
+    /// The linear layer the model applies to its declared `embedding`, read from the graph: a
+    /// `MatMul` with a constant `dim × classes` weight (then an `Add` of a constant bias), or a
+    /// `Gemm`. Returns the weights (`dim × classes`, row-major), the bias and a description of
+    /// the nodes; an error says why the graph has no such layer.
+    pub fn last_layer(&self) -> std::result::Result<LastLayer, String> {
+        use tract_onnx::pb::NodeProto;
+        let emb = self.embedding_node.as_deref().ok_or("the model declares no `embedding`")?;
+        let proto = tract_onnx::onnx().proto_model_for_path(&self.path).map_err(|e| format!("cannot read the graph: {e}"))?;
+        let graph = proto.graph.as_ref().ok_or("the file has no graph")?;
+        let (node_name, port) = match emb.rsplit_once(':') {
+            Some((n, p)) if p.parse::<usize>().is_ok() => (n, p.parse::<usize>().unwrap_or(0)),
+            _ => (emb, 0),
+        };
+        // The tensor the embedding names: a node's output, or an output name itself.
+        let value = graph
+            .node
+            .iter()
+            .find(|n| n.name == node_name)
+            .and_then(|n| n.output.get(port).cloned())
+            .unwrap_or_else(|| emb.to_string());
+        let constant = |name: &str| -> Option<(Vec<usize>, Vec<f32>)> {
+            let t = graph.initializer.iter().find(|t| t.name == name).cloned().or_else(|| {
+                graph.node.iter().find(|n| n.op_type == "Constant" && n.output.iter().any(|o| o == name)).and_then(|n| n.attribute.iter().find(|a| a.name == "value").and_then(|a| a.t.clone()))
+            })?;
+            let tensor = tract_onnx::tensor::load_tensor(&tract_onnx::data_resolver::FopenDataResolver, &t, self.path.parent().and_then(|p| p.to_str())).ok()?;
+            let tensor = tensor.cast_to::<f32>().ok()?;
+            Some((tensor.shape().to_vec(), tensor.to_plain_array_view::<f32>().ok()?.iter().copied().collect()))
+        };
+        let consumers = |v: &str| -> Vec<&NodeProto> { graph.node.iter().filter(|n| n.input.iter().any(|i| i == v)).collect() };
+        let next = consumers(&value);
+        let layer = next.iter().find(|n| n.op_type == "MatMul" || n.op_type == "Gemm").ok_or_else(|| {
+            format!("`{emb}` does not feed a MatMul or Gemm (it feeds: {})", next.iter().map(|n| n.op_type.as_str()).collect::<Vec<_>>().join(", "))
+        })?;
+        let other = layer.input.iter().find(|i| **i != value).ok_or("the layer has one input")?;
+        let (shape, w) = constant(other).ok_or_else(|| format!("{} `{}`: its weights `{other}` are not a constant", layer.op_type, layer.name))?;
+        let attr = |name: &str| layer.attribute.iter().find(|a| a.name == name);
+        let trans_b = layer.op_type == "Gemm" && attr("transB").is_some_and(|a| a.i != 0);
+        let gain = if layer.op_type == "Gemm" { attr("alpha").map_or(1.0, |a| a.f) } else { 1.0 };
+        if shape.len() != 2 || layer.input.first() != Some(&value) {
+            return Err(format!("{} `{}` has weights of shape {shape:?} (expected 2-d, applied to the embedding on the left)", layer.op_type, layer.name));
+        }
+        let (dim, classes) = if trans_b { (shape[1], shape[0]) } else { (shape[0], shape[1]) };
+        let mut weights = vec![0f32; dim * classes];
+        for d in 0..dim {
+            for c in 0..classes {
+                weights[d * classes + c] = gain * if trans_b { w[c * dim + d] } else { w[d * classes + c] };
+            }
+        }
+        let mut nodes = vec![format!("{} `{}`", layer.op_type, layer.name)];
+        let bias = if layer.op_type == "Gemm" {
+            let beta = attr("beta").map_or(1.0, |a| a.f);
+            match layer.input.get(2).and_then(|b| constant(b)) {
+                Some((_, b)) if b.len() == classes => b.iter().map(|v| v * beta).collect(),
+                Some((_, b)) if b.len() == 1 => vec![b[0] * beta; classes],
+                _ => vec![0.0; classes],
+            }
+        } else {
+            let out = layer.output.first().ok_or("the layer has no output")?;
+            match consumers(out).into_iter().find(|n| n.op_type == "Add") {
+                Some(add) => {
+                    let b = add.input.iter().find(|i| *i != out).and_then(|b| constant(b));
+                    match b {
+                        Some((_, b)) if b.len() == classes || b.len() == 1 => {
+                            nodes.push(format!("Add `{}`", add.name));
+                            if b.len() == 1 { vec![b[0]; classes] } else { b }
+                        }
+                        _ => return Err(format!("Add `{}` after the layer does not add a constant bias of {classes}", add.name)),
+                    }
+                }
+                None => vec![0.0; classes],
+            }
+        };
+        Ok(LastLayer { dim, classes, weights, bias, nodes: nodes.join(" + ") })
     }
 
     pub fn has_scores(&self) -> bool {

@@ -217,15 +217,24 @@ pub fn default_embedding_model(ws: &Workspace) -> Result<String> {
     default_model(ws, "embedding")
 }
 
-/// The only model that declares an output `key` ("embedding" or "scores").
+/// The model `[defaults]` names for `key`, or else the only model that declares an output
+/// `key` ("embedding" or "scores").
 pub fn default_model(ws: &Workspace, key: &str) -> Result<String> {
+    let chosen = match key {
+        "embedding" => ws.config.defaults.embedding.as_ref(),
+        "scores" => ws.config.defaults.scores.as_ref(),
+        _ => None,
+    };
+    if let Some(name) = chosen {
+        return Ok(name.clone());
+    }
     let with: Vec<&String> = ws.config.models.iter().filter(|(_, v)| v.get(key).is_some()).map(|(k, _)| k).collect();
     match with.as_slice() {
         [one] => Ok((*one).clone()),
         [] => Err(CurateError::Model { model: "(default)".to_string(), message: format!("no model in curate.toml declares a `{key}` output") }),
         many => Err(CurateError::Model {
             model: "(default)".to_string(),
-            message: format!("several models declare `{key}` ({}); name one", many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")),
+            message: format!("several models declare `{key}` ({}); name one, or set `[defaults] {key} = \"NAME\"` in curate.toml", many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")),
         }),
     }
 }

@@ -150,7 +150,7 @@ fn model_declaration_errors_name_the_model() {
     let t = Test::example();
     let config = std::fs::read_to_string(t.path().join("curate.toml")).expect("config");
     // The VWW model takes NHWC input; declare it NCHW.
-    let wrong = config.replace("layout = \"nhwc\"", "layout = \"nchw\"").replace("scores = \"Identity\"", "scores = \"Identity\"\nembedding = \"Identity\"");
+    let wrong = config.replace("layout = \"nhwc\"", "layout = \"nchw\"");
     let t = t.write("curate.toml", &wrong).write("s.rhai", "open().head(2).embed(\"vww\")");
     let out = t.run_with(&["run", "s.rhai"]).code(2);
     assert!(out.stderr.contains("model `vww`"), "{}", out.stderr);

@@ -205,6 +205,8 @@ pub struct Factor {
     pub sample: Option<usize>,
     /// Σᵢ∇ℓᵢ(θ₀) over every training row (the anchor's linear term).
     pub g0: Vec<f64>,
+    /// Seconds spent building the Hessian, then factorising it.
+    pub seconds: (f64, f64),
     llt: Llt<f64>,
 }
 
@@ -281,8 +283,10 @@ pub fn loss_and_gradient(theta: &[f64], x: &Design<'_>, y: &[usize], classes: us
 
 /// Build and factorise the Hessian of `head`'s objective over the design rows: the curvature
 /// Σᵢ (diag pᵢ − pᵢpᵢᵀ) ⊗ x̃ᵢx̃ᵢᵀ, from `sample` (design indices, scaled by rows/sample) or all
-/// rows, plus `alpha` on the diagonal.
-pub fn factor(head: &Head, x: &Design<'_>, y: &[usize], alpha: f64, sample: Option<&[usize]>) -> Result<Factor, String> {
+/// rows, plus `alpha` on the diagonal. Without `alpha`, the ridge is the curvature's mean
+/// diagonal (for a head trained elsewhere: its other training weighs about as much as these
+/// rows, spread evenly).
+pub fn factor(head: &Head, x: &Design<'_>, y: &[usize], alpha: Option<f64>, sample: Option<&[usize]>) -> Result<Factor, String> {
     let (dim, d1, k, n) = (head.dim, head.dim + 1, head.classes, y.len());
     if x.dim != dim {
         return Err(format!("the head takes {dim} features, the rows have {}", x.dim));
@@ -290,9 +294,10 @@ pub fn factor(head: &Head, x: &Design<'_>, y: &[usize], alpha: f64, sample: Opti
     if x.len() != n || n == 0 {
         return Err(format!("{n} labels for {} training rows", x.len()));
     }
-    if alpha < 0.0 || !alpha.is_finite() {
-        return Err(format!("the regularisation must be a finite non-negative number, not {alpha}"));
+    if let Some(a) = alpha.filter(|a| *a < 0.0 || !a.is_finite()) {
+        return Err(format!("the regularisation must be a finite non-negative number, not {a}"));
     }
+    let started = std::time::Instant::now();
     let (_, g0) = loss_and_gradient(&head.theta, x, y, k, None);
     let sample_rows: Option<Vec<u32>> = sample.map(|s| s.iter().map(|&i| x.row_id(i) as u32).collect());
     let xs = match &sample_rows {
@@ -354,7 +359,9 @@ pub fn factor(head: &Head, x: &Design<'_>, y: &[usize], alpha: f64, sample: Opti
         }
     }
     drop(acc);
+    let built = started.elapsed().as_secs_f64();
     let mean_diag = (0..size).map(|i| h[(i, i)]).sum::<f64>() / size as f64;
+    let alpha = alpha.unwrap_or(mean_diag);
     let mut damping = if alpha < 1e-8 * mean_diag { 1e-8 * mean_diag.max(1e-12) } else { 0.0 };
     loop {
         let mut hd = h.clone();
@@ -363,7 +370,8 @@ pub fn factor(head: &Head, x: &Design<'_>, y: &[usize], alpha: f64, sample: Opti
         }
         match hd.llt(Side::Lower) {
             Ok(llt) => {
-                return Ok(Factor { dim, classes: k, alpha, damping, rows: n, sample: sample.map(<[usize]>::len), g0, llt });
+                let seconds = (built, started.elapsed().as_secs_f64() - built);
+                return Ok(Factor { dim, classes: k, alpha, damping, rows: n, sample: sample.map(<[usize]>::len), g0, seconds, llt });
             }
             Err(_) if damping < mean_diag => damping = (damping * 10.0).max(1e-8 * mean_diag.max(1e-12)),
             Err(_) => return Err("the Hessian is not positive definite even with damping".to_string()),
@@ -655,7 +663,7 @@ mod tests {
         let d = Design::dense(&x, dim);
         let alpha = 2.0;
         let head = Head::from_linear(&fit(&d, &y, classes, alpha).expect("fits"));
-        let f = factor(&head, &d, &y, alpha, None).expect("factor");
+        let f = factor(&head, &d, &y, Some(alpha), None).expect("factor");
         let grads: Vec<Vec<f64>> = (0..12).map(|t| test_gradient(&head, &xt[t * dim..(t + 1) * dim], yt[t], Objective::Margin).1).collect();
         let v = f.solve(&grads);
         let predicted = score(&head, &d, &y, &v, None, Rank::Helpful);
@@ -687,7 +695,7 @@ mod tests {
         let (x, y) = blobs(200, dim, classes, 5);
         let d = Design::dense(&x, dim);
         let head = Head::from_linear(&fit(&d, &y, classes, 1.0).expect("fits"));
-        let f = factor(&head, &d, &y, 1.0, None).expect("factor");
+        let f = factor(&head, &d, &y, Some(1.0), None).expect("factor");
         let s = self_influence(&head, &f, &d, &y);
         for i in [0usize, 5, 17] {
             let (_, mut g) = test_gradient(&head, &x[i * dim..(i + 1) * dim], y[i], Objective::Loss);

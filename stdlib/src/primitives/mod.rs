@@ -22,6 +22,7 @@ pub mod filter;
 pub mod get;
 pub mod group_count;
 pub mod head;
+pub mod influence;
 pub mod label_issues;
 pub mod ids;
 pub mod len;
@@ -120,6 +121,8 @@ pub const ALL: &[&Primitive] = &[
     &classify::SCORE_DOC,
     &classify::PROBE_DOC,
     &classify::FIT_DOC,
+    &influence::DOC,
+    &influence::SELF_DOC,
     &label_issues::DOC,
     &label_issues::CONFUSION_DOC,
     &label_issues::METRICS_DOC,
@@ -165,6 +168,7 @@ pub fn register_all(engine: &mut Engine, ctx: &Arc<Context>) {
     predict::register(engine, ctx);
     classify::register(engine, ctx);
     label_issues::register(engine);
+    influence::register(engine, ctx);
     checks::register(engine, ctx);
     edit::register(engine, ctx);
     export::register(engine, ctx);
