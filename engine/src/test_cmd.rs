@@ -277,6 +277,7 @@ fn run_inner(dir: &Path, opts: &TestOptions, cancel: CancelFlag) -> Result<u8, C
                 Ok(None) => {}
                 Err(e) => sheets.push((i, Output::Text(format!("(no picture of {}'s failing samples: {e})", t.name)))),
             }
+            sheets.extend(harmful_training(session.context(), t).into_iter().map(|o| (i, o)));
         }
     }
     if json {
@@ -324,6 +325,45 @@ fn failing_grid(ctx: &curate_stdlib::primitives::Context, t: &TestResult) -> Res
     let title = format!("{}: {total} failing{more}, most confident mistakes first", t.name);
     let opts = curate_stdlib::primitives::plot::GridOptions { n: Some(SHOWN as i64), title: Some(title), ..Default::default() };
     Ok(Some(curate_stdlib::primitives::plot::grid(ctx, &shown, &opts)?))
+}
+
+/// The training samples that most lowered a failing test's margins, by influence on the
+/// default head (the tested model's own last layer when it declares an `embedding`): their ids,
+/// and a contact sheet with their influence. Nothing when the test names no failing samples.
+fn harmful_training(ctx: &curate_stdlib::primitives::Context, t: &TestResult) -> Vec<Output> {
+    const SHOWN: usize = 12;
+    if t.status == Status::Pass {
+        return vec![];
+    }
+    let mut failing: Vec<String> = Vec::new();
+    for id in t.verdicts.iter().flat_map(|v| v.failing.iter()) {
+        if !failing.contains(id) {
+            failing.push(id.clone());
+        }
+    }
+    if failing.is_empty() {
+        return vec![];
+    }
+    let explained = match curate_stdlib::primitives::influence::explain(ctx, &failing, SHOWN) {
+        Ok(e) => e,
+        Err(e) => return vec![Output::Text(format!("    (no influence for {}: {e})", t.name))],
+    };
+    let shown: Vec<String> = explained.rows.iter().map(|(id, v)| format!("\"{id}\" {v:.3}")).collect();
+    let mut out = vec![Output::Text(format!(
+        "    {} most harmful training samples for {} ({}; influence on the summed margin of {} failing samples):\n    [{}]",
+        explained.rows.len(),
+        t.name,
+        explained.head,
+        explained.tests,
+        shown.join(", ")
+    ))];
+    let title = format!("{}: the {} training samples that most lowered its margins", t.name, explained.rows.len());
+    let opts = curate_stdlib::primitives::plot::GridOptions { n: Some(SHOWN as i64), title: Some(title), ..Default::default() };
+    match curate_stdlib::primitives::plot::grid(ctx, &explained.dataset, &opts) {
+        Ok(p) => out.push(Output::Image(p)),
+        Err(e) => out.push(Output::Text(format!("    (no picture of the harmful training samples: {e})"))),
+    }
+    out
 }
 
 /// The source of the `test(...)` call declared at `line` of `file`: lines until the call closes.

@@ -154,13 +154,17 @@ fn test_reports_chart_the_suite_and_show_failing_samples() {
     let out = t.run_with(&["test", "--explain", "--report", "tests.md"]).code(1);
     assert!(out.stdout.contains("Unit Tests Passed: 6 / 12"), "{}", out.stdout);
     assert!(out.stdout.contains("[image ") && out.stdout.contains("dogs_are_not_people: 5 failing, most confident mistakes first"), "{}", out.stdout);
+    // Each failing test also names the training samples that most lowered its margins, by
+    // influence on the detector's own last layer, with a contact sheet of them.
+    assert!(out.stdout.contains("most harmful training samples for dogs_are_not_people (vww's own last layer"), "{}", out.stdout);
+    assert!(out.stdout.contains("faces_are_people: the 12 training samples that most lowered its margins"), "{}", out.stdout);
     let md = std::fs::read_to_string(t.path().join("tests.md")).expect("report");
     assert!(md.starts_with("# Unit Tests Passed: 6 / 12"), "{md}");
     // The summary cell and one cell per test that did not pass, with its source.
     assert_eq!(md.matches("\n## [").count(), 1 + 6, "{md}");
     assert!(md.contains("test(\"dogs_are_not_people\""), "{md}");
     let links: Vec<&str> = md.split("](<tests_files/").skip(1).map(|s| s.split('>').next().expect("link")).collect();
-    assert_eq!(links.len(), 1 + 6, "the chart and a sheet per failing test: {links:?}");
+    assert_eq!(links.len(), 1 + 2 * 6, "the chart, and two sheets per failing test (failing, most harmful): {links:?}");
     for l in links {
         let img = image::open(t.path().join("tests_files").join(l)).expect("decodes").to_rgb8();
         assert!(img.width() >= 240 && img.height() >= 200, "{l}");

@@ -607,6 +607,117 @@ fn verify(prep: &Prepared, f: &Factor, q: &Query, tests: &[(String, Vec<f32>, us
     ))
 }
 
+/// What `curate test --explain` shows for a failing test: the training samples that most
+/// lowered its failing samples' summed margin.
+pub struct Explained {
+    /// The head, described.
+    pub head: String,
+    /// Failing samples explained (those labelled with one of the head's classes).
+    pub tests: usize,
+    /// (id, influence), most harmful first.
+    pub rows: Vec<(String, f32)>,
+    /// The same rows as a dataset with an `influence` column, for a contact sheet.
+    pub dataset: Dataset,
+}
+
+/// The `k` training samples most harmful to the summed margin of the `failing` samples, under
+/// the default head. The training samples are the manifest's `split = 'train'` rows when it has
+/// any, otherwise every sample; failing samples are left out of the ranking.
+pub fn explain(ctx: &Context, failing: &[String], k: usize) -> Result<Explained> {
+    let ws = ctx.workspace.clone().ok_or_else(|| CurateError::arg("influence", "no workspace"))?;
+    let all = Dataset::new(ws.clone(), ws.scan_manifest()?)?;
+    let train = if all.schema().contains("split") {
+        let t = all.derive(all.lazy().filter(col("split").cast(DataType::String).eq(lit("train"))))?;
+        if t.is_empty()? { all } else { t }
+    } else {
+        all
+    };
+    let prep = prepare(ctx, &train, &InfluenceOptions::default(), "influence")?;
+    let labels = labels_of(&probe::samples(&ws, failing)?, &prep.label, "influence")?;
+    let usable: Vec<String> = failing.iter().filter(|id| labels.get(*id).and_then(|l| l.as_ref()).is_some_and(|l| prep.classes.contains(l))).cloned().collect();
+    if usable.is_empty() {
+        return Err(CurateError::arg("influence", format!("none of the failing samples is labelled with one of the head's classes ({})", prep.classes.join(", "))));
+    }
+    let tests = test_rows(ctx, &prep, &ws, &usable)?;
+    let mut g = vec![0f64; prep.head.size()];
+    for (_, x, c) in &tests {
+        let (_, gi) = kernel::test_gradient(&prep.head, x, *c, Objective::Margin);
+        g.iter_mut().zip(&gi).for_each(|(a, b)| *a += b);
+    }
+    let f = prep.factor(0x1f1)?;
+    let exclude: HashSet<&str> = usable.iter().map(String::as_str).collect();
+    let ranked = kernel::score(&prep.head, &prep.design(), &prep.y, &f.solve(&[g]), Some(k + exclude.len()), Rank::Harmful).remove(0);
+    let rows: Vec<(String, f32)> = ranked.into_iter().map(|(r, v)| (prep.ids[r as usize].clone(), v)).filter(|(id, _)| !exclude.contains(id.as_str())).take(k).collect();
+    let df = df!("id" => rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>(), "influence" => rows.iter().map(|r| r.1).collect::<Vec<_>>())?;
+    let dataset = train.derive(train.annotate(df))?;
+    Ok(Explained { head: prep.describe(), tests: tests.len(), rows, dataset })
+}
+
+/// `label_issues(#{method: "combined"})`: confident learning, kNN label agreement and
+/// self-influence, each a rank, summed. As many samples are flagged as confident learning
+/// estimates are mislabelled (its calibrated joint), most suspect first.
+pub fn combined_issues(ctx: &Context, ds: &Dataset, label: &str) -> Result<Dataset> {
+    use super::label_issues::{find_issues, Method as ClMethod};
+    let opts = InfluenceOptions { head: Some("probe".into()), label: Some(label.to_string()), ..Default::default() };
+    let prep = prepare(ctx, ds, &opts, "label_issues")?;
+    let (n, k) = (prep.y.len(), prep.classes.len());
+    let design = prep.design();
+    let alpha = prep.alpha.unwrap_or(probe::DEFAULT_ALPHA);
+    let counts: Vec<usize> = (0..k).map(|c| prep.y.iter().filter(|&&v| v == c).count()).collect();
+    let folds = counts.iter().copied().filter(|&c| c > 0).min().unwrap_or(0).min(5);
+    if folds < 2 {
+        return Err(CurateError::arg("label_issues", "every class needs at least two labelled samples for out-of-fold probabilities"));
+    }
+    let cv = probe_kernel::cross_validate(&design, &prep.y, k, &[alpha], folds, 0x5eed).map_err(|m| CurateError::arg("label_issues", m))?;
+    let probs: Vec<Vec<f32>> = cv.oof.chunks(k).map(<[f32]>::to_vec).collect();
+    let cl = find_issues(&probs, &prep.y, k, ClMethod::PruneByNoiseRate);
+    // kNN label disagreement: the share of the 10 nearest samples (cosine) labelled otherwise.
+    let store = &prep.store;
+    let mut queries = Vec::with_capacity(n * store.dim());
+    for &r in &prep.rows {
+        queries.extend(store.unit_row(r as usize));
+    }
+    let nn = curate_kernels::knn::top_k(&queries, store.dim(), store.matrix(), Some(&prep.rows), 11, curate_kernels::knn::Scoring::Dot);
+    let pos: HashMap<u32, usize> = prep.rows.iter().enumerate().map(|(i, &r)| (r, i)).collect();
+    let knn: Vec<f64> = (0..n)
+        .map(|i| {
+            let near: Vec<usize> = nn[i].iter().filter(|(r, _)| *r != prep.rows[i]).take(10).filter_map(|(r, _)| pos.get(r).copied()).collect();
+            near.iter().filter(|&&j| prep.y[j] != prep.y[i]).count() as f64 / near.len().max(1) as f64
+        })
+        .collect();
+    let f = prep.factor(0x1f1)?;
+    let si = kernel::self_influence(&prep.head, &f, &design, &prep.y);
+    let confidence: Vec<f64> = (0..n).map(|i| probs[i][prep.y[i]] as f64).collect();
+    let rank = |v: &[f64]| -> Vec<f64> {
+        let mut idx: Vec<usize> = (0..v.len()).collect();
+        idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+        let mut r = vec![0f64; v.len()];
+        idx.into_iter().enumerate().for_each(|(p, i)| r[i] = p as f64 / v.len().max(1) as f64);
+        r
+    };
+    let suspicion: Vec<f64> = confidence.iter().map(|c| -c).collect();
+    let (a, b, c) = (rank(&suspicion), rank(&knn), rank(&si));
+    let combined: Vec<f64> = (0..n).map(|i| (a[i] + b[i] + c[i]) / 3.0).collect();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&x, &y| combined[y].total_cmp(&combined[x]).then(x.cmp(&y)));
+    order.truncate(cl.len().max(1));
+    let argmax_other = |i: usize| -> usize { (0..k).filter(|&c| c != prep.y[i]).max_by(|&p, &q| probs[i][p].total_cmp(&probs[i][q])).unwrap_or(prep.y[i]) };
+    (ctx.sink)(Output::Text(format!(
+        "label_issues (combined): {} flagged of {n} (as many as confident learning estimates); probe {}",
+        order.len(),
+        prep.describe()
+    )));
+    let df = df!(
+        "id" => order.iter().map(|&i| prep.ids[i].clone()).collect::<Vec<_>>(),
+        "self_confidence" => order.iter().map(|&i| confidence[i]).collect::<Vec<_>>(),
+        "suggested_label" => order.iter().map(|&i| prep.classes[argmax_other(i)].clone()).collect::<Vec<_>>(),
+        "knn_disagreement" => order.iter().map(|&i| knn[i]).collect::<Vec<_>>(),
+        "self_influence" => order.iter().map(|&i| si[i]).collect::<Vec<_>>(),
+        "suspicion" => order.iter().map(|&i| combined[i]).collect::<Vec<_>>(),
+    )?;
+    ds.derive(ds.annotate(df))
+}
+
 /// Every training sample's self-influence, highest first.
 pub fn self_influence(ctx: &Context, train: &Dataset, opts: &InfluenceOptions) -> Result<Dataset> {
     let started = Instant::now();

@@ -24,7 +24,11 @@ pub const DOC: Primitive = Primitive {
               `method` is \"prune_by_noise_rate\" (default: per-class thresholds, the confident \
               joint calibrated to the class counts, the largest margins pruned), \"confident_joint\" \
               (every off-diagonal sample of the joint) or \"argmax\" (the unregularised baseline: \
-              wherever the most probable class is not the label).",
+              wherever the most probable class is not the label), or \"combined\": needs no \
+              probability columns; it fits a probe to the label on the embeddings and ranks by \
+              three signals together (the out-of-fold probability of the given label, the share \
+              of the 10 nearest neighbours labelled otherwise, and self-influence), flagging as \
+              many samples as confident learning estimates are wrong; each signal is a column.",
     examples: &[Example {
         code: "open().filter(\"split = 'test'\").fit_probe(\"label\").label_issues().len() < 20",
         result: Some("true"),
@@ -160,18 +164,19 @@ pub fn find_issues(probs: &[Vec<f32>], labels: &[usize], classes: usize, method:
     out
 }
 
-pub fn label_issues(ds: &Dataset, opts: &IssueOptions) -> Result<Dataset> {
+pub fn label_issues(ctx: &super::Context, ds: &Dataset, opts: &IssueOptions) -> Result<Dataset> {
     let label_col = opts.label.as_deref().unwrap_or("label");
     ds.check_column(label_col)?;
     let method = match opts.method.as_deref() {
         None | Some("prune_by_noise_rate") => Method::PruneByNoiseRate,
         Some("confident_joint") => Method::ConfidentJoint,
         Some("argmax") => Method::Argmax,
+        Some("combined") => return super::influence::combined_issues(ctx, ds, label_col),
         Some(other) => {
             return Err(CurateError::InvalidOption {
                 function: "label_issues".into(),
                 key: "method".into(),
-                message: format!("`{other}` is not a method; use \"prune_by_noise_rate\", \"confident_joint\" or \"argmax\""),
+                message: format!("`{other}` is not a method; use \"prune_by_noise_rate\", \"confident_joint\", \"argmax\" or \"combined\""),
             })
         }
     };
@@ -296,10 +301,12 @@ pub fn class_metrics(ds: &Dataset, opts: &PairOptions) -> Result<Dataset> {
     ds.derive(df.lazy())
 }
 
-pub fn register(engine: &mut Engine) {
-    engine.register_fn("label_issues", |ds: &mut Dataset| -> Result<Dataset, Box<EvalAltResult>> { Ok(label_issues(ds, &IssueOptions::default())?) });
-    engine.register_fn("label_issues", |ds: &mut Dataset, opts: Map| -> Result<Dataset, Box<EvalAltResult>> {
-        Ok(label_issues(ds, &options::parse("label_issues", &opts)?)?)
+pub fn register(engine: &mut Engine, ctx: &std::sync::Arc<super::Context>) {
+    let c = ctx.clone();
+    engine.register_fn("label_issues", move |ds: &mut Dataset| -> Result<Dataset, Box<EvalAltResult>> { Ok(label_issues(&c, ds, &IssueOptions::default())?) });
+    let c = ctx.clone();
+    engine.register_fn("label_issues", move |ds: &mut Dataset, opts: Map| -> Result<Dataset, Box<EvalAltResult>> {
+        Ok(label_issues(&c, ds, &options::parse("label_issues", &opts)?)?)
     });
     engine.register_fn("confusion", |ds: &mut Dataset| -> Result<Dataset, Box<EvalAltResult>> { Ok(confusion(ds, &PairOptions::default())?) });
     engine.register_fn("confusion", |ds: &mut Dataset, opts: Map| -> Result<Dataset, Box<EvalAltResult>> {

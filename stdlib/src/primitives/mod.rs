@@ -167,7 +167,7 @@ pub fn register_all(engine: &mut Engine, ctx: &Arc<Context>) {
     outliers::register(engine, ctx);
     predict::register(engine, ctx);
     classify::register(engine, ctx);
-    label_issues::register(engine);
+    label_issues::register(engine, ctx);
     influence::register(engine, ctx);
     checks::register(engine, ctx);
     edit::register(engine, ctx);

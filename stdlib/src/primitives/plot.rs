@@ -196,7 +196,7 @@ pub fn grid(ctx: &Context, ds: &Dataset, opts: &GridOptions) -> Result<Picture> 
         }
         None => names.iter().any(|c| c == "label").then(|| "label".to_string()),
     };
-    let wanted = ["id", "path", "pred_label", "pred_score", "score", "distance", "query", "suggested_label", "self_confidence"];
+    let wanted = ["id", "path", "pred_label", "pred_score", "score", "distance", "influence", "self_influence", "query", "suggested_label", "self_confidence"];
     let mut cols: Vec<Expr> = wanted.iter().filter(|c| names.iter().any(|n| n == *c)).map(|c| col(*c)).collect();
     if let Some(l) = &label_by {
         if !wanted.contains(&l.as_str()) {
@@ -218,6 +218,8 @@ pub fn grid(ctx: &Context, ds: &Dataset, opts: &GridOptions) -> Result<Picture> 
     let pred_score = optional_floats(&df, "pred_score")?;
     let score = optional_floats(&df, "score")?;
     let distance = optional_floats(&df, "distance")?;
+    let influence = optional_floats(&df, "influence")?;
+    let self_influence = optional_floats(&df, "self_influence")?;
     let query = optional_strings(&df, "query")?;
     let suggested = optional_strings(&df, "suggested_label")?;
     let confidence = optional_floats(&df, "self_confidence")?;
@@ -241,6 +243,12 @@ pub fn grid(ctx: &Context, ds: &Dataset, opts: &GridOptions) -> Result<Picture> 
         }
         if let Some(d) = distance.as_ref().and_then(|d| d[i]) {
             lines.push(format!("distance {d:.3}"));
+        }
+        if let Some(v) = influence.as_ref().and_then(|d| d[i]) {
+            lines.push(format!("influence {v:+.3}"));
+        }
+        if let Some(v) = self_influence.as_ref().and_then(|d| d[i]) {
+            lines.push(format!("self-influence {v:.3}"));
         }
         if let Some(s) = suggested.as_ref().and_then(|s| s[i].clone()) {
             let c = confidence.as_ref().and_then(|c| c[i]).map(|c| format!(", p(label) {c:.2}")).unwrap_or_default();
@@ -269,7 +277,8 @@ pub fn grid(ctx: &Context, ds: &Dataset, opts: &GridOptions) -> Result<Picture> 
                 .zip(queries)
                 .map(|(q, qt)| std::iter::once(qt).chain(members[q].iter().map(|&i| tile(i))).collect())
                 .collect();
-            let title = format!("{} nearest to {}", df.height(), if order.len() == 1 { order[0].clone() } else { format!("{} queries", order.len()) });
+            let what = if influence.is_some() { "most influential for" } else { "nearest to" };
+            let title = format!("{} {what} {}", df.height(), if order.len() == 1 { order[0].clone() } else { format!("{} queries", order.len()) });
             (groups, cols, title, true)
         }
         None => {
