@@ -207,7 +207,7 @@ fn quality() {
     let linear = probe::fit(&design, &y, classes, cv.alpha).expect("fit");
     let head = Head::from_linear(&linear);
     let fl = kernel::factor(&head, &design, &y, Some(cv.alpha), None).expect("factor");
-    let si = kernel::self_influence(&head, &fl, &design, &y);
+    let si = kernel::self_influence(&head, &fl, &design, &y).expect("dense");
     let top = n / 10;
     let mut by_si: Vec<usize> = (0..n).collect();
     by_si.sort_by(|&a, &b| si[b].total_cmp(&si[a]));

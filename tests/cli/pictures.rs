@@ -169,6 +169,13 @@ fn test_reports_chart_the_suite_and_show_failing_samples() {
         let img = image::open(t.path().join("tests_files").join(l)).expect("decodes").to_rgb8();
         assert!(img.width() >= 240 && img.height() >= 200, "{l}");
     }
+    // A failing test's name is an influence query: its failing samples in the latest run.
+    let t = t.write("scripts/why.rhai", "let h = open().filter(\"split = 'train'\").influence(\"faces_are_people\", 5);\nprint(`rows ${h.len()}`);\n");
+    let out = t.run_with(&["run", "scripts/why.rhai"]).success();
+    assert!(out.stdout.contains("rows 5") && out.stdout.contains("faces_are_people: margin mean"), "{}\n{}", out.stdout, out.stderr);
+    let t = t.write("scripts/nope.rhai", "open().influence(\"no_such_test\", 5)\n");
+    let out = t.run_with(&["run", "scripts/nope.rhai"]).code(2);
+    assert!(out.stderr.contains("`no_such_test` is neither a sample id nor a test"), "{}", out.stderr);
 }
 
 #[test]

@@ -207,7 +207,132 @@ pub struct Factor {
     pub g0: Vec<f64>,
     /// Seconds spent building the Hessian, then factorising it.
     pub seconds: (f64, f64),
-    llt: Llt<f64>,
+    solver: Solver,
+}
+
+/// How `H⁻¹` is applied: a Cholesky factor of the dense Hessian, or, beyond
+/// [`DENSE_PARAMETERS`], conjugate gradients with exact Hessian-vector products.
+enum Solver {
+    Dense(Llt<f64>),
+    Iterative(Curvature),
+}
+
+/// What exact Hessian-vector products need: the curvature rows (features with a trailing 1)
+/// and their probabilities under θ₀, the rows' weight (rows/sample), the ridge, and the
+/// Hessian's diagonal for a Jacobi preconditioner.
+struct Curvature {
+    d1: usize,
+    k: usize,
+    x: Vec<f32>,
+    p: Vec<f32>,
+    scale: f64,
+    ridge: f64,
+    diag: Vec<f64>,
+}
+
+/// Above this many parameters ((d + 1)·C; 16,384 is 2 GiB as a dense f64 matrix) the Hessian
+/// is not formed: solves use conjugate gradients with exact Hessian-vector products (two
+/// matrix products over the curvature rows each). At d = 1280 that is about 12 classes.
+pub const DENSE_PARAMETERS: usize = 16_384;
+
+/// Relative residual at which conjugate gradients stop, and their iteration cap.
+const CG_TOLERANCE: f64 = 1e-7;
+const CG_MAX_ITERATIONS: usize = 1000;
+
+impl Curvature {
+    /// `H v` for each of `vs` (class-major, `k·d1` long).
+    fn product(&self, vs: &[Vec<f64>]) -> Vec<Vec<f64>> {
+        let (d1, k, q) = (self.d1, self.k, vs.len());
+        let m = self.x.len() / d1;
+        let cols = q * k;
+        // V (d1 × q·k): column t·k + c is class c's block of vs[t].
+        let mut v = vec![0f32; d1 * cols];
+        for (t, vt) in vs.iter().enumerate() {
+            for c in 0..k {
+                for j in 0..d1 {
+                    v[j * cols + t * k + c] = vt[c * d1 + j] as f32;
+                }
+            }
+        }
+        let acc = (0..m.div_ceil(CHUNK))
+            .into_par_iter()
+            .fold(
+                || (vec![0f64; cols * d1], Vec::new(), Vec::new()),
+                |(mut acc, mut z, mut out), b| {
+                    let (start, end) = (b * CHUNK, ((b + 1) * CHUNK).min(m));
+                    let rows = end - start;
+                    let xb = &self.x[start * d1..end * d1];
+                    z.resize(rows * cols, 0f32);
+                    sgemm(rows, d1, cols, xb, (d1, 1), &v, (cols, 1), 0.0, &mut z, cols);
+                    // u_c = p_c (z_c − Σ p z): (diag p − p pᵀ) z, per row and direction.
+                    for i in 0..rows {
+                        let p = &self.p[(start + i) * k..(start + i + 1) * k];
+                        for t in 0..q {
+                            let zr = &mut z[i * cols + t * k..i * cols + (t + 1) * k];
+                            let mean: f32 = p.iter().zip(zr.iter()).map(|(a, b)| a * b).sum();
+                            zr.iter_mut().zip(p).for_each(|(zv, pv)| *zv = pv * (*zv - mean));
+                        }
+                    }
+                    out.resize(cols * d1, 0f32);
+                    sgemm(cols, rows, d1, &z, (1, cols), xb, (d1, 1), 0.0, &mut out, d1);
+                    acc.iter_mut().zip(&out).for_each(|(a, v)| *a += *v as f64);
+                    (acc, z, out)
+                },
+            )
+            .map(|(a, ..)| a)
+            .reduce(
+                || vec![0f64; cols * d1],
+                |mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                    a
+                },
+            );
+        vs.iter()
+            .enumerate()
+            .map(|(t, vt)| {
+                let mut h = vec![0f64; k * d1];
+                for c in 0..k {
+                    for j in 0..d1 {
+                        h[c * d1 + j] = self.scale * acc[(t * k + c) * d1 + j] + self.ridge * vt[c * d1 + j];
+                    }
+                }
+                h
+            })
+            .collect()
+    }
+
+    /// `H⁻¹ g` for each of `grads` by Jacobi-preconditioned conjugate gradients, run together
+    /// (one batched product per iteration) until each residual is `CG_TOLERANCE` of its start.
+    fn solve(&self, grads: &[Vec<f64>]) -> Vec<Vec<f64>> {
+        let dot = |a: &[f64], b: &[f64]| -> f64 { a.iter().zip(b).map(|(x, y)| x * y).sum() };
+        let q = grads.len();
+        let mut x: Vec<Vec<f64>> = grads.iter().map(|g| vec![0f64; g.len()]).collect();
+        let mut r: Vec<Vec<f64>> = grads.to_vec();
+        let mut z: Vec<Vec<f64>> = r.iter().map(|r| r.iter().zip(&self.diag).map(|(a, d)| a / d).collect()).collect();
+        let mut p = z.clone();
+        let mut rz: Vec<f64> = (0..q).map(|t| dot(&r[t], &z[t])).collect();
+        let start: Vec<f64> = r.iter().map(|r| dot(r, r).sqrt()).collect();
+        let mut active: Vec<usize> = (0..q).filter(|&t| start[t] > 0.0).collect();
+        for _ in 0..CG_MAX_ITERATIONS {
+            if active.is_empty() {
+                break;
+            }
+            let ps: Vec<Vec<f64>> = active.iter().map(|&t| p[t].clone()).collect();
+            let hp = self.product(&ps);
+            for (a, &t) in active.iter().enumerate() {
+                let step = rz[t] / dot(&p[t], &hp[a]);
+                x[t].iter_mut().zip(&p[t]).for_each(|(xv, pv)| *xv += step * pv);
+                r[t].iter_mut().zip(&hp[a]).for_each(|(rv, hv)| *rv -= step * hv);
+                z[t] = r[t].iter().zip(&self.diag).map(|(a, d)| a / d).collect();
+                let next = dot(&r[t], &z[t]);
+                let beta = next / rz[t];
+                rz[t] = next;
+                p[t] = z[t].iter().zip(&p[t]).map(|(zv, pv)| zv + beta * pv).collect();
+            }
+            active.retain(|&t| dot(&r[t], &r[t]).sqrt() > CG_TOLERANCE * start[t]);
+        }
+        x
+    }
 }
 
 impl std::fmt::Debug for Factor {
@@ -227,9 +352,19 @@ impl Factor {
         if grads.is_empty() {
             return vec![];
         }
-        let mut rhs = Mat::<f64>::from_fn(n, grads.len(), |i, j| grads[j][i]);
-        self.llt.solve_in_place(rhs.as_mut());
-        (0..grads.len()).map(|j| (0..n).map(|i| rhs[(i, j)]).collect()).collect()
+        match &self.solver {
+            Solver::Dense(llt) => {
+                let mut rhs = Mat::<f64>::from_fn(n, grads.len(), |i, j| grads[j][i]);
+                llt.solve_in_place(rhs.as_mut());
+                (0..grads.len()).map(|j| (0..n).map(|i| rhs[(i, j)]).collect()).collect()
+            }
+            Solver::Iterative(c) => c.solve(grads),
+        }
+    }
+
+    /// Whether solves are iterative (the Hessian was too large to form).
+    pub fn is_iterative(&self) -> bool {
+        matches!(self.solver, Solver::Iterative(_))
     }
 }
 
@@ -287,6 +422,11 @@ pub fn loss_and_gradient(theta: &[f64], x: &Design<'_>, y: &[usize], classes: us
 /// diagonal (for a head trained elsewhere: its other training weighs about as much as these
 /// rows, spread evenly).
 pub fn factor(head: &Head, x: &Design<'_>, y: &[usize], alpha: Option<f64>, sample: Option<&[usize]>) -> Result<Factor, String> {
+    factor_with_limit(head, x, y, alpha, sample, DENSE_PARAMETERS)
+}
+
+/// [`factor`], forming the Hessian only up to `dense` parameters.
+pub fn factor_with_limit(head: &Head, x: &Design<'_>, y: &[usize], alpha: Option<f64>, sample: Option<&[usize]>, dense: usize) -> Result<Factor, String> {
     let (dim, d1, k, n) = (head.dim, head.dim + 1, head.classes, y.len());
     if x.dim != dim {
         return Err(format!("the head takes {dim} features, the rows have {}", x.dim));
@@ -306,6 +446,9 @@ pub fn factor(head: &Head, x: &Design<'_>, y: &[usize], alpha: Option<f64>, samp
     };
     let m_total = xs.len();
     let scale = n as f64 / m_total.max(1) as f64;
+    if k * d1 > dense {
+        return iterative(head, &xs, scale, alpha, sample.map(<[usize]>::len), n, g0, started);
+    }
     // One job per (class pair c ≤ c', slice of output columns), each with an f64 accumulator.
     let pairs: Vec<(usize, usize)> = (0..k).flat_map(|a| (a..k).map(move |b| (a, b))).collect();
     let splits = (8usize.div_ceil(pairs.len())).clamp(1, 8).min(d1);
@@ -371,12 +514,64 @@ pub fn factor(head: &Head, x: &Design<'_>, y: &[usize], alpha: Option<f64>, samp
         match hd.llt(Side::Lower) {
             Ok(llt) => {
                 let seconds = (built, started.elapsed().as_secs_f64() - built);
-                return Ok(Factor { dim, classes: k, alpha, damping, rows: n, sample: sample.map(<[usize]>::len), g0, seconds, llt });
+                return Ok(Factor { dim, classes: k, alpha, damping, rows: n, sample: sample.map(<[usize]>::len), g0, seconds, solver: Solver::Dense(llt) });
             }
             Err(_) if damping < mean_diag => damping = (damping * 10.0).max(1e-8 * mean_diag.max(1e-12)),
             Err(_) => return Err("the Hessian is not positive definite even with damping".to_string()),
         }
     }
+}
+
+/// The iterative [`Factor`]: the curvature rows and their probabilities kept in memory (f32),
+/// the Hessian's diagonal for the preconditioner and the mean of it as the default ridge.
+#[allow(clippy::too_many_arguments)]
+fn iterative(head: &Head, xs: &Design<'_>, scale: f64, alpha: Option<f64>, sample: Option<usize>, n: usize, g0: Vec<f64>, started: std::time::Instant) -> Result<Factor, String> {
+    let (dim, d1, k, m) = (head.dim, head.dim + 1, head.classes, xs.len());
+    let mut x = Vec::with_capacity(m * d1);
+    let mut p = vec![0f32; m * k];
+    let theta32: Vec<f32> = head.theta.iter().map(|&v| v as f32).collect();
+    let (mut raw, mut xb) = (Vec::new(), Vec::new());
+    for start in (0..m).step_by(CHUNK) {
+        let end = (start + CHUNK).min(m);
+        block_with_one(xs, start, end, &mut raw, &mut xb);
+        let pb = &mut p[start * k..end * k];
+        sgemm(end - start, d1, k, &xb, (d1, 1), &theta32, (1, d1), 0.0, pb, k);
+        for row in pb.chunks_exact_mut(k) {
+            let mut z: Vec<f64> = row.iter().map(|&v| v as f64).collect();
+            softmax(&mut z);
+            row.iter_mut().zip(&z).for_each(|(o, v)| *o = *v as f32);
+        }
+        x.extend_from_slice(&xb);
+    }
+    // diag H = Σᵢ p_ic (1 − p_ic) x̃_ij², scaled.
+    let mut diag = vec![0f64; k * d1];
+    for i in 0..m {
+        let (xr, pr) = (&x[i * d1..(i + 1) * d1], &p[i * k..(i + 1) * k]);
+        for c in 0..k {
+            let w = (pr[c] * (1.0 - pr[c])) as f64 * scale;
+            if w != 0.0 {
+                diag[c * d1..(c + 1) * d1].iter_mut().zip(xr).for_each(|(d, v)| *d += w * (*v as f64) * (*v as f64));
+            }
+        }
+    }
+    let mean_diag = diag.iter().sum::<f64>() / diag.len().max(1) as f64;
+    let alpha = alpha.unwrap_or(mean_diag);
+    let damping = if alpha < 1e-8 * mean_diag { 1e-8 * mean_diag.max(1e-12) } else { 0.0 };
+    let ridge = alpha + damping;
+    diag.iter_mut().for_each(|d| *d += ridge);
+    let built = started.elapsed().as_secs_f64();
+    let _ = dim;
+    Ok(Factor {
+        dim: head.dim,
+        classes: k,
+        alpha,
+        damping,
+        rows: n,
+        sample,
+        g0,
+        seconds: (built, 0.0),
+        solver: Solver::Iterative(Curvature { d1, k, x, p, scale, ridge, diag }),
+    })
 }
 
 /// How to rank the training rows for each test gradient.
@@ -511,10 +706,15 @@ pub fn score(head: &Head, x: &Design<'_>, y: &[usize], directions: &[Vec<f64>], 
 
 /// Self-influence of every training row, ∇ℓᵢᵀ H⁻¹ ∇ℓᵢ = |L⁻¹∇ℓᵢ|² with H = LLᵀ: how much each
 /// row's own loss depends on its presence. Mislabelled rows stand out. Costs rows × size².
-pub fn self_influence(head: &Head, factor: &Factor, x: &Design<'_>, y: &[usize]) -> Vec<f64> {
+pub fn self_influence(head: &Head, factor: &Factor, x: &Design<'_>, y: &[usize]) -> Result<Vec<f64>, String> {
     let (dim, d1, c, n) = (head.dim, head.dim + 1, head.classes, y.len());
     let size = c * d1;
-    let l = factor.llt.L();
+    let Solver::Dense(llt) = &factor.solver else {
+        return Err(format!(
+            "self-influence needs one solve per training sample, which takes the dense Hessian: this head has {size} parameters, above {DENSE_PARAMETERS} (use fewer classes, or a smaller embedding)"
+        ));
+    };
+    let l = llt.L();
     let step = 256;
     let mut out = Vec::with_capacity(n);
     let (mut raw, mut xb) = (Vec::new(), Vec::new());
@@ -541,7 +741,7 @@ pub fn self_influence(head: &Head, factor: &Factor, x: &Design<'_>, y: &[usize])
             out.push((0..size).map(|r| g[(r, i)] * g[(r, i)]).sum());
         }
     }
-    out
+    Ok(out)
 }
 
 /// The head that minimises the objective without the rows whose `keep` is false: Newton
@@ -603,6 +803,175 @@ pub fn retrain(head: &Head, factor: &Factor, x: &Design<'_>, y: &[usize], keep: 
         }
     }
     Ok((Head { theta, ..head.clone() }, 200))
+}
+
+/// `ΦᵀΦ + λI` over imported per-sample gradient features Φ (one row per training sample,
+/// TRAK-style projected gradients that the user's own training pipeline wrote), factorised:
+/// the preconditioner of [`gradient_scores`].
+pub struct GramFactor {
+    pub dim: usize,
+    pub rows: usize,
+    /// The ridge added to the Gram matrix (and any extra damping it needed).
+    pub lambda: f64,
+    /// Seconds spent building the Gram matrix, then factorising it.
+    pub seconds: (f64, f64),
+    llt: Llt<f64>,
+}
+
+impl GramFactor {
+    /// `(ΦᵀΦ + λI)⁻¹ v` for each of `vs` (each `dim` long).
+    pub fn solve(&self, vs: &[Vec<f64>]) -> Vec<Vec<f64>> {
+        if vs.is_empty() {
+            return vec![];
+        }
+        let mut rhs = Mat::<f64>::from_fn(self.dim, vs.len(), |i, j| vs[j][i]);
+        self.llt.solve_in_place(rhs.as_mut());
+        (0..vs.len()).map(|j| (0..self.dim).map(|i| rhs[(i, j)]).collect()).collect()
+    }
+}
+
+/// Build `ΦᵀΦ` from the design rows (used as stored: pass [`crate::probe::Scale::AsIs`]) by
+/// blocked products in f32, accumulated in f64 per thread, then factorise `ΦᵀΦ + λI`. Without
+/// `lambda`, the ridge is 10⁻³ × the Gram matrix's mean diagonal (enough to make a Gram matrix
+/// of fewer rows than columns invertible without changing a well-determined one much).
+pub fn gram_factor(x: &Design<'_>, lambda: Option<f64>) -> Result<GramFactor, String> {
+    let (p, n) = (x.dim, x.len());
+    if n == 0 || p == 0 {
+        return Err(format!("{n} gradient rows of width {p}: nothing to precondition with"));
+    }
+    if let Some(l) = lambda.filter(|l| *l < 0.0 || !l.is_finite()) {
+        return Err(format!("the regularisation must be a finite non-negative number, not {l}"));
+    }
+    let started = std::time::Instant::now();
+    let acc = (0..n.div_ceil(CHUNK))
+        .into_par_iter()
+        .fold(
+            || (vec![0f64; p * p], Vec::new(), Vec::new()),
+            |(mut acc, mut raw, mut out), b| {
+                let (start, end) = (b * CHUNK, ((b + 1) * CHUNK).min(n));
+                let m = end - start;
+                x.block_into(start, end, &mut raw);
+                out.resize(p * p, 0f32);
+                sgemm(p, m, p, &raw, (1, p), &raw, (p, 1), 0.0, &mut out, p);
+                acc.iter_mut().zip(&out).for_each(|(a, v)| *a += *v as f64);
+                (acc, raw, out)
+            },
+        )
+        .map(|(a, ..)| a)
+        .reduce(
+            || vec![0f64; p * p],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                a
+            },
+        );
+    let g = Mat::<f64>::from_fn(p, p, |i, j| acc[i * p + j]);
+    drop(acc);
+    let built = started.elapsed().as_secs_f64();
+    let mean_diag = (0..p).map(|i| g[(i, i)]).sum::<f64>() / p as f64;
+    if !(mean_diag.is_finite() && mean_diag > 0.0) {
+        return Err("the gradient rows are all zero (or not finite)".to_string());
+    }
+    let mut lambda = lambda.unwrap_or(1e-3 * mean_diag);
+    loop {
+        let mut gd = g.clone();
+        for i in 0..p {
+            gd[(i, i)] += lambda;
+        }
+        match gd.llt(Side::Lower) {
+            Ok(llt) => return Ok(GramFactor { dim: p, rows: n, lambda, seconds: (built, started.elapsed().as_secs_f64() - built), llt }),
+            Err(_) if lambda < mean_diag => lambda = (lambda * 10.0).max(1e-8 * mean_diag),
+            Err(_) => return Err("the gradient Gram matrix is not positive definite even with damping".to_string()),
+        }
+    }
+}
+
+/// For each direction v (`(ΦᵀΦ + λI)⁻¹φ_test`, `dim` long), every design row's influence
+/// `wᵢ (v · φᵢ)`, with `wᵢ` from `weights` (1 when `None`): one pass of one matrix product over
+/// the rows. Returns, per direction, the best `k` as (design index, influence) by `rank`, or
+/// every row in design order when `k` is `None`.
+pub fn gradient_scores(x: &Design<'_>, weights: Option<&[f32]>, directions: &[Vec<f64>], k: Option<usize>, rank: Rank) -> Vec<Vec<(u32, f32)>> {
+    let (p, n, q) = (x.dim, x.len(), directions.len());
+    // B (p × q), row-major.
+    let mut b = vec![0f32; p * q];
+    for (t, v) in directions.iter().enumerate() {
+        for j in 0..p {
+            b[j * q + t] = v[j] as f32;
+        }
+    }
+    let key = move |v: f32| match rank {
+        Rank::Harmful => -v,
+        Rank::Helpful => v,
+        Rank::Both => v.abs(),
+    };
+    let block = if q >= 32 { 1024 } else { BLOCK };
+    let parts: Vec<(usize, Vec<f32>, Vec<crate::knn::TopK>)> = (0..n.div_ceil(block))
+        .into_par_iter()
+        .map_init(
+            || (Vec::new(), Vec::new()),
+            |(raw, out), bi| {
+                let (start, end) = (bi * block, ((bi + 1) * block).min(n));
+                let m = end - start;
+                x.block_into(start, end, raw);
+                out.resize(m * q, 0f32);
+                sgemm(m, p, q, raw, (p, 1), &b, (q, 1), 0.0, out, q);
+                if let Some(w) = weights {
+                    for (i, row) in out.chunks_exact_mut(q.max(1)).enumerate() {
+                        row.iter_mut().for_each(|v| *v *= w[start + i]);
+                    }
+                }
+                match k {
+                    None => (start, std::mem::take(out), vec![]),
+                    Some(k) => {
+                        let mut tops = vec![crate::knn::TopK::new(k); q];
+                        for (i, row) in out.chunks_exact(q.max(1)).enumerate() {
+                            for (t, &s) in row.iter().enumerate() {
+                                tops[t].push(key(s), (start + i) as u32);
+                            }
+                        }
+                        (start, vec![], tops)
+                    }
+                }
+            },
+        )
+        .collect();
+    if k.is_none() {
+        let mut res = vec![vec![(0u32, 0f32); n]; q];
+        for (start, all, _) in parts {
+            for (i, row) in all.chunks_exact(q.max(1)).enumerate() {
+                for t in 0..q {
+                    res[t][start + i] = ((start + i) as u32, row[t]);
+                }
+            }
+        }
+        return res;
+    }
+    let mut tops = vec![crate::knn::TopK::new(k.unwrap_or(0)); q];
+    for (_, _, part) in parts {
+        for (t, p) in part.into_iter().enumerate() {
+            tops[t].merge(p);
+        }
+    }
+    let mut row = Vec::new();
+    tops.into_iter()
+        .enumerate()
+        .map(|(t, top)| {
+            let sorted = top.into_sorted();
+            match rank {
+                Rank::Harmful => sorted.into_iter().map(|(r, s)| (r, -s)).collect(),
+                Rank::Helpful => sorted,
+                // Magnitudes were ranked: recover the signs, one row each.
+                Rank::Both => sorted
+                    .into_iter()
+                    .map(|(r, _)| {
+                        x.block_into(r as usize, r as usize + 1, &mut row);
+                        let dot: f32 = row.iter().enumerate().map(|(j, v)| v * b[j * q + t]).sum();
+                        (r, dot * weights.map_or(1.0, |w| w[r as usize]))
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
 }
 
 /// KNN-Shapley values (Jia et al., 2019, closed form) of training rows for one test row under
@@ -688,6 +1057,34 @@ mod tests {
         assert!((top[0][0].1 - predicted[0].iter().map(|p| p.1).fold(f32::INFINITY, f32::min)).abs() < 1e-5);
     }
 
+    /// Beyond the dense limit, conjugate gradients with exact Hessian-vector products give the
+    /// same solves as the Cholesky factor, and retraining through them agrees.
+    #[test]
+    fn iterative_solves_match_dense() {
+        let (dim, classes) = (10, 4);
+        let (x, y) = blobs(240, dim, classes, 8);
+        let d = Design::dense(&x, dim);
+        let head = Head::from_linear(&fit(&d, &y, classes, 1.5).expect("fits"));
+        let dense = factor(&head, &d, &y, Some(1.5), None).expect("dense");
+        let cg = factor_with_limit(&head, &d, &y, Some(1.5), None, 8).expect("iterative");
+        assert!(cg.is_iterative() && !dense.is_iterative());
+        let (xt, yt) = blobs(6, dim, classes, 77);
+        let grads: Vec<Vec<f64>> = (0..6).map(|t| test_gradient(&head, &xt[t * dim..(t + 1) * dim], yt[t], Objective::Margin).1).collect();
+        let (a, b) = (dense.solve(&grads), cg.solve(&grads));
+        for (u, v) in a.iter().zip(&b) {
+            let err = u.iter().zip(v).map(|(p, q)| (p - q).powi(2)).sum::<f64>().sqrt();
+            let norm = u.iter().map(|p| p * p).sum::<f64>().sqrt();
+            assert!(err < 1e-4 * norm, "relative error {}", err / norm);
+        }
+        let mut keep = vec![true; 240];
+        (0..240).step_by(7).for_each(|i| keep[i] = false);
+        let (h1, _) = retrain(&head, &dense, &d, &y, &keep).expect("dense retrain");
+        let (h2, _) = retrain(&head, &cg, &d, &y, &keep).expect("cg retrain");
+        let diff = h1.theta.iter().zip(&h2.theta).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max);
+        assert!(diff < 1e-5, "retrained heads differ by {diff}");
+        assert!(self_influence(&head, &cg, &d, &y).is_err(), "self-influence needs the dense factor");
+    }
+
     /// Self-influence equals the explicit quadratic form, and is largest for mislabelled rows.
     #[test]
     fn self_influence_matches_explicit_form_and_finds_flips() {
@@ -696,7 +1093,7 @@ mod tests {
         let d = Design::dense(&x, dim);
         let head = Head::from_linear(&fit(&d, &y, classes, 1.0).expect("fits"));
         let f = factor(&head, &d, &y, Some(1.0), None).expect("factor");
-        let s = self_influence(&head, &f, &d, &y);
+        let s = self_influence(&head, &f, &d, &y).expect("dense");
         for i in [0usize, 5, 17] {
             let (_, mut g) = test_gradient(&head, &x[i * dim..(i + 1) * dim], y[i], Objective::Loss);
             g.iter_mut().for_each(|v| *v = -*v);
@@ -708,6 +1105,67 @@ mod tests {
         order.sort_by(|&a, &b| s[b].total_cmp(&s[a]));
         let flips_in_top = order[..20].iter().filter(|&&i| i % 17 == 0).count();
         assert!(flips_in_top >= 6, "{flips_in_top} of 12 flips in the top 20");
+    }
+
+    /// Imported gradient features, on ridge regression (where TRAK's kernel is the exact
+    /// Hessian): output gradients φᵢ = xᵢ, weights wᵢ = yᵢ − ŷᵢ = −∂ℓᵢ/∂f. The scores match the
+    /// explicit form and predict leave-one-out changes of test predictions found by refitting.
+    #[test]
+    fn gradient_features_predict_ridge_leave_one_out() {
+        let (n, p, lambda) = (150usize, 6usize, 2.0);
+        let mut rng = crate::SplitMix(21);
+        let truth: Vec<f64> = (0..p).map(|_| rng.gauss() as f64).collect();
+        let x: Vec<f32> = (0..n * p).map(|_| rng.gauss()).collect();
+        let y: Vec<f64> = (0..n).map(|i| (0..p).map(|j| x[i * p + j] as f64 * truth[j]).sum::<f64>() + 0.5 * rng.gauss() as f64 + if i % 13 == 0 { 4.0 } else { 0.0 }).collect();
+        let fit = |keep: &dyn Fn(usize) -> bool| -> Vec<f64> {
+            let mut a = Mat::<f64>::from_fn(p, p, |i, j| if i == j { lambda } else { 0.0 });
+            let mut rhs = Mat::<f64>::zeros(p, 1);
+            for r in (0..n).filter(|&r| keep(r)) {
+                for i in 0..p {
+                    rhs[(i, 0)] += x[r * p + i] as f64 * y[r];
+                    for j in 0..p {
+                        a[(i, j)] += x[r * p + i] as f64 * x[r * p + j] as f64;
+                    }
+                }
+            }
+            a.llt(Side::Lower).expect("spd").solve_in_place(rhs.as_mut());
+            (0..p).map(|i| rhs[(i, 0)]).collect()
+        };
+        let w = fit(&|_| true);
+        let predict = |w: &[f64], row: &[f32]| -> f64 { row.iter().zip(w).map(|(a, b)| *a as f64 * b).sum() };
+        let weights: Vec<f32> = (0..n).map(|i| (y[i] - predict(&w, &x[i * p..(i + 1) * p])) as f32).collect();
+        let d = Design::dense(&x, p);
+        let g = gram_factor(&d, Some(lambda)).expect("factor");
+        let tests: Vec<Vec<f32>> = (0..5).map(|_| (0..p).map(|_| rng.gauss()).collect()).collect();
+        let dirs = g.solve(&tests.iter().map(|t| t.iter().map(|&v| v as f64).collect()).collect::<Vec<_>>());
+        let all = gradient_scores(&d, Some(&weights), &dirs, None, Rank::Helpful);
+        // The explicit form, for one pair.
+        let explicit: f64 = (0..p).map(|j| dirs[2][j] * x[7 * p + j] as f64).sum::<f64>() * weights[7] as f64;
+        assert!((explicit - all[2][7].1 as f64).abs() < 1e-4 * explicit.abs().max(1.0), "{explicit} vs {}", all[2][7].1);
+        let (mut pred, mut actual) = (vec![], vec![]);
+        for i in (0..n).step_by(3) {
+            let wi = fit(&|r| r != i);
+            for (t, row) in tests.iter().enumerate() {
+                actual.push(predict(&w, row) - predict(&wi, row));
+                pred.push(all[t][i].1 as f64);
+            }
+        }
+        let r = pearson(&pred, &actual);
+        assert!(r > 0.95, "Pearson {r}");
+        // Top-k agrees with the full scores, in every sign.
+        for rank in [Rank::Harmful, Rank::Helpful, Rank::Both] {
+            let top = gradient_scores(&d, Some(&weights), &dirs[..1], Some(4), rank);
+            for (r, s) in &top[0] {
+                assert!((all[0][*r as usize].1 - s).abs() < 1e-5, "{rank:?}: row {r}: {s} vs {}", all[0][*r as usize].1);
+            }
+            let best = match rank {
+                Rank::Harmful => all[0].iter().map(|v| v.1).fold(f32::INFINITY, f32::min),
+                Rank::Helpful => all[0].iter().map(|v| v.1).fold(f32::NEG_INFINITY, f32::max),
+                Rank::Both => all[0].iter().map(|v| v.1.abs()).fold(0.0, f32::max),
+            };
+            let got = if rank == Rank::Both { top[0][0].1.abs() } else { top[0][0].1 };
+            assert!((got - best).abs() < 1e-5, "{rank:?}: {got} vs {best}");
+        }
     }
 
     #[test]

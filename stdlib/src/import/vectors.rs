@@ -53,6 +53,8 @@ struct Batch {
     keys: Vec<Option<String>>,
     data: Vec<f32>,
     dim: usize,
+    /// A `weight` column, when the table has one (read for gradient features).
+    weights: Option<Vec<f32>>,
 }
 
 fn read_table(path: &Path, column: Option<&str>) -> Result<Batch> {
@@ -85,6 +87,7 @@ fn read_table(path: &Path, column: Option<&str>) -> Result<Batch> {
             many => return Err(bad(path, format!("several vector columns ({}): name one with --column", many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")))),
         },
     };
+    let weights = weight_column(&df, path)?;
     let vcol = df.column(vname).map_err(|e| bad(path, e))?;
     let as_list = vcol.cast(&DataType::List(Box::new(DataType::Float32))).map_err(|e| bad(path, format!("column `{vname}`: not a list of numbers ({e})")))?;
     let lists = as_list.list().map_err(|e| bad(path, e))?;
@@ -108,7 +111,62 @@ fn read_table(path: &Path, column: Option<&str>) -> Result<Batch> {
         }
         kept_keys.push(k);
     }
-    Ok(Batch { key_is_hash, keys: kept_keys, data, dim: dim.unwrap_or(0) })
+    Ok(Batch { key_is_hash, keys: kept_keys, data, dim: dim.unwrap_or(0), weights })
+}
+
+/// A table's `weight` column as f32, checked: no nulls, every value finite.
+fn weight_column(df: &DataFrame, path: &Path) -> Result<Option<Vec<f32>>> {
+    let Ok(c) = df.column("weight") else { return Ok(None) };
+    let c = c.cast(&DataType::Float32).map_err(|e| bad(path, format!("column `weight`: not numbers ({e})")))?;
+    let mut out = Vec::with_capacity(c.len());
+    for (i, v) in c.f32().map_err(|e| bad(path, e))?.iter().enumerate() {
+        match v {
+            Some(v) if v.is_finite() => out.push(v),
+            _ => return Err(bad(path, format!("row {i}: the weight is missing or not finite"))),
+        }
+    }
+    Ok(Some(out))
+}
+
+/// Per-sample gradient features written by the user's own training pipeline, read whole:
+/// one row per sample, keyed by id or content hash, with an optional per-row `weight`.
+#[derive(Debug, Clone)]
+pub struct GradientTable {
+    pub key_is_hash: bool,
+    pub keys: Vec<Option<String>>,
+    /// Row-major, `dim` wide.
+    pub data: Vec<f32>,
+    pub dim: usize,
+    pub weights: Option<Vec<f32>>,
+}
+
+/// Read gradient features: Parquet or Arrow IPC with an `id` or `hash` column, one vector
+/// column (or `column`) and optionally `weight`; or a `.npy` array whose rows are in the order
+/// of the `ids` table (which may carry the `weight` column). Every row is checked (width,
+/// finite values); errors name the file and row.
+pub fn read_gradients(path: &Path, ids: Option<&Path>, column: Option<&str>) -> Result<GradientTable> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
+    if !path.exists() {
+        return Err(CurateError::io(path, "no such file"));
+    }
+    if ext == "npy" {
+        let ids = ids.ok_or_else(|| bad(path, "a .npy file of gradients needs an ids table (`ids`: one id per row, in the array's order)"))?;
+        let npy = check_npy(path, ids)?;
+        let (rows, dim, mut values) = open_npy(path)?;
+        let data = next_rows(path, &mut values, 0, rows, dim)?;
+        let weights = match ids.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            Some("csv") => weight_column(&crate::import::table::read_raw(ids, crate::import::ImportFormat::Csv)?, ids)?,
+            Some("jsonl" | "ndjson") => weight_column(&crate::import::table::read_raw(ids, crate::import::ImportFormat::Jsonl)?, ids)?,
+            Some("parquet") => weight_column(&crate::import::table::read_raw(ids, crate::import::ImportFormat::Parquet)?, ids)?,
+            _ => None,
+        };
+        return Ok(GradientTable { key_is_hash: false, keys: npy.keys, data, dim, weights });
+    }
+    if !matches!(ext.as_str(), "parquet" | "arrow" | "ipc" | "feather") {
+        return Err(bad(path, "gradient features must be .parquet, .arrow/.ipc/.feather or .npy"));
+    }
+    let b = read_table(path, column)?;
+    Ok(GradientTable { key_is_hash: b.key_is_hash, keys: b.keys, data: b.data, dim: b.dim, weights: b.weights })
 }
 
 fn read_ids(path: &Path) -> Result<Vec<Option<String>>> {

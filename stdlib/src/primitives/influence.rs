@@ -28,17 +28,22 @@ pub const DOC: Primitive = Primitive {
     signatures: &[
         "train.influence(test, k: int) -> Dataset",
         "train.influence(test, #{k, head, method, sign, objective, label, model, alpha, verify, seed}) -> Dataset",
+        "train.influence(test, #{k, sign, alpha, gradients, gradient_ids, gradient_column}) -> Dataset",
     ],
     summary: "The training samples that most moved a test prediction, by influence functions on \
               a linear head over frozen features, with an `influence` column (what the sample's \
               presence adds to the test margin: negative is harmful, removing it raises the \
               margin of the labelled class) and `query`. `test` is an id, an array of ids (one \
-              query each) or a dataset (a failing slice: its gradients are summed, one query). \
+              query each), a dataset (a failing slice: its gradients are summed, one query) or \
+              the name of a data unit test (its failing samples in the latest `curate test` run). \
               `head`: \"model\" (the tested model's own last layer, read from the graph; the \
               default when `[test] model` declares an `embedding`), \"probe\" (fitted to the \
               training labels on the embedding model), or a saved probe's name. `method`: \
               \"exact\" (Koh and Liang with the exact Hessian, default), \"representer\", \
-              \"knn_shapley\". `sign`: \"harmful\" (default), \"helpful\", \"both\". `objective`: \
+              \"knn_shapley\", or \"gradients\": per-sample gradient features your own training \
+              pipeline wrote (`gradients`: Parquet or Arrow keyed by `id` or `hash`, or .npy \
+              with a `gradient_ids` table; an optional `weight` column), scored as \
+              wᵢ·φ_testᵀ(ΦᵀΦ + λI)⁻¹φᵢ with λ = `alpha`. `sign`: \"harmful\" (default), \"helpful\", \"both\". `objective`: \
               \"margin\" (default) or \"loss\". `verify: k` removes the top k harmful samples \
               and k random ones, retrains the head and reports the new margins and flips.",
     examples: &[Example {
@@ -72,10 +77,16 @@ pub struct InfluenceOptions {
     pub alpha: Option<f64>,
     pub verify: Option<i64>,
     pub seed: Option<i64>,
+    /// A file of per-sample gradient features (method "gradients").
+    pub gradients: Option<String>,
+    /// The ids table of a `.npy` gradient file.
+    pub gradient_ids: Option<String>,
+    /// The vector column of a gradient table that has several.
+    pub gradient_column: Option<String>,
 }
 
 impl Options for InfluenceOptions {
-    const KEYS: &'static [&'static str] = &["k", "head", "method", "sign", "objective", "label", "model", "alpha", "verify", "seed"];
+    const KEYS: &'static [&'static str] = &["k", "head", "method", "sign", "objective", "label", "model", "alpha", "verify", "seed", "gradients", "gradient_ids", "gradient_column"];
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +94,7 @@ pub enum Method {
     Exact,
     Representer,
     KnnShapley,
+    Gradients,
 }
 
 fn invalid(function: &str, key: &str, message: String) -> CurateError {
@@ -91,12 +103,26 @@ fn invalid(function: &str, key: &str, message: String) -> CurateError {
 
 impl InfluenceOptions {
     fn method(&self) -> Result<Method> {
-        match self.method.as_deref().unwrap_or("exact") {
-            "exact" => Ok(Method::Exact),
-            "representer" => Ok(Method::Representer),
-            "knn_shapley" => Ok(Method::KnnShapley),
-            "gradients" => Err(invalid("influence", "method", "\"gradients\" (imported per-sample gradient features) is not available yet".into())),
-            m => Err(invalid("influence", "method", format!("`{m}` is not a method; use \"exact\", \"representer\" or \"knn_shapley\""))),
+        let default = if self.gradients.is_some() { "gradients" } else { "exact" };
+        let method = match self.method.as_deref().unwrap_or(default) {
+            "exact" => Method::Exact,
+            "representer" => Method::Representer,
+            "knn_shapley" => Method::KnnShapley,
+            "gradients" => Method::Gradients,
+            m => return Err(invalid("influence", "method", format!("`{m}` is not a method; use \"exact\", \"representer\", \"knn_shapley\" or \"gradients\""))),
+        };
+        match (method, &self.gradients) {
+            (Method::Gradients, None) => Err(invalid("influence", "gradients", "method \"gradients\" needs `gradients`: the file of per-sample gradient features (Parquet or Arrow with `id` or `hash`, or .npy with `gradient_ids`)".into())),
+            (Method::Gradients, Some(_)) => {
+                for (key, set) in [("head", self.head.is_some()), ("objective", self.objective.is_some()), ("verify", self.verify.is_some()), ("model", self.model.is_some()), ("label", self.label.is_some())] {
+                    if set {
+                        return Err(invalid("influence", key, format!("`{key}` does not apply to imported gradient features: what they differentiate was fixed when they were written")));
+                    }
+                }
+                Ok(method)
+            }
+            (_, Some(_)) => Err(invalid("influence", "gradients", format!("`gradients` is read by method \"gradients\", not \"{}\"", method_name(method)))),
+            (_, None) => Ok(method),
         }
     }
 
@@ -380,11 +406,40 @@ fn queries(ds: &Dataset, test: &Dynamic) -> Result<Vec<Query>> {
         let ids = crate::value::array_to_strings(&arr).map_err(|m| CurateError::arg("influence", m))?;
         return Ok(ids.into_iter().map(|i| Query { name: i.clone(), ids: vec![i] }).collect());
     }
-    let _ = ds;
-    match test.clone().into_string() {
-        Ok(id) => Ok(vec![Query { name: id.clone(), ids: vec![id] }]),
-        Err(t) => Err(CurateError::arg("influence", format!("the test must be an id, an array of ids or a dataset, not a {t}"))),
+    let name = test.clone().into_string().map_err(|t| CurateError::arg("influence", format!("the test must be an id, an array of ids, a dataset or a test's name, not a {t}")))?;
+    let ws = ds.workspace();
+    let known = ws.scan_manifest()?.filter(col("id").eq(lit(name.clone()))).select([col("id")]).collect()?.height() > 0;
+    if known {
+        return Ok(vec![Query { name: name.clone(), ids: vec![name] }]);
     }
+    match failing_of_test(ws, &name)? {
+        Some((run, ids)) if ids.is_empty() => Err(CurateError::arg("influence", format!("the test `{name}` names no failing samples in run {run}: nothing to explain"))),
+        Some((_, ids)) => Ok(vec![Query { name, ids }]),
+        None => Err(CurateError::arg("influence", format!("`{name}` is neither a sample id nor a test of the latest recorded run (`curate test` records runs)"))),
+    }
+}
+
+/// The failing samples of the test `name` in the latest run `curate test` recorded, and the
+/// run's id; `None` when there is no run or it has no such test.
+fn failing_of_test(ws: &crate::workspace::Workspace, name: &str) -> Result<Option<(String, Vec<String>)>> {
+    let dir = ws.cache_dir().join("runs");
+    let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(None) };
+    let mut files: Vec<std::path::PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "json")).collect();
+    files.sort();
+    let Some(latest) = files.pop() else { return Ok(None) };
+    let bytes = std::fs::read(&latest).map_err(|e| CurateError::io(&latest, e))?;
+    let run: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| CurateError::io(&latest, format!("not a test run record: {e}")))?;
+    let id = run.get("id").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let Some(test) = run.get("tests").and_then(|t| t.as_array()).and_then(|t| t.iter().find(|t| t.get("name").and_then(|n| n.as_str()) == Some(name))) else { return Ok(None) };
+    let mut ids: Vec<String> = Vec::new();
+    for v in test.get("verdicts").and_then(|v| v.as_array()).into_iter().flatten() {
+        for f in v.get("failing").and_then(|f| f.as_array()).into_iter().flatten().filter_map(|f| f.as_str()) {
+            if !ids.iter().any(|i| i == f) {
+                ids.push(f.to_string());
+            }
+        }
+    }
+    Ok(Some((id, ids)))
 }
 
 /// The test samples' feature rows and label indices under the prepared head.
@@ -425,6 +480,9 @@ pub fn influence(ctx: &Context, train: &Dataset, test: &Dynamic, opts: &Influenc
     }
     let (method, rank, objective) = (opts.method()?, opts.rank()?, opts.objective()?);
     let queries = queries(train, test)?;
+    if method == Method::Gradients {
+        return gradient_influence(ctx, train, &queries, opts, k as usize, rank, started);
+    }
     let prep = prepare(ctx, train, opts, "influence")?;
     let seed = opts.seed.unwrap_or(0x1f1) as u64;
     let mut tests = Vec::new();
@@ -469,6 +527,7 @@ pub fn influence(ctx: &Context, train: &Dataset, test: &Dynamic, opts: &Influenc
             kernel::score(&prep.head, &design, &prep.y, &kernel::representer_directions(&grads, prep.head.dim, alpha), Some(want), rank)
         }
         Method::KnnShapley => tests.iter().map(|t| knn_shapley(&prep, t, want, rank)).collect(),
+        Method::Gradients => return Err(invalid("influence", "method", "imported gradients have no head".into())),
     };
     let mut out_ids = Vec::new();
     let mut out_infl = Vec::new();
@@ -476,11 +535,12 @@ pub fn influence(ctx: &Context, train: &Dataset, test: &Dynamic, opts: &Influenc
     let mut report = vec![format!("influence ({}): {}", method_name(method), prep.describe())];
     if let Some(f) = &factor {
         report.push(format!(
-            "  Hessian: {} parameters, L2 weight {:.4}{}{}",
+            "  Hessian: {} parameters, L2 weight {:.4}{}{}{}",
             f.size(),
             f.alpha,
             if f.damping > 0.0 { format!(", damping {:.2e}", f.damping) } else { String::new() },
-            f.sample.map(|s| format!(", curvature from a stratified sample of {s}")).unwrap_or_default()
+            f.sample.map(|s| format!(", curvature from a stratified sample of {s}")).unwrap_or_default(),
+            if f.is_iterative() { format!("; too large to form (over {}), solved by conjugate gradients with exact Hessian-vector products", kernel::DENSE_PARAMETERS) } else { String::new() }
         ));
     }
     if prep.skipped > 0 {
@@ -518,11 +578,95 @@ pub fn influence(ctx: &Context, train: &Dataset, test: &Dynamic, opts: &Influenc
     train.derive(train.annotate(df))
 }
 
+/// `method: "gradients"`: per-sample gradient features that the user's training pipeline wrote
+/// (TRAK-style projected gradients), one row per sample keyed by id or content hash. Influence
+/// is `wᵢ · φ_testᵀ(ΦᵀΦ + λI)⁻¹φᵢ`, with Φ the training samples' rows and wᵢ an optional
+/// `weight` column (TRAK's 1 − pᵢ); a slice's rows are summed before the solve.
+fn gradient_influence(ctx: &Context, train: &Dataset, queries: &[Query], opts: &InfluenceOptions, k: usize, rank: Rank, started: Instant) -> Result<Dataset> {
+    let ws = train.workspace().clone();
+    let given = opts.gradients.as_deref().unwrap_or_default();
+    let path = ws.resolve_inside(given)?;
+    let ids_path = opts.gradient_ids.as_deref().map(|p| ws.resolve_inside(p)).transpose()?;
+    let table = crate::import::vectors::read_gradients(&path, ids_path.as_deref(), opts.gradient_column.as_deref())?;
+    let file = path.display().to_string();
+    // Key → row of the file; for hashes, the samples' content hashes come from the manifest.
+    let mut row_of: HashMap<&str, u32> = HashMap::with_capacity(table.keys.len());
+    for (i, key) in table.keys.iter().enumerate() {
+        if let Some(key) = key {
+            if row_of.insert(key.as_str(), i as u32).is_some() {
+                return Err(CurateError::import(&path, format!("`{key}` has more than one row")));
+            }
+        }
+    }
+    let key_of = |ds: &Dataset| -> Result<Vec<(String, Option<String>)>> {
+        let column = if table.key_is_hash { "hash" } else { "id" };
+        if !ds.schema().contains(column) {
+            return Err(CurateError::arg("influence", format!("{file} is keyed by `{column}`, which the samples do not have")));
+        }
+        let df = ds.lazy().select([col("id"), col(column).cast(DataType::String).alias("key")]).collect()?;
+        Ok(df.column("id")?.str()?.iter().zip(df.column("key")?.str()?.iter()).filter_map(|(i, k)| i.map(|i| (i.to_string(), k.map(str::to_string)))).collect())
+    };
+    let exclude: HashSet<&str> = queries.iter().flat_map(|q| q.ids.iter().map(String::as_str)).collect();
+    let (mut ids, mut rows, mut missing) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, key) in key_of(train)? {
+        match key.as_deref().and_then(|k| row_of.get(k)) {
+            Some(&r) => {
+                ids.push(id);
+                rows.push(r);
+            }
+            None if exclude.contains(id.as_str()) => {}
+            None => missing.push(id),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(CurateError::import(
+            &path,
+            format!("{} of the {} training samples have no gradient row, e.g. {} (write rows for every training sample, or filter the training set to those that have one)", missing.len(), missing.len() + ids.len(), missing.iter().take(3).cloned().collect::<Vec<_>>().join(", ")),
+        ));
+    }
+    let mut sums = Vec::new();
+    for q in queries {
+        let keys = key_of(&probe::samples(&ws, &q.ids)?)?;
+        let mut g = vec![0f64; table.dim];
+        for (id, key) in keys {
+            let r = key.as_deref().and_then(|k| row_of.get(k)).ok_or_else(|| CurateError::import(&path, format!("test sample `{id}` has no gradient row")))?;
+            let row = &table.data[*r as usize * table.dim..(*r as usize + 1) * table.dim];
+            g.iter_mut().zip(row).for_each(|(a, b)| *a += *b as f64);
+        }
+        sums.push(g);
+    }
+    let design = Design { matrix: curate_kernels::knn::Matrix::F32(&table.data), dim: table.dim, rows: Some(&rows), scale: Scale::AsIs };
+    let f = kernel::gram_factor(&design, opts.alpha).map_err(|m| CurateError::import(&path, m))?;
+    let weights: Option<Vec<f32>> = table.weights.as_ref().map(|w| rows.iter().map(|&r| w[r as usize]).collect());
+    let ranked = kernel::gradient_scores(&design, weights.as_deref(), &f.solve(&sums), Some(k + exclude.len()), rank);
+    let (mut out_ids, mut out_infl, mut out_query) = (Vec::new(), Vec::new(), Vec::new());
+    for (q, top) in queries.iter().zip(&ranked) {
+        for &(r, s) in top.iter().filter(|(r, _)| !exclude.contains(ids[*r as usize].as_str())).take(k) {
+            out_ids.push(ids[r as usize].clone());
+            out_infl.push(s);
+            out_query.push(q.name.clone());
+        }
+    }
+    (ctx.sink)(Output::Text(format!(
+        "influence (gradients): {given}: {}-d gradient features of {} training samples{}; (ΦᵀΦ + λI) with λ {:.4e}: built in {:.2} s, factorised in {:.2} s ({:.2} s)",
+        table.dim,
+        ids.len(),
+        if table.weights.is_some() { ", weighted by `weight`" } else { "" },
+        f.lambda,
+        f.seconds.0,
+        f.seconds.1,
+        started.elapsed().as_secs_f64()
+    )));
+    let df = df!("id" => out_ids, "influence" => out_infl, "query" => out_query)?;
+    train.derive(train.annotate(df))
+}
+
 fn method_name(m: Method) -> &'static str {
     match m {
         Method::Exact => "exact",
         Method::Representer => "representer",
         Method::KnnShapley => "knn_shapley",
+        Method::Gradients => "gradients",
     }
 }
 
@@ -686,7 +830,7 @@ pub fn combined_issues(ctx: &Context, ds: &Dataset, label: &str) -> Result<Datas
         })
         .collect();
     let f = prep.factor(0x1f1)?;
-    let si = kernel::self_influence(&prep.head, &f, &design, &prep.y);
+    let si = kernel::self_influence(&prep.head, &f, &design, &prep.y).map_err(|m| CurateError::arg("label_issues", m))?;
     let confidence: Vec<f64> = (0..n).map(|i| probs[i][prep.y[i]] as f64).collect();
     let rank = |v: &[f64]| -> Vec<f64> {
         let mut idx: Vec<usize> = (0..v.len()).collect();
@@ -723,7 +867,7 @@ pub fn self_influence(ctx: &Context, train: &Dataset, opts: &InfluenceOptions) -
     let started = Instant::now();
     let prep = prepare(ctx, train, opts, "self_influence")?;
     let f = prep.factor(opts.seed.unwrap_or(0x1f1) as u64)?;
-    let s = kernel::self_influence(&prep.head, &f, &prep.design(), &prep.y);
+    let s = kernel::self_influence(&prep.head, &f, &prep.design(), &prep.y).map_err(|m| CurateError::arg("self_influence", m))?;
     let mut order: Vec<usize> = (0..s.len()).collect();
     order.sort_by(|&a, &b| s[b].total_cmp(&s[a]).then(a.cmp(&b)));
     (ctx.sink)(Output::Text(format!("self_influence: {} ({:.2} s)", prep.describe(), started.elapsed().as_secs_f64())));
@@ -813,6 +957,117 @@ mod tests {
         }
         let r = pearson(&pred, &actual);
         assert!(r >= 0.9, "leave-one-out Pearson {r}");
+    }
+
+    /// Spearman rank correlation.
+    fn spearman(a: &[f64], b: &[f64]) -> f64 {
+        let ranks = |v: &[f64]| -> Vec<f64> {
+            let mut idx: Vec<usize> = (0..v.len()).collect();
+            idx.sort_by(|&i, &j| v[i].total_cmp(&v[j]));
+            let mut r = vec![0.0; v.len()];
+            idx.into_iter().enumerate().for_each(|(k, i)| r[i] = k as f64);
+            r
+        };
+        pearson(&ranks(a), &ranks(b))
+    }
+
+    /// A gradient file written as a user's pipeline would (TRAK's output gradients of the
+    /// detector's person logit difference, weighted by y − p), inside the workspace.
+    struct GradientFile {
+        dir: std::path::PathBuf,
+        relative: String,
+    }
+
+    impl Drop for GradientFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn write_gradients(ws: &crate::workspace::Workspace, name: &str, ids: &[String], rows: &[Vec<f32>], weights: &[f32]) -> GradientFile {
+        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let folder = format!("test-gradients-{}-{stamp}", std::process::id());
+        let dir = ws.cache_dir().join(&folder);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let lists: Vec<Series> = rows.iter().map(|r| Series::new("".into(), r.clone())).collect();
+        let mut df = DataFrame::new(
+            ids.len(),
+            vec![Column::new("id".into(), ids.to_vec()), Column::new("grad".into(), lists), Column::new("weight".into(), weights.to_vec())],
+        )
+        .expect("frame");
+        ParquetWriter::new(std::fs::File::create(dir.join(name)).expect("create")).finish(&mut df).expect("parquet");
+        let rel = ws.cache_dir().strip_prefix(ws.root()).expect("cache inside the workspace").join(&folder).join(name);
+        GradientFile { dir, relative: rel.display().to_string() }
+    }
+
+    /// Imported gradient features that reproduce exact influence on the detector's own head:
+    /// for two classes only the logit difference matters, with Hessian Σ p(1−p)x̃x̃ᵀ + α/2, so
+    /// rows φᵢ = √(pᵢ(1−pᵢ))·x̃ᵢ weighted by (yᵢ − pᵢ)/√(pᵢ(1−pᵢ)), a test row x̃ and λ = α/2 must
+    /// give the same scores as `exact`, through the file, the id mapping, the Gram matrix and
+    /// the weights. Missing rows and ragged widths are named.
+    #[test]
+    fn imported_gradients_reproduce_exact_influence() {
+        let (ctx, all) = context();
+        let train = all.derive(all.lazy().filter(col("split").eq(lit("train")))).expect("train");
+        let prep = prepare(&ctx, &train, &InfluenceOptions::default(), "influence").expect("prepares");
+        let alpha = prep.factor(1).expect("factor").alpha;
+        let ws = train.workspace().clone();
+        let face = "lfw/face/005".to_string();
+        let tests = test_rows(&ctx, &prep, &ws, std::slice::from_ref(&face)).expect("test row");
+        let person = prep.classes.iter().position(|c| c == "person").expect("person class");
+        let design = prep.design();
+        let (mut ids, mut rows, mut weights) = (prep.ids.clone(), Vec::new(), Vec::new());
+        let mut x = Vec::new();
+        for (i, &y) in prep.y.iter().enumerate() {
+            design.block_into(i, i + 1, &mut x);
+            let z = prep.head.logits(&x);
+            let p = 1.0 / (1.0 + (z[1 - person] - z[person]).exp());
+            let s = (p * (1.0 - p)).sqrt().max(1e-12);
+            weights.push(((if y == person { 1.0 } else { 0.0 } - p) / s) as f32);
+            let mut row: Vec<f32> = x.iter().map(|v| (*v as f64 * s) as f32).collect();
+            row.push(s as f32);
+            rows.push(row);
+        }
+        let mut t = tests[0].1.clone();
+        t.push(1.0);
+        ids.push(face.clone());
+        rows.push(t);
+        weights.push(0.0);
+        let file = write_gradients(&ws, "grads.parquet", &ids, &rows, &weights);
+        let k = prep.ids.len() as i64;
+        let opts = InfluenceOptions { gradients: Some(file.relative.clone()), k: Some(k), sign: Some("both".into()), alpha: Some(alpha / 2.0), ..Default::default() };
+        let got = influence(&ctx, &train, &Dynamic::from(face.clone()), &opts).expect("gradients method");
+        let exact = influence(&ctx, &train, &Dynamic::from(face.clone()), &InfluenceOptions { k: Some(k), sign: Some("both".into()), ..Default::default() }).expect("exact");
+        let table = |ds: &Dataset| -> HashMap<String, f64> {
+            let df = ds.lazy().select([col("id"), col("influence")]).collect().expect("frame");
+            df.column("id").expect("id").str().expect("str").iter().zip(df.column("influence").expect("infl").f32().expect("f32").iter()).map(|(i, v)| (i.expect("id").to_string(), v.expect("value") as f64)).collect()
+        };
+        let (g, e) = (table(&got), table(&exact));
+        assert_eq!(g.len(), prep.ids.len());
+        let common: Vec<&String> = e.keys().filter(|k| g.contains_key(*k)).collect();
+        let a: Vec<f64> = common.iter().map(|k| g[*k]).collect();
+        let b: Vec<f64> = common.iter().map(|k| e[*k]).collect();
+        let rho = spearman(&a, &b);
+        assert!(rho >= 0.999, "Spearman of imported-gradient against exact influence: {rho}");
+        let scale = b.iter().map(|v| v.abs()).fold(0.0, f64::max);
+        let worst = a.iter().zip(&b).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max);
+        assert!(worst <= 1e-3 * scale, "largest difference {worst} against largest influence {scale}");
+
+        // Bad input: a training sample without a row, a test sample without one, ragged rows.
+        let short = write_gradients(&ws, "short.parquet", &ids[1..], &rows[1..], &weights[1..]);
+        let err = influence(&ctx, &train, &Dynamic::from(face.clone()), &InfluenceOptions { gradients: Some(short.relative.clone()), ..Default::default() }).err().expect("missing training row");
+        assert!(err.to_string().contains("no gradient row") && err.to_string().contains(&prep.ids[0]) && err.to_string().contains("short.parquet"), "{err}");
+        let n = ids.len() - 1;
+        let no_test = write_gradients(&ws, "no_test.parquet", &ids[..n], &rows[..n], &weights[..n]);
+        let err = influence(&ctx, &train, &Dynamic::from(face.clone()), &InfluenceOptions { gradients: Some(no_test.relative.clone()), ..Default::default() }).err().expect("missing test row");
+        assert!(err.to_string().contains(&format!("test sample `{face}` has no gradient row")), "{err}");
+        let mut ragged = rows.clone();
+        ragged[3].pop();
+        let bad = write_gradients(&ws, "ragged.parquet", &ids, &ragged, &weights);
+        let err = influence(&ctx, &train, &Dynamic::from(face.clone()), &InfluenceOptions { gradients: Some(bad.relative.clone()), ..Default::default() }).err().expect("ragged rows");
+        assert!(err.to_string().contains("row 3") && err.to_string().contains("ragged.parquet"), "{err}");
+        let err = influence(&ctx, &train, &Dynamic::from(face), &InfluenceOptions { method: Some("gradients".into()), ..Default::default() }).err().expect("no file");
+        assert!(err.to_string().contains("`gradients`"), "{err}");
     }
 
     #[test]
