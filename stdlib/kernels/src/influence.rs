@@ -668,24 +668,10 @@ pub fn score(head: &Head, x: &Design<'_>, y: &[usize], directions: &[Vec<f64>], 
             },
         )
         .collect();
-    if keep_all {
-        let mut res = vec![vec![(0u32, 0f32); n]; q];
-        for (start, all, _) in parts {
-            for (i, row) in all.chunks_exact(q.max(1)).enumerate() {
-                for t in 0..q {
-                    res[t][start + i] = ((start + i) as u32, row[t]);
-                }
-            }
-        }
-        return res;
-    }
-    let mut tops = vec![crate::knn::TopK::new(k.unwrap_or(0)); q];
-    for (_, _, part) in parts {
-        for (t, p) in part.into_iter().enumerate() {
-            tops[t].merge(p);
-        }
-    }
-    let sorted: Vec<Vec<(u32, f32)>> = tops.into_iter().map(|t| t.into_sorted()).collect();
+    let sorted = match gather(parts, n, q, k) {
+        Gathered::All(all) => return all,
+        Gathered::Best(best) => best,
+    };
     match rank {
         Rank::Helpful => return sorted,
         Rank::Harmful => return sorted.into_iter().map(|v| v.into_iter().map(|(r, s)| (r, -s)).collect()).collect(),
@@ -702,6 +688,37 @@ pub fn score(head: &Head, x: &Design<'_>, y: &[usize], directions: &[Vec<f64>], 
             best.iter().zip(&signed[0]).map(|(&(r, _), &(_, s))| (r, s)).collect()
         })
         .collect()
+}
+
+/// What the block passes of [`score`] and [`gradient_scores`] found.
+enum Gathered {
+    /// Every row's value per direction, in design order.
+    All(Vec<Vec<(u32, f32)>>),
+    /// The best `k` per direction by the ranking key, best first, as (row, key).
+    Best(Vec<Vec<(u32, f32)>>),
+}
+
+/// Merge the blocks' parts: (first row, values row-major by direction when every value is
+/// kept, running top k per direction otherwise).
+fn gather(parts: Vec<(usize, Vec<f32>, Vec<crate::knn::TopK>)>, n: usize, q: usize, k: Option<usize>) -> Gathered {
+    let Some(k) = k else {
+        let mut res = vec![vec![(0u32, 0f32); n]; q];
+        for (start, all, _) in parts {
+            for (i, row) in all.chunks_exact(q.max(1)).enumerate() {
+                for t in 0..q {
+                    res[t][start + i] = ((start + i) as u32, row[t]);
+                }
+            }
+        }
+        return Gathered::All(res);
+    };
+    let mut tops = vec![crate::knn::TopK::new(k); q];
+    for (_, _, part) in parts {
+        for (t, p) in part.into_iter().enumerate() {
+            tops[t].merge(p);
+        }
+    }
+    Gathered::Best(tops.into_iter().map(|t| t.into_sorted()).collect())
 }
 
 /// Self-influence of every training row, ∇ℓᵢᵀ H⁻¹ ∇ℓᵢ = |L⁻¹∇ℓᵢ|² with H = LLᵀ: how much each
@@ -935,28 +952,14 @@ pub fn gradient_scores(x: &Design<'_>, weights: Option<&[f32]>, directions: &[Ve
             },
         )
         .collect();
-    if k.is_none() {
-        let mut res = vec![vec![(0u32, 0f32); n]; q];
-        for (start, all, _) in parts {
-            for (i, row) in all.chunks_exact(q.max(1)).enumerate() {
-                for t in 0..q {
-                    res[t][start + i] = ((start + i) as u32, row[t]);
-                }
-            }
-        }
-        return res;
-    }
-    let mut tops = vec![crate::knn::TopK::new(k.unwrap_or(0)); q];
-    for (_, _, part) in parts {
-        for (t, p) in part.into_iter().enumerate() {
-            tops[t].merge(p);
-        }
-    }
+    let best = match gather(parts, n, q, k) {
+        Gathered::All(all) => return all,
+        Gathered::Best(best) => best,
+    };
     let mut row = Vec::new();
-    tops.into_iter()
+    best.into_iter()
         .enumerate()
-        .map(|(t, top)| {
-            let sorted = top.into_sorted();
+        .map(|(t, sorted)| {
             match rank {
                 Rank::Harmful => sorted.into_iter().map(|(r, s)| (r, -s)).collect(),
                 Rank::Helpful => sorted,
