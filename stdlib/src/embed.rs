@@ -204,7 +204,7 @@ pub fn run_model(ws: &Workspace, model: &Model, kind: Kind, jobs: Vec<Job>, shar
 fn run_one(model: &Model, kind: Kind, state: &mut crate::model::ModelState, job: &Job) -> std::result::Result<(String, Vec<f32>), String> {
     let bytes = std::fs::read(&job.path).map_err(|e| format!("cannot read: {e}"))?;
     let hash = blake3::hash(&bytes).to_hex().to_string();
-    let img = crate::preprocess::decode(&bytes).map_err(|e| format!("cannot decode: {e}"))?;
+    let img = crate::preprocess::decode_for(&bytes, (model.input.width as u32, model.input.height as u32)).map_err(|e| format!("cannot decode: {e}"))?;
     let input = crate::preprocess::to_tensor(&img, &model.input)?;
     let out = model.run(state, input).map_err(|e| e.to_string())?;
     let v = match kind {
@@ -226,7 +226,7 @@ pub fn embed_file(model: &Model, path: &Path) -> std::result::Result<Vec<f32>, S
 pub fn outputs_of_file(model: &Model, path: &Path) -> std::result::Result<crate::model::ModelOutput, String> {
     let mut state = model.spawn().map_err(|e| e.to_string())?;
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
-    let img = crate::preprocess::decode(&bytes).map_err(|e| format!("cannot decode: {e}"))?;
+    let img = crate::preprocess::decode_for(&bytes, (model.input.width as u32, model.input.height as u32)).map_err(|e| format!("cannot decode: {e}"))?;
     let input = crate::preprocess::to_tensor(&img, &model.input)?;
     model.run(&mut state, input).map_err(|e| e.to_string())
 }

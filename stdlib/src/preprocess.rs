@@ -23,6 +23,43 @@ pub fn decode(bytes: &[u8]) -> Result<DynamicImage, String> {
     reader.decode().map_err(|e| e.to_string())
 }
 
+/// Decode for a model input of `target` (width, height). A JPEG at least twice the target in
+/// both axes is decoded at 1/2, 1/4 or 1/8 scale in the DCT domain (jpeg-decoder's scaled IDCT,
+/// as Pillow's `draft` mode), never below the target in either axis, and then resized from
+/// there as any image is: most of a large photo's decode cost is the full-size IDCT and colour
+/// conversion of pixels that the resize throws away. Other images decode in full.
+pub fn decode_for(bytes: &[u8], target: (u32, u32)) -> Result<DynamicImage, String> {
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        if let Some(img) = decode_jpeg_scaled(bytes, target)? {
+            return Ok(img);
+        }
+    }
+    decode(bytes)
+}
+
+/// The DCT-domain path of [`decode_for`]; `None` when it does not apply (small image, a pixel
+/// format other than 8-bit gray or RGB), so that the full decoder handles it.
+fn decode_jpeg_scaled(bytes: &[u8], (tw, th): (u32, u32)) -> Result<Option<DynamicImage>, String> {
+    let mut d = jpeg_decoder::Decoder::new(Cursor::new(bytes));
+    d.read_info().map_err(|e| e.to_string())?;
+    let Some(info) = d.info() else { return Ok(None) };
+    let (w, h) = (info.width as u32, info.height as u32);
+    if w > MAX_SIDE || h > MAX_SIDE || !matches!(info.pixel_format, jpeg_decoder::PixelFormat::L8 | jpeg_decoder::PixelFormat::RGB24) {
+        return Ok(None);
+    }
+    // The largest reduction (8, 4 or 2) that keeps both sides at or above the target.
+    let Some(f) = [8u32, 4, 2].into_iter().find(|f| w.div_ceil(*f) >= tw.max(1) && h.div_ceil(*f) >= th.max(1)) else { return Ok(None) };
+    d.set_max_decoding_buffer_size(MAX_ALLOC as usize);
+    let (sw, sh) = d.scale(w.div_ceil(f) as u16, h.div_ceil(f) as u16).map_err(|e| e.to_string())?;
+    let pixels = d.decode().map_err(|e| e.to_string())?;
+    let (sw, sh) = (sw as u32, sh as u32);
+    let img = match info.pixel_format {
+        jpeg_decoder::PixelFormat::L8 => image::GrayImage::from_raw(sw, sh, pixels).map(DynamicImage::ImageLuma8),
+        _ => image::RgbImage::from_raw(sw, sh, pixels).map(DynamicImage::ImageRgb8),
+    };
+    img.map(Some).ok_or_else(|| format!("the scaled decode gave the wrong number of pixels for {sw}×{sh}"))
+}
+
 /// Resize to the model's input size (stretching, as most classifier exports expect) and lay the
 /// pixels out as the model wants them.
 pub fn to_tensor(img: &DynamicImage, spec: &InputSpec) -> Result<Tensor, String> {
@@ -64,6 +101,39 @@ mod tests {
         assert_eq!(t.shape(), &[1, 2, 2, 3]);
         let v: Vec<f32> = t.to_plain_array_view::<f32>().expect("f32").iter().copied().collect();
         assert_eq!(&v[..3], &[0.0, 0.0, 1.0]); // B, G, R of pixel 0
+    }
+
+    /// A photo much larger than the input is decoded at a reduced scale in the DCT domain:
+    /// never below the target, and the model input stays close to a full decode's.
+    #[test]
+    fn large_jpegs_decode_at_reduced_scale() {
+        // Smooth structure at several scales, as in a photo.
+        let rgb = image::RgbImage::from_fn(640, 480, |x, y| {
+            let (fx, fy) = (x as f32, y as f32);
+            image::Rgb([(128.0 + 100.0 * (fx / 23.0).sin()) as u8, (128.0 + 100.0 * (fy / 17.0).cos()) as u8, (((fx + fy) / 5.0) as u32 % 256) as u8])
+        });
+        let big = rgb;
+        let mut bytes = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90).encode_image(&big).expect("encode");
+        let scaled = decode_for(&bytes, (224, 224)).expect("decodes");
+        assert_eq!((scaled.width(), scaled.height()), (320, 240), "1/2 keeps both sides ≥ 224");
+        let small = decode_for(&bytes, (96, 96)).expect("decodes");
+        assert_eq!((small.width(), small.height()), (160, 120), "1/4 for a 96×96 input");
+        let wide = decode_for(&bytes, (600, 100)).expect("decodes");
+        assert_eq!((wide.width(), wide.height()), (640, 480), "no reduction keeps the width ≥ 600");
+        let full = decode(&bytes).expect("decodes");
+        let spec = spec(Layout::Nchw, Channels::Rgb);
+        let spec = InputSpec { width: 96, height: 96, ..spec };
+        let (a, b) = (to_tensor(&small, &spec).expect("tensor"), to_tensor(&full, &spec).expect("tensor"));
+        let (a, b) = (a.to_plain_array_view::<f32>().expect("f32"), b.to_plain_array_view::<f32>().expect("f32"));
+        let mean = a.iter().zip(b.iter()).map(|(x, y)| (x - y).abs()).sum::<f32>() / a.len() as f32;
+        assert!(mean < 0.05, "mean absolute difference of the model inputs: {mean}");
+        // A corrupt JPEG is an error, not a panic; a truncated one is either an error or an
+        // image of the scaled size (jpeg-decoder, like libjpeg, fills what is missing).
+        assert!(decode_for(&bytes[..200], (96, 96)).is_err());
+        if let Ok(img) = decode_for(&bytes[..bytes.len() / 3], (96, 96)) {
+            assert_eq!((img.width(), img.height()), (160, 120));
+        }
     }
 
     #[test]
