@@ -7,7 +7,7 @@
 //! from a file, against the same-shape sgemm timed in the same run, and the Hessian build and
 //! factorisation at d = 1281, C = 10 and C = 2.
 //!
-//! Run: cargo bench -p curate-stdlib --bench influence -- [quality] [speed] [N]
+//! Run: cargo bench -p curate-stdlib --bench influence -- [quality | mislabels] [speed] [N]
 //! (both parts by default; N = 1000000 rows for speed).
 
 use std::collections::HashSet;
@@ -154,12 +154,16 @@ fn counterfactual(prep: &Prepared, f: &kernel::Factor, tests: &Tests, k: usize) 
     (failing.len(), rate(|f| f.0), rate(|f| f.1), rate(|f| f.2))
 }
 
-fn quality() {
+fn quality(only_mislabels: bool) {
     let root = curate_stdlib::testing::example_workspace().canonicalize().expect("examples/people");
     let ws = Arc::new(Workspace::open(&root).expect("workspace"));
     let ctx = Context::quiet(root, Some(ws.clone()));
     let all = Dataset::new(ws.clone(), ws.scan_manifest().expect("manifest")).expect("dataset");
 
+    if only_mislabels {
+        mislabels(&ctx, &ws, &all);
+        return;
+    }
     // 1. The detector's own head (VWW, 256 → 2) over the train split; tests: the test split.
     let train = slice(&all, col("split").eq(lit("train")));
     let t = Instant::now();
@@ -190,7 +194,15 @@ fn quality() {
     let (nf, e, r, d) = counterfactual(&prep, &f, &ctests, 20);
     println!("  counterfactual k=20 over {nf} failing test samples: exact {:.1}% flip, random {:.1}%, gradient dot {:.1}%", 100.0 * e, 100.0 * r, 100.0 * d);
 
-    // 3. Mislabels: flip 10% of the CIFAR class labels (seeded), refit, rank.
+    mislabels(&ctx, &ws, &all);
+}
+
+/// 3. Mislabels: flip 10% of the CIFAR class labels (seeded), refit, rank.
+fn mislabels(ctx: &Context, ws: &Arc<Workspace>, all: &Dataset) {
+    let ctrain = slice(all, col("split").eq(lit("train")).and(col("source").eq(lit("cifar10"))));
+    let opts = InfluenceOptions { head: Some("probe".into()), label: Some("class".into()), ..Default::default() };
+    let prep = prepare(ctx, &ctrain, &opts, "influence").expect("prepares");
+    let _ = ws;
     let n = prep.y.len();
     let classes = prep.classes.len();
     let mut rng = curate_kernels::SplitMix(2024);
@@ -235,18 +247,39 @@ fn quality() {
     let pos: std::collections::HashMap<u32, usize> = rows.iter().enumerate().map(|(i, &r)| (r, i)).collect();
     let knn: Vec<f64> = (0..n).map(|i| nn[i].iter().filter(|(r, _)| *r != rows[i]).take(10).filter(|(r, _)| y[pos[r]] != y[i]).count() as f64 / 10.0).collect();
     println!("  kNN label disagreement: AUC {:.4}", auc(&knn, &flipped));
-    let (rs, rc, rk) = (ranks(&si), ranks(&cl_score), ranks(&knn));
-    let combined: Vec<f64> = (0..n).map(|i| rs[i] + rc[i] + rk[i]).collect();
+    let flagged_by_cl: Vec<bool> = (0..n).map(|i| cl.contains(&i)).collect();
+    let confidence: Vec<f64> = (0..n).map(|i| probs[i][y[i]] as f64).collect();
+    let (combined, count) = curate_stdlib::primitives::influence::combine(&confidence, &knn, &si, &flagged_by_cl);
     let mut by_c: Vec<usize> = (0..n).collect();
     by_c.sort_by(|&a, &b| combined[b].total_cmp(&combined[a]));
-    let flagged: HashSet<usize> = by_c[..cl.len().max(1)].iter().copied().collect();
-    let flagged_si: HashSet<usize> = by_si[..cl.len().max(1)].iter().copied().collect();
+    let top = |order: &[usize], m: usize| -> HashSet<usize> { order[..m.min(n)].iter().copied().collect() };
+    let combined_f1 = f1(&top(&by_c, count));
     println!(
-        "  combined (rank sum of the three), flagging as many as confident learning: F1 {:.3} ({:.2}x confident learning), AUC {:.4}; self-influence alone at that count: F1 {:.3}",
-        f1(&flagged),
-        f1(&flagged) / f1(&cl).max(1e-9),
-        auc(&combined, &flipped),
-        f1(&flagged_si)
+        "  combined (label_issues method \"combined\"): {count} flagged, F1 {combined_f1:.3} ({:.2}x confident learning), AUC {:.4}",
+        combined_f1 / f1(&cl).max(1e-9),
+        auc(&combined, &flipped)
+    );
+    println!(
+        "  at the same count: self-influence alone F1 {:.3}, confident learning's margin alone F1 {:.3}; the combined ranking at confident learning's count: F1 {:.3}",
+        f1(&top(&by_si, count)),
+        f1(&top(&{
+            let mut o: Vec<usize> = (0..n).collect();
+            o.sort_by(|&a, &b| cl_score[b].total_cmp(&cl_score[a]));
+            o
+        }, count)),
+        f1(&top(&by_c, cl.len()))
+    );
+    println!(
+        "  diagnostic, at the true count ({}): combined F1 {:.3}, self-influence {:.3}, confident learning's margin {:.3}; out-of-fold probe accuracy on the noisy labels {:.3}",
+        n / 10,
+        f1(&top(&by_c, n / 10)),
+        f1(&top(&by_si, n / 10)),
+        f1(&top(&{
+            let mut o: Vec<usize> = (0..n).collect();
+            o.sort_by(|&a, &b| cl_score[b].total_cmp(&cl_score[a]));
+            o
+        }, n / 10)),
+        (0..n).filter(|&i| (0..classes).max_by(|&a, &b| probs[i][a].total_cmp(&probs[i][b])) == Some(y[i])).count() as f64 / n as f64
     );
 }
 
@@ -343,9 +376,9 @@ fn speed(n: usize) {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let n = args.iter().find_map(|a| a.parse::<usize>().ok()).unwrap_or(1_000_000);
-    let both = !args.iter().any(|a| a == "quality" || a == "speed");
-    if both || args.iter().any(|a| a == "quality") {
-        quality();
+    let both = !args.iter().any(|a| a == "quality" || a == "speed" || a == "mislabels");
+    if both || args.iter().any(|a| a == "quality" || a == "mislabels") {
+        quality(args.iter().any(|a| a == "mislabels"));
     }
     if both || args.iter().any(|a| a == "speed") {
         speed(n);

@@ -832,23 +832,20 @@ pub fn combined_issues(ctx: &Context, ds: &Dataset, label: &str) -> Result<Datas
     let f = prep.factor(0x1f1)?;
     let si = kernel::self_influence(&prep.head, &f, &design, &prep.y).map_err(|m| CurateError::arg("label_issues", m))?;
     let confidence: Vec<f64> = (0..n).map(|i| probs[i][prep.y[i]] as f64).collect();
-    let rank = |v: &[f64]| -> Vec<f64> {
-        let mut idx: Vec<usize> = (0..v.len()).collect();
-        idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
-        let mut r = vec![0f64; v.len()];
-        idx.into_iter().enumerate().for_each(|(p, i)| r[i] = p as f64 / v.len().max(1) as f64);
-        r
+    let flagged_by_cl: Vec<bool> = {
+        let mut f = vec![false; n];
+        cl.iter().for_each(|issue| f[issue.row] = true);
+        f
     };
-    let suspicion: Vec<f64> = confidence.iter().map(|c| -c).collect();
-    let (a, b, c) = (rank(&suspicion), rank(&knn), rank(&si));
-    let combined: Vec<f64> = (0..n).map(|i| (a[i] + b[i] + c[i]) / 3.0).collect();
+    let (combined, count) = combine(&confidence, &knn, &si, &flagged_by_cl);
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&x, &y| combined[y].total_cmp(&combined[x]).then(x.cmp(&y)));
-    order.truncate(cl.len().max(1));
+    order.truncate(count);
     let argmax_other = |i: usize| -> usize { (0..k).filter(|&c| c != prep.y[i]).max_by(|&p, &q| probs[i][p].total_cmp(&probs[i][q])).unwrap_or(prep.y[i]) };
     (ctx.sink)(Output::Text(format!(
-        "label_issues (combined): {} flagged of {n} (as many as confident learning estimates); probe {}",
+        "label_issues (combined): {} flagged of {n} (as many as both confident learning and the 10 nearest neighbours' majority flag; confident learning alone flags {}); probe {}",
         order.len(),
+        cl.len(),
         prep.describe()
     )));
     let df = df!(
@@ -860,6 +857,40 @@ pub fn combined_issues(ctx: &Context, ds: &Dataset, label: &str) -> Result<Datas
         "suspicion" => order.iter().map(|&i| combined[i]).collect::<Vec<_>>(),
     )?;
     ds.derive(ds.annotate(df))
+}
+
+/// Ranks in [0, 1), ties sharing their mean rank.
+fn average_ranks(v: &[f64]) -> Vec<f64> {
+    let n = v.len();
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    let mut r = vec![0f64; n];
+    let mut start = 0;
+    while start < n {
+        let mut end = start + 1;
+        while end < n && v[idx[end]] == v[idx[start]] {
+            end += 1;
+        }
+        let mean = (start + end - 1) as f64 / 2.0 / n as f64;
+        idx[start..end].iter().for_each(|&i| r[i] = mean);
+        start = end;
+    }
+    r
+}
+
+/// The combined label-issue score and how many samples to flag. The score is the mean rank of
+/// three signals, each suspicious when high: low out-of-fold probability of the given label
+/// (`confidence`), the share of the 10 nearest neighbours labelled otherwise (`knn`), and
+/// self-influence. The count is the number of samples that confident learning
+/// (`flagged_by_cl`) and a majority of the nearest neighbours flag together: two independent
+/// witnesses, one from a model and one model-free, where confident learning alone over-counts
+/// whenever the probe is weak (hard samples look mislabelled to it).
+pub fn combine(confidence: &[f64], knn: &[f64], self_influence: &[f64], flagged_by_cl: &[bool]) -> (Vec<f64>, usize) {
+    let suspicion: Vec<f64> = confidence.iter().map(|c| -c).collect();
+    let (a, b, c) = (average_ranks(&suspicion), average_ranks(knn), average_ranks(self_influence));
+    let combined = (0..confidence.len()).map(|i| (a[i] + b[i] + c[i]) / 3.0).collect();
+    let count = (0..confidence.len()).filter(|&i| flagged_by_cl[i] && knn[i] > 0.5).count();
+    (combined, count)
 }
 
 /// Every training sample's self-influence, highest first.

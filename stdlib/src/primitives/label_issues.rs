@@ -28,7 +28,8 @@ pub const DOC: Primitive = Primitive {
               probability columns; it fits a probe to the label on the embeddings and ranks by \
               three signals together (the out-of-fold probability of the given label, the share \
               of the 10 nearest neighbours labelled otherwise, and self-influence), flagging as \
-              many samples as confident learning estimates are wrong; each signal is a column.",
+              many samples as confident learning and the neighbours' majority flag together; \
+              each signal is a column.",
     examples: &[Example {
         code: "open().filter(\"split = 'test'\").fit_probe(\"label\").label_issues().len() < 20",
         result: Some("true"),
