@@ -6,7 +6,8 @@
 //! written to `CURATE_DECODE_DIR` (default: a temporary folder) so that
 //! `benches/peers/decode.py` can time Pillow on the very same files.
 //!
-//! Run: cargo bench -p curate-stdlib --bench decode   (or benches/peers/decode.sh for both)
+//! Run: taskset -c 0 cargo bench -p curate-stdlib --bench decode (one core: the image crate's
+//! JPEG decoder uses a second thread when it can), or benches/peers/decode.sh for both.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -69,7 +70,7 @@ fn main() {
     };
     let full = time(&|b| decode(b).expect("decodes"));
     let scaled = time(&|b| decode_for(b, (224, 224)).expect("decodes"));
-    println!("decode + resize to 224x224, {} photos of 640x480 (JPEG q90), 1 thread, best of 3:", bytes.len());
+    println!("decode + resize to 224x224, {} photos of 640x480 (JPEG q90), on the calling thread, best of 3:", bytes.len());
     println!("  full decode (image crate):          {full:.1} images/s");
     println!("  decode_for (DCT-domain 1/2 scale):  {scaled:.1} images/s = {:.2}x the full decode", scaled / full);
     let small = time(&|b| decode_for(b, (96, 96)).expect("decodes"));
