@@ -626,21 +626,23 @@ pub fn score(head: &Head, x: &Design<'_>, y: &[usize], directions: &[Vec<f64>], 
         Rank::Helpful => v,
         Rank::Both => v.abs(),
     };
-    let parts: Vec<(usize, Vec<f32>, Vec<crate::knn::TopK>)> = (0..n.div_ceil(block))
+    // Each worker keeps its running top k across the blocks it takes (so that, once its floors
+    // have risen, almost every row is rejected by one comparison); with every value kept, each
+    // block's values are a part of their own.
+    let parts: Vec<Part> = (0..n.div_ceil(block))
         .into_par_iter()
-        .map_init(
-            || (Vec::new(), Vec::new(), Vec::new()),
-            |(raw, xb, out), bi| {
+        .fold(
+            || Worker::new(q, k),
+            |mut w, bi| {
                 let (start, end) = (bi * block, ((bi + 1) * block).min(n));
                 let m = end - start;
-                block_with_one(x, start, end, raw, xb);
-                out.resize(m * cols, 0f32);
-                sgemm(m, d1, cols, xb, (d1, 1), &b, (cols, 1), 0.0, out, cols);
+                block_with_one(x, start, end, &mut w.raw, &mut w.xb);
+                w.out.resize(m * cols, 0f32);
+                sgemm(m, d1, cols, &w.xb, (d1, 1), &b, (cols, 1), 0.0, &mut w.out, cols);
                 let mut all = if keep_all { vec![0f32; m * q] } else { vec![] };
-                let mut tops: Vec<crate::knn::TopK> = if keep_all { vec![] } else { vec![crate::knn::TopK::new(k.unwrap_or(0)); q] };
                 let mut r = vec![0f32; c];
                 for i in 0..m {
-                    let o = &out[i * cols..(i + 1) * cols];
+                    let o = &w.out[i * cols..(i + 1) * cols];
                     // Probabilities from the logit differences (the last class at 0).
                     let max = o[..cm].iter().copied().fold(0f32, f32::max);
                     let mut sum = (-max).exp();
@@ -660,13 +662,17 @@ pub fn score(head: &Head, x: &Design<'_>, y: &[usize], directions: &[Vec<f64>], 
                         if keep_all {
                             all[i * q + t] = s;
                         } else {
-                            tops[t].push(key(s), (start + i) as u32);
+                            w.tops[t].push(key(s), (start + i) as u32);
                         }
                     }
                 }
-                (start, all, tops)
+                if keep_all {
+                    w.parts.push((start, all, vec![]));
+                }
+                w
             },
         )
+        .flat_map_iter(Worker::into_parts)
         .collect();
     let sorted = match gather(parts, n, q, k) {
         Gathered::All(all) => return all,
@@ -690,6 +696,33 @@ pub fn score(head: &Head, x: &Design<'_>, y: &[usize], directions: &[Vec<f64>], 
         .collect()
 }
 
+/// A block pass's result: (first row, values row-major by direction when every value is kept,
+/// running top k per direction otherwise).
+type Part = (usize, Vec<f32>, Vec<crate::knn::TopK>);
+
+/// One worker's buffers and findings in a block pass.
+struct Worker {
+    raw: Vec<f32>,
+    xb: Vec<f32>,
+    out: Vec<f32>,
+    parts: Vec<Part>,
+    tops: Vec<crate::knn::TopK>,
+}
+
+impl Worker {
+    fn new(q: usize, k: Option<usize>) -> Self {
+        let tops = k.map_or_else(Vec::new, |k| vec![crate::knn::TopK::new(k); q]);
+        Worker { raw: Vec::new(), xb: Vec::new(), out: Vec::new(), parts: Vec::new(), tops }
+    }
+
+    fn into_parts(mut self) -> Vec<Part> {
+        if !self.tops.is_empty() {
+            self.parts.push((0, vec![], self.tops));
+        }
+        self.parts
+    }
+}
+
 /// What the block passes of [`score`] and [`gradient_scores`] found.
 enum Gathered {
     /// Every row's value per direction, in design order.
@@ -700,7 +733,7 @@ enum Gathered {
 
 /// Merge the blocks' parts: (first row, values row-major by direction when every value is
 /// kept, running top k per direction otherwise).
-fn gather(parts: Vec<(usize, Vec<f32>, Vec<crate::knn::TopK>)>, n: usize, q: usize, k: Option<usize>) -> Gathered {
+fn gather(parts: Vec<Part>, n: usize, q: usize, k: Option<usize>) -> Gathered {
     let Some(k) = k else {
         let mut res = vec![vec![(0u32, 0f32); n]; q];
         for (start, all, _) in parts {
@@ -922,35 +955,35 @@ pub fn gradient_scores(x: &Design<'_>, weights: Option<&[f32]>, directions: &[Ve
         Rank::Both => v.abs(),
     };
     let block = if q >= 32 { 1024 } else { BLOCK };
-    let parts: Vec<(usize, Vec<f32>, Vec<crate::knn::TopK>)> = (0..n.div_ceil(block))
+    let parts: Vec<Part> = (0..n.div_ceil(block))
         .into_par_iter()
-        .map_init(
-            || (Vec::new(), Vec::new()),
-            |(raw, out), bi| {
+        .fold(
+            || Worker::new(q, k),
+            |mut w, bi| {
                 let (start, end) = (bi * block, ((bi + 1) * block).min(n));
                 let m = end - start;
-                x.block_into(start, end, raw);
-                out.resize(m * q, 0f32);
-                sgemm(m, p, q, raw, (p, 1), &b, (q, 1), 0.0, out, q);
-                if let Some(w) = weights {
-                    for (i, row) in out.chunks_exact_mut(q.max(1)).enumerate() {
-                        row.iter_mut().for_each(|v| *v *= w[start + i]);
+                x.block_into(start, end, &mut w.raw);
+                w.out.resize(m * q, 0f32);
+                sgemm(m, p, q, &w.raw, (p, 1), &b, (q, 1), 0.0, &mut w.out, q);
+                if let Some(wt) = weights {
+                    for (i, row) in w.out.chunks_exact_mut(q.max(1)).enumerate() {
+                        row.iter_mut().for_each(|v| *v *= wt[start + i]);
                     }
                 }
-                match k {
-                    None => (start, std::mem::take(out), vec![]),
-                    Some(k) => {
-                        let mut tops = vec![crate::knn::TopK::new(k); q];
-                        for (i, row) in out.chunks_exact(q.max(1)).enumerate() {
-                            for (t, &s) in row.iter().enumerate() {
-                                tops[t].push(key(s), (start + i) as u32);
-                            }
+                if k.is_none() {
+                    let all = w.out[..m * q].to_vec();
+                    w.parts.push((start, all, vec![]));
+                } else {
+                    for (i, row) in w.out.chunks_exact(q.max(1)).enumerate() {
+                        for (t, &s) in row.iter().enumerate() {
+                            w.tops[t].push(key(s), (start + i) as u32);
                         }
-                        (start, vec![], tops)
                     }
                 }
+                w
             },
         )
+        .flat_map_iter(Worker::into_parts)
         .collect();
     let best = match gather(parts, n, q, k) {
         Gathered::All(all) => return all,
