@@ -17,6 +17,7 @@ use std::time::Instant;
 use curate_kernels::influence::{self as kernel, Head, Objective, Rank};
 use curate_kernels::knn::Matrix;
 use curate_kernels::probe::{self, Design, Scale};
+use curate_kernels::stats::{pearson, ranks, spearman};
 use curate_stdlib::primitives::influence::{prepare, test_rows, InfluenceOptions, Prepared};
 use curate_stdlib::primitives::Context;
 use curate_stdlib::workspace::Workspace;
@@ -25,29 +26,6 @@ use polars::prelude::*;
 use rayon::prelude::*;
 
 type Tests = Vec<(String, Vec<f32>, usize)>;
-
-fn pearson(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len() as f64;
-    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
-    let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
-    let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
-    let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
-    cov / (va * vb).sqrt()
-}
-
-fn ranks(a: &[f64]) -> Vec<f64> {
-    let mut idx: Vec<usize> = (0..a.len()).collect();
-    idx.sort_by(|&i, &j| a[i].total_cmp(&a[j]));
-    let mut r = vec![0.0; a.len()];
-    for (k, &i) in idx.iter().enumerate() {
-        r[i] = k as f64;
-    }
-    r
-}
-
-fn spearman(a: &[f64], b: &[f64]) -> f64 {
-    pearson(&ranks(a), &ranks(b))
-}
 
 fn auc(scores: &[f64], positive: &[bool]) -> f64 {
     let r = ranks(scores);

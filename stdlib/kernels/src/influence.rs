@@ -191,6 +191,32 @@ fn dgemm(m: usize, k: usize, n: usize, a: &[f64], (rsa, csa): (usize, usize), b:
     unsafe { matrixmultiply::dgemm(m, k, n, 1.0, a.as_ptr(), rsa as isize, csa as isize, b.as_ptr(), rsb as isize, csb as isize, beta, c.as_mut_ptr(), rsc as isize, 1) }
 }
 
+/// The sum over chunks of `CHUNK` of `rows` of what `add(start, end, acc, scratch)` adds into a
+/// `len`-long f64 accumulator: in parallel, one accumulator and two f32 scratch buffers per
+/// worker, summed at the end. f32 products, f64 sums: the chunks' rounding does not pile up.
+fn chunked_sum<F>(rows: usize, len: usize, add: F) -> Vec<f64>
+where
+    F: Fn(usize, usize, &mut [f64], (&mut Vec<f32>, &mut Vec<f32>)) + Sync + Send,
+{
+    (0..rows.div_ceil(CHUNK))
+        .into_par_iter()
+        .fold(
+            || (vec![0f64; len], Vec::new(), Vec::new()),
+            |(mut acc, mut a, mut b), c| {
+                add(c * CHUNK, ((c + 1) * CHUNK).min(rows), &mut acc, (&mut a, &mut b));
+                (acc, a, b)
+            },
+        )
+        .map(|(acc, ..)| acc)
+        .reduce(
+            || vec![0f64; len],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                a
+            },
+        )
+}
+
 /// The factorised Hessian of a head's objective.
 pub struct Factor {
     pub dim: usize,
@@ -254,39 +280,24 @@ impl Curvature {
                 }
             }
         }
-        let acc = (0..m.div_ceil(CHUNK))
-            .into_par_iter()
-            .fold(
-                || (vec![0f64; cols * d1], Vec::new(), Vec::new()),
-                |(mut acc, mut z, mut out), b| {
-                    let (start, end) = (b * CHUNK, ((b + 1) * CHUNK).min(m));
-                    let rows = end - start;
-                    let xb = &self.x[start * d1..end * d1];
-                    z.resize(rows * cols, 0f32);
-                    sgemm(rows, d1, cols, xb, (d1, 1), &v, (cols, 1), 0.0, &mut z, cols);
-                    // u_c = p_c (z_c − Σ p z): (diag p − p pᵀ) z, per row and direction.
-                    for i in 0..rows {
-                        let p = &self.p[(start + i) * k..(start + i + 1) * k];
-                        for t in 0..q {
-                            let zr = &mut z[i * cols + t * k..i * cols + (t + 1) * k];
-                            let mean: f32 = p.iter().zip(zr.iter()).map(|(a, b)| a * b).sum();
-                            zr.iter_mut().zip(p).for_each(|(zv, pv)| *zv = pv * (*zv - mean));
-                        }
-                    }
-                    out.resize(cols * d1, 0f32);
-                    sgemm(cols, rows, d1, &z, (1, cols), xb, (d1, 1), 0.0, &mut out, d1);
-                    acc.iter_mut().zip(&out).for_each(|(a, v)| *a += *v as f64);
-                    (acc, z, out)
-                },
-            )
-            .map(|(a, ..)| a)
-            .reduce(
-                || vec![0f64; cols * d1],
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                    a
-                },
-            );
+        let acc = chunked_sum(m, cols * d1, |start, end, acc, (z, out)| {
+            let rows = end - start;
+            let xb = &self.x[start * d1..end * d1];
+            z.resize(rows * cols, 0f32);
+            sgemm(rows, d1, cols, xb, (d1, 1), &v, (cols, 1), 0.0, z, cols);
+            // u_c = p_c (z_c − Σ p z): (diag p − p pᵀ) z, per row and direction.
+            for i in 0..rows {
+                let p = &self.p[(start + i) * k..(start + i + 1) * k];
+                for t in 0..q {
+                    let zr = &mut z[i * cols + t * k..i * cols + (t + 1) * k];
+                    let mean: f32 = p.iter().zip(zr.iter()).map(|(a, b)| a * b).sum();
+                    zr.iter_mut().zip(p).for_each(|(zv, pv)| *zv = pv * (*zv - mean));
+                }
+            }
+            out.resize(cols * d1, 0f32);
+            sgemm(cols, rows, d1, z, (1, cols), xb, (d1, 1), 0.0, out, d1);
+            acc.iter_mut().zip(out.iter()).for_each(|(a, v)| *a += *v as f64);
+        });
         vs.iter()
             .enumerate()
             .map(|(t, vt)| {
@@ -893,28 +904,13 @@ pub fn gram_factor(x: &Design<'_>, lambda: Option<f64>) -> Result<GramFactor, St
         return Err(format!("the regularisation must be a finite non-negative number, not {l}"));
     }
     let started = std::time::Instant::now();
-    let acc = (0..n.div_ceil(CHUNK))
-        .into_par_iter()
-        .fold(
-            || (vec![0f64; p * p], Vec::new(), Vec::new()),
-            |(mut acc, mut raw, mut out), b| {
-                let (start, end) = (b * CHUNK, ((b + 1) * CHUNK).min(n));
-                let m = end - start;
-                x.block_into(start, end, &mut raw);
-                out.resize(p * p, 0f32);
-                sgemm(p, m, p, &raw, (1, p), &raw, (p, 1), 0.0, &mut out, p);
-                acc.iter_mut().zip(&out).for_each(|(a, v)| *a += *v as f64);
-                (acc, raw, out)
-            },
-        )
-        .map(|(a, ..)| a)
-        .reduce(
-            || vec![0f64; p * p],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                a
-            },
-        );
+    let acc = chunked_sum(n, p * p, |start, end, acc, (raw, out)| {
+        let m = end - start;
+        x.block_into(start, end, raw);
+        out.resize(p * p, 0f32);
+        sgemm(p, m, p, raw, (1, p), raw, (p, 1), 0.0, out, p);
+        acc.iter_mut().zip(out.iter()).for_each(|(a, v)| *a += *v as f64);
+    });
     let g = Mat::<f64>::from_fn(p, p, |i, j| acc[i * p + j]);
     drop(acc);
     let built = started.elapsed().as_secs_f64();
@@ -1033,6 +1029,7 @@ pub fn knn_shapley(matches: &[bool], k: usize) -> Vec<f64> {
 mod tests {
     use super::*;
     use crate::probe::{fit, Design};
+    use crate::stats::pearson;
 
     fn blobs(n: usize, dim: usize, classes: usize, seed: u64) -> (Vec<f32>, Vec<usize>) {
         let mut rng = crate::SplitMix(seed);
@@ -1047,15 +1044,6 @@ mod tests {
             y.push(if i % 17 == 0 { (c + 1) % classes } else { c });
         }
         (x, y)
-    }
-
-    fn pearson(a: &[f64], b: &[f64]) -> f64 {
-        let n = a.len() as f64;
-        let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
-        let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
-        let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
-        let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
-        cov / (va * vb).sqrt()
     }
 
     /// Predicted leave-one-out changes of test margins agree with retraining, for a probe fitted

@@ -7,6 +7,7 @@ pub mod knn;
 pub mod pca;
 pub mod phash;
 pub mod probe;
+pub mod stats;
 
 /// Squared Euclidean distance. Not `#[inline]`: inlined into an unoptimised caller it would be
 /// compiled unoptimised there.
