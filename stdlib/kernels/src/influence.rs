@@ -647,9 +647,16 @@ pub fn score(head: &Head, x: &Design<'_>, y: &[usize], directions: &[Vec<f64>], 
             |mut w, bi| {
                 let (start, end) = (bi * block, ((bi + 1) * block).min(n));
                 let m = end - start;
-                block_with_one(x, start, end, &mut w.raw, &mut w.xb);
-                w.out.resize(m * cols, 0f32);
-                sgemm(m, d1, cols, &w.xb, (d1, 1), &b, (cols, 1), 0.0, &mut w.out, cols);
+                // The intercept row of B starts each output row; the features' product adds to
+                // it (no copy of the rows with a trailing 1: that would be a second pass over
+                // every converted row).
+                let dim = d1 - 1;
+                x.block_into(start, end, &mut w.raw);
+                w.out.clear();
+                for _ in 0..m {
+                    w.out.extend_from_slice(&b[dim * cols..]);
+                }
+                sgemm(m, dim, cols, &w.raw, (dim, 1), &b, (cols, 1), 1.0, &mut w.out, cols);
                 let mut all = if keep_all { vec![0f32; m * q] } else { vec![] };
                 let mut r = vec![0f32; c];
                 for i in 0..m {
@@ -714,7 +721,6 @@ type Part = (usize, Vec<f32>, Vec<crate::knn::TopK>);
 /// One worker's buffers and findings in a block pass.
 struct Worker {
     raw: Vec<f32>,
-    xb: Vec<f32>,
     out: Vec<f32>,
     parts: Vec<Part>,
     tops: Vec<crate::knn::TopK>,
@@ -723,7 +729,7 @@ struct Worker {
 impl Worker {
     fn new(q: usize, k: Option<usize>) -> Self {
         let tops = k.map_or_else(Vec::new, |k| vec![crate::knn::TopK::new(k); q]);
-        Worker { raw: Vec::new(), xb: Vec::new(), out: Vec::new(), parts: Vec::new(), tops }
+        Worker { raw: Vec::new(), out: Vec::new(), parts: Vec::new(), tops }
     }
 
     fn into_parts(mut self) -> Vec<Part> {
