@@ -139,7 +139,7 @@ fn quality(only_mislabels: bool) {
     let all = Dataset::new(ws.clone(), ws.scan_manifest().expect("manifest")).expect("dataset");
 
     if only_mislabels {
-        mislabels(&ctx, &ws, &all);
+        mislabels(&ctx, &all);
         return;
     }
     // 1. The detector's own head (VWW, 256 → 2) over the train split; tests: the test split.
@@ -172,15 +172,14 @@ fn quality(only_mislabels: bool) {
     let (nf, e, r, d) = counterfactual(&prep, &f, &ctests, 20);
     println!("  counterfactual k=20 over {nf} failing test samples: exact {:.1}% flip, random {:.1}%, gradient dot {:.1}%", 100.0 * e, 100.0 * r, 100.0 * d);
 
-    mislabels(&ctx, &ws, &all);
+    mislabels(&ctx, &all);
 }
 
 /// 3. Mislabels: flip 10% of the CIFAR class labels (seeded), refit, rank.
-fn mislabels(ctx: &Context, ws: &Arc<Workspace>, all: &Dataset) {
+fn mislabels(ctx: &Context, all: &Dataset) {
     let ctrain = slice(all, col("split").eq(lit("train")).and(col("source").eq(lit("cifar10"))));
     let opts = InfluenceOptions { head: Some("probe".into()), label: Some("class".into()), ..Default::default() };
     let prep = prepare(ctx, &ctrain, &opts, "influence").expect("prepares");
-    let _ = ws;
     let n = prep.y.len();
     let classes = prep.classes.len();
     let mut rng = curate_kernels::SplitMix(2024);
@@ -230,6 +229,8 @@ fn mislabels(ctx: &Context, ws: &Arc<Workspace>, all: &Dataset) {
     let (combined, count) = curate_stdlib::primitives::influence::combine(&confidence, &knn, &si, &flagged_by_cl);
     let mut by_c: Vec<usize> = (0..n).collect();
     by_c.sort_by(|&a, &b| combined[b].total_cmp(&combined[a]));
+    let mut by_cl: Vec<usize> = (0..n).collect();
+    by_cl.sort_by(|&a, &b| cl_score[b].total_cmp(&cl_score[a]));
     let top = |order: &[usize], m: usize| -> HashSet<usize> { order[..m.min(n)].iter().copied().collect() };
     let combined_f1 = f1(&top(&by_c, count));
     println!(
@@ -240,11 +241,7 @@ fn mislabels(ctx: &Context, ws: &Arc<Workspace>, all: &Dataset) {
     println!(
         "  at the same count: self-influence alone F1 {:.3}, confident learning's margin alone F1 {:.3}; the combined ranking at confident learning's count: F1 {:.3}",
         f1(&top(&by_si, count)),
-        f1(&top(&{
-            let mut o: Vec<usize> = (0..n).collect();
-            o.sort_by(|&a, &b| cl_score[b].total_cmp(&cl_score[a]));
-            o
-        }, count)),
+        f1(&top(&by_cl, count)),
         f1(&top(&by_c, cl.len()))
     );
     println!(
@@ -252,11 +249,7 @@ fn mislabels(ctx: &Context, ws: &Arc<Workspace>, all: &Dataset) {
         n / 10,
         f1(&top(&by_c, n / 10)),
         f1(&top(&by_si, n / 10)),
-        f1(&top(&{
-            let mut o: Vec<usize> = (0..n).collect();
-            o.sort_by(|&a, &b| cl_score[b].total_cmp(&cl_score[a]));
-            o
-        }, n / 10)),
+        f1(&top(&by_cl, n / 10)),
         (0..n).filter(|&i| (0..classes).max_by(|&a, &b| probs[i][a].total_cmp(&probs[i][b])) == Some(y[i])).count() as f64 / n as f64
     );
 }

@@ -537,7 +537,7 @@ pub fn factor_with_limit(head: &Head, x: &Design<'_>, y: &[usize], alpha: Option
 /// the Hessian's diagonal for the preconditioner and the mean of it as the default ridge.
 #[allow(clippy::too_many_arguments)]
 fn iterative(head: &Head, xs: &Design<'_>, scale: f64, alpha: Option<f64>, sample: Option<usize>, n: usize, g0: Vec<f64>, started: std::time::Instant) -> Result<Factor, String> {
-    let (dim, d1, k, m) = (head.dim, head.dim + 1, head.classes, xs.len());
+    let (d1, k, m) = (head.dim + 1, head.classes, xs.len());
     let mut x = Vec::with_capacity(m * d1);
     let mut p = vec![0f32; m * k];
     let theta32: Vec<f32> = head.theta.iter().map(|&v| v as f32).collect();
@@ -571,7 +571,6 @@ fn iterative(head: &Head, xs: &Design<'_>, scale: f64, alpha: Option<f64>, sampl
     let ridge = alpha + damping;
     diag.iter_mut().for_each(|d| *d += ridge);
     let built = started.elapsed().as_secs_f64();
-    let _ = dim;
     Ok(Factor {
         dim: head.dim,
         classes: k,

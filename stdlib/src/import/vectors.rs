@@ -151,16 +151,10 @@ pub fn read_gradients(path: &Path, ids: Option<&Path>, column: Option<&str>) -> 
     }
     if ext == "npy" {
         let ids = ids.ok_or_else(|| bad(path, "a .npy file of gradients needs an ids table (`ids`: one id per row, in the array's order)"))?;
-        let npy = check_npy(path, ids)?;
-        let (rows, dim, mut values) = open_npy(path)?;
-        let data = next_rows(path, &mut values, 0, rows, dim)?;
-        let weights = match ids.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
-            Some("csv") => weight_column(&crate::import::table::read_raw(ids, crate::import::ImportFormat::Csv)?, ids)?,
-            Some("jsonl" | "ndjson") => weight_column(&crate::import::table::read_raw(ids, crate::import::ImportFormat::Jsonl)?, ids)?,
-            Some("parquet") => weight_column(&crate::import::table::read_raw(ids, crate::import::ImportFormat::Parquet)?, ids)?,
-            _ => None,
-        };
-        return Ok(GradientTable { key_is_hash: false, keys: npy.keys, data, dim, weights });
+        let npy = check_npy(path, ids, true)?;
+        let (_, _, mut values) = open_npy(path)?;
+        let data = next_rows(path, &mut values, 0, npy.rows, npy.dim)?;
+        return Ok(GradientTable { key_is_hash: false, keys: npy.keys, data, dim: npy.dim, weights: npy.weights });
     }
     if !matches!(ext.as_str(), "parquet" | "arrow" | "ipc" | "feather") {
         return Err(bad(path, "gradient features must be .parquet, .arrow/.ipc/.feather or .npy"));
@@ -169,11 +163,13 @@ pub fn read_gradients(path: &Path, ids: Option<&Path>, column: Option<&str>) -> 
     Ok(GradientTable { key_is_hash: b.key_is_hash, keys: b.keys, data: b.data, dim: b.dim, weights: b.weights })
 }
 
-fn read_ids(path: &Path) -> Result<Vec<Option<String>>> {
+/// The ids of an ids table, and, when `weights` is asked for (gradient features), its `weight`
+/// column if it has one.
+fn read_ids(path: &Path, weights: bool) -> Result<(Vec<Option<String>>, Option<Vec<f32>>)> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
     if ext == "txt" {
         let text = std::fs::read_to_string(path).map_err(|e| CurateError::io(path, e))?;
-        return Ok(text.lines().map(|l| Some(l.trim().to_string())).collect());
+        return Ok((text.lines().map(|l| Some(l.trim().to_string())).collect(), None));
     }
     let format = match ext.as_str() {
         "csv" => crate::import::ImportFormat::Csv,
@@ -187,7 +183,8 @@ fn read_ids(path: &Path) -> Result<Vec<Option<String>>> {
         Err(_) if df.width() == 1 => df.columns()[0].clone(),
         Err(_) => return Err(bad(path, "the ids table needs an `id` column or exactly one column")),
     };
-    Ok(col.cast(&DataType::String).map_err(|e| bad(path, e))?.str().map_err(|e| bad(path, e))?.iter().map(|s| s.map(str::to_string)).collect())
+    let ids = col.cast(&DataType::String).map_err(|e| bad(path, e))?.str().map_err(|e| bad(path, e))?.iter().map(|s| s.map(str::to_string)).collect();
+    Ok((ids, if weights { weight_column(&df, path)? } else { None }))
 }
 
 /// A `.npy` source, checked but not yet read: its shape and the id of each row.
@@ -195,15 +192,17 @@ struct Npy {
     rows: usize,
     dim: usize,
     keys: Vec<Option<String>>,
+    /// The ids table's `weight` column, if any.
+    weights: Option<Vec<f32>>,
 }
 
-fn check_npy(path: &Path, ids: &Path) -> Result<Npy> {
+fn check_npy(path: &Path, ids: &Path, weights: bool) -> Result<Npy> {
     let (rows, dim, _) = open_npy(path)?;
-    let keys = read_ids(ids)?;
+    let (keys, weights) = read_ids(ids, weights)?;
     if keys.len() != rows {
         return Err(bad(ids, format!("{} ids for the {rows} rows of {}", keys.len(), path.display())));
     }
-    Ok(Npy { rows, dim, keys })
+    Ok(Npy { rows, dim, keys, weights })
 }
 
 type Values = Box<dyn Iterator<Item = std::io::Result<f32>>>;
@@ -359,7 +358,7 @@ pub fn import_vectors(ws: &Workspace, model: &Model, files: &[&Path], ids: Optio
     for &file in files {
         let ext = file.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
         let source = match ext.as_str() {
-            "npy" => Source::Npy(check_npy(file, ids.ok_or_else(|| bad(file, "a .npy file needs --ids FILE: the id of each row, in order"))?)?),
+            "npy" => Source::Npy(check_npy(file, ids.ok_or_else(|| bad(file, "a .npy file needs --ids FILE: the id of each row, in order"))?, false)?),
             "parquet" | "arrow" | "ipc" | "feather" => Source::Table(read_table(file, column)?),
             _ => return Err(bad(file, "expected .parquet, .arrow/.ipc/.feather or .npy")),
         };
@@ -440,7 +439,7 @@ mod tests {
         std::fs::write(&npy, &bytes).expect("write");
         let ids = dir.path().join("ids.txt");
         std::fs::write(&ids, "a\nb\n").expect("write");
-        let n = check_npy(&npy, &ids).expect("reads");
+        let n = check_npy(&npy, &ids, false).expect("reads");
         assert_eq!((n.dim, n.rows, n.keys.len()), (3, 2, 2));
         let (_, _, mut values) = open_npy(&npy).expect("opens");
         assert_eq!(next_rows(&npy, &mut values, 0, 2, 3).expect("rows"), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
@@ -448,7 +447,7 @@ mod tests {
         let e = next_rows(&npy, &mut values, 0, 3, 3).err().expect("past the end");
         assert!(format!("{e:?}").contains("ends at row 2"), "{e:?}");
         std::fs::write(&ids, "a\n").expect("write");
-        let e = check_npy(&npy, &ids).err().expect("too few ids");
+        let e = check_npy(&npy, &ids, false).err().expect("too few ids");
         assert!(format!("{e:?}").contains("1 ids for the 2 rows"), "{e:?}");
     }
 }
