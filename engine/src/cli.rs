@@ -17,6 +17,10 @@ pub struct Cli {
     /// Run as if started in DIR.
     #[arg(short = 'C', global = true, value_name = "DIR")]
     pub chdir: Option<PathBuf>,
+    /// Run every model with this runtime, whatever curate.toml says (also CURATE_RUNTIME).
+    /// onnxruntime is found through ORT_DYLIB_PATH or the Python package `onnxruntime`.
+    #[arg(long, global = true, value_parser = ["tract", "onnxruntime"])]
+    pub runtime: Option<String>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -210,6 +214,9 @@ fn install_interrupt_handler(cancel: &CancelFlag) {
 /// Parse the command line, run it and return the exit code.
 pub fn main() -> u8 {
     let cli = Cli::parse();
+    if let Some(r) = cli.runtime.as_deref().and_then(|r| curate_stdlib::model::Runtime::parse(r).ok()) {
+        curate_stdlib::model::set_runtime_override(r);
+    }
     let dir = cli.chdir.clone().unwrap_or_else(|| PathBuf::from("."));
     let cancel = CancelFlag::default();
     install_interrupt_handler(&cancel);

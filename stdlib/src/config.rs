@@ -20,6 +20,10 @@ pub struct Config {
     /// Where relative image paths in the manifest are resolved from, relative to the workspace.
     #[serde(default = "default_media")]
     pub media: String,
+    /// What runs the workspace's models: "tract" (the default) or "onnxruntime"; a model's own
+    /// `runtime` and the command's `--runtime` take precedence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<crate::model::Runtime>,
     #[serde(default)]
     pub limits: Limits,
     /// Model declarations; parsed by the model loader, kept opaque here.
@@ -99,6 +103,7 @@ impl Config {
             name: name.to_string(),
             manifest: default_manifest(),
             media: default_media(),
+            runtime: None,
             limits: Limits::default(),
             models: BTreeMap::new(),
             test: TestConfig::default(),
@@ -130,8 +135,14 @@ mod tests {
 
     #[test]
     fn round_trips_and_rejects_unknown_keys() {
-        let c = Config::new("people");
+        let mut c = Config::new("people");
+        assert_eq!(Config::parse(&c.to_toml()), Ok(c.clone()));
+        c.runtime = Some(crate::model::Runtime::Onnxruntime);
+        c.models.insert("m".into(), toml::Value::Table(toml::map::Map::from_iter([("path".to_string(), toml::Value::String("m.onnx".into()))])));
+        assert!(c.to_toml().contains("runtime = \"onnxruntime\""), "{}", c.to_toml());
         assert_eq!(Config::parse(&c.to_toml()), Ok(c));
+        let err = Config::parse("name = \"x\"\nruntime = \"cuda\"\n").unwrap_err();
+        assert!(err.contains("cuda") && err.contains("onnxruntime"), "{err}");
         let err = Config::parse("name = \"x\"\nmanifets = \"m.parquet\"\n").unwrap_err();
         assert!(err.contains("manifets"), "{err}");
         assert!(err.contains("line 2"), "{err}");

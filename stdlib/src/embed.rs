@@ -98,6 +98,8 @@ pub struct EmbedReport {
     pub embedded: usize,
     pub failed: Vec<ScanIssue>,
     pub seconds: f64,
+    /// What ran the model: "tract", or onnxruntime with its version, provider and batch.
+    pub runtime: String,
 }
 
 /// One image to embed.
@@ -129,7 +131,7 @@ pub fn run_model(ws: &Workspace, model: &Model, kind: Kind, jobs: Vec<Job>, shar
     let stored = store.rows_of(&known)?;
     // Hashes learnt only while reading a file are checked against the store's table.
     let cached_later: HashSet<String> = if jobs.iter().any(|j| j.hash.is_none()) { store.entries()?.into_iter().map(|e| e.0).collect() } else { HashSet::new() };
-    let mut report = EmbedReport { model: model.name.clone(), images: jobs.len(), ..Default::default() };
+    let mut report = EmbedReport { model: model.name.clone(), images: jobs.len(), runtime: model.runtime_description(), ..Default::default() };
     let mut todo = Vec::new();
     let mut queued = HashSet::new();
     for (job, row) in jobs.into_iter().zip(stored) {
@@ -145,21 +147,25 @@ pub fn run_model(ws: &Workspace, model: &Model, kind: Kind, jobs: Vec<Job>, shar
         if progress.is_cancelled() {
             break;
         }
-        let results: Vec<(usize, std::result::Result<(String, Vec<f32>), String>)> = chunk
-            .par_iter()
-            .enumerate()
-            .map_init(
-                || model.spawn(),
-                |state, (i, job)| {
-                    let r = match state {
-                        Ok(state) => run_one(model, kind, state, job),
-                        Err(e) => Err(e.to_string()),
-                    };
-                    progress.advance(1);
-                    (i, r)
-                },
-            )
-            .collect();
+        let results: Vec<(usize, std::result::Result<(String, Vec<f32>), String>)> = if model.batch_size() > 1 {
+            run_batched(model, kind, chunk, progress)
+        } else {
+            chunk
+                .par_iter()
+                .enumerate()
+                .map_init(
+                    || model.spawn(),
+                    |state, (i, job)| {
+                        let r = match state {
+                            Ok(state) => run_one(model, kind, state, job),
+                            Err(e) => Err(e.to_string()),
+                        };
+                        progress.advance(1);
+                        (i, r)
+                    },
+                )
+                .collect()
+        };
         let mut hashes = Vec::new();
         let mut vectors = Vec::new();
         let mut dim = 0;
@@ -201,18 +207,73 @@ pub fn run_model(ws: &Workspace, model: &Model, kind: Kind, jobs: Vec<Job>, shar
     Ok(report)
 }
 
-fn run_one(model: &Model, kind: Kind, state: &mut crate::model::ModelState, job: &Job) -> std::result::Result<(String, Vec<f32>), String> {
+/// Runtimes that batch (onnxruntime): one thread decodes the next batch on the rayon pool while
+/// this one runs the current batch, so decoding overlaps inference; at most two batches of
+/// tensors are in flight besides the one running.
+fn run_batched(model: &Model, kind: Kind, chunk: &[Job], progress: &dyn Progress) -> Vec<(usize, std::result::Result<(String, Vec<f32>), String>)> {
+    type Prepared = (usize, std::result::Result<(String, tract_onnx::prelude::Tensor), String>);
+    let batch = model.batch_size();
+    let mut results = Vec::with_capacity(chunk.len());
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Prepared>>(1);
+        scope.spawn(move || {
+            for (g, group) in chunk.chunks(batch).enumerate() {
+                if progress.is_cancelled() {
+                    break;
+                }
+                let prepared: Vec<Prepared> = group.par_iter().enumerate().map(|(i, job)| (g * batch + i, prepare(model, job))).collect();
+                if tx.send(prepared).is_err() {
+                    break;
+                }
+            }
+        });
+        for prepared in rx {
+            let n = prepared.len();
+            let mut ready = Vec::with_capacity(n);
+            let mut tensors = Vec::with_capacity(n);
+            for (i, r) in prepared {
+                match r {
+                    Ok((hash, tensor)) => {
+                        ready.push((i, hash));
+                        tensors.push(tensor);
+                    }
+                    Err(message) => results.push((i, Err(message))),
+                }
+            }
+            match model.run_batch(tensors) {
+                Ok(outputs) => {
+                    for ((i, hash), out) in ready.into_iter().zip(outputs) {
+                        results.push((i, pick(model, kind, out).map(|v| (hash, v))));
+                    }
+                }
+                Err(e) => results.extend(ready.into_iter().map(|(i, _)| (i, Err(e.to_string())))),
+            }
+            progress.advance(n as u64);
+        }
+    });
+    results
+}
+
+/// Read, hash, decode and preprocess one image.
+fn prepare(model: &Model, job: &Job) -> std::result::Result<(String, tract_onnx::prelude::Tensor), String> {
     let bytes = std::fs::read(&job.path).map_err(|e| format!("cannot read: {e}"))?;
     let hash = blake3::hash(&bytes).to_hex().to_string();
     let img = crate::preprocess::decode_for(&bytes, (model.input.width as u32, model.input.height as u32)).map_err(|e| format!("cannot decode: {e}"))?;
-    let input = crate::preprocess::to_tensor(&img, &model.input)?;
-    let out = model.run(state, input).map_err(|e| e.to_string())?;
+    Ok((hash, crate::preprocess::to_tensor(&img, &model.input)?))
+}
+
+fn pick(model: &Model, kind: Kind, out: crate::model::ModelOutput) -> std::result::Result<Vec<f32>, String> {
     let v = match kind {
         Kind::Embedding => out.embedding,
         Kind::Scores => out.scores,
     };
-    let v = v.ok_or_else(|| format!("model `{}` declares no {:?} output", model.name, kind))?;
-    Ok((hash, v))
+    v.ok_or_else(|| format!("model `{}` declares no {:?} output", model.name, kind))
+}
+
+fn run_one(model: &Model, kind: Kind, state: &mut crate::model::ModelState, job: &Job) -> std::result::Result<(String, Vec<f32>), String> {
+    let (hash, input) = prepare(model, job)?;
+    let out = model.run(state, input).map_err(|e| e.to_string())?;
+    Ok((hash, pick(model, kind, out)?))
 }
 
 /// Embed one image file outside the cache (a query image that is not in the dataset).
@@ -225,8 +286,7 @@ pub fn embed_file(model: &Model, path: &Path) -> std::result::Result<Vec<f32>, S
 /// Every declared output of one image file (embedding and scores), outside the cache.
 pub fn outputs_of_file(model: &Model, path: &Path) -> std::result::Result<crate::model::ModelOutput, String> {
     let mut state = model.spawn().map_err(|e| e.to_string())?;
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
-    let img = crate::preprocess::decode_for(&bytes, (model.input.width as u32, model.input.height as u32)).map_err(|e| format!("cannot decode: {e}"))?;
-    let input = crate::preprocess::to_tensor(&img, &model.input)?;
+    let job = Job { id: String::new(), path: path.to_path_buf(), hash: None };
+    let (_, input) = prepare(model, &job)?;
     model.run(&mut state, input).map_err(|e| e.to_string())
 }

@@ -92,6 +92,10 @@ pub enum CurateError {
     #[diagnostic(code(curate::model::invalid), help("models are declared under [models.NAME] in curate.toml"))]
     Model { model: String, message: String },
 
+    #[error("model `{model}` cannot run on {runtime}: {message}")]
+    #[diagnostic(code(curate::model::runtime), help("{help}"))]
+    Runtime { model: String, runtime: String, message: String, help: String },
+
     #[error("no embeddings from `{model}` for these samples ({missing} not embedded)")]
     #[diagnostic(code(curate::embedding::missing), help("compute them first with `ds.embed()` or `curate embed`"))]
     NotEmbedded { model: String, missing: usize },

@@ -14,6 +14,8 @@ pub mod import;
 pub mod index;
 pub mod manifest;
 pub mod model;
+#[cfg(feature = "onnxruntime")]
+pub mod onnxruntime;
 pub mod options;
 pub mod output;
 pub mod phash;

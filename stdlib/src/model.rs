@@ -13,7 +13,13 @@
 //! scores = "logits"           # class scores, if the model has them
 //! classes = "models/imagenet_classes.txt"
 //! activation = "softmax"      # scores are logits; "none" when they are probabilities already
+//! runtime = "onnxruntime"     # or "tract" (the default); also at the top of curate.toml
+//! batch = 32                  # images per onnxruntime run (tract runs one per thread)
 //! ```
+//!
+//! The runtime comes from, first to last: `--runtime` or `CURATE_RUNTIME` for one command,
+//! the model's `runtime`, the workspace's `runtime`, else tract. Caches are keyed by the
+//! model file's hash, so both runtimes fill and read the same cache.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -73,6 +79,54 @@ pub struct ModelSpec {
     /// "softmax" (logits) or "sigmoid" (independent logits).
     #[serde(default)]
     pub activation: Activation,
+    /// Which runtime runs the model (the workspace's, else tract, when not given).
+    pub runtime: Option<Runtime>,
+    /// Images per run, for runtimes that batch (onnxruntime: 32 by default).
+    pub batch: Option<usize>,
+}
+
+/// What runs a model: tract (pure Rust, always there) or onnxruntime (found at run time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Runtime {
+    #[default]
+    Tract,
+    Onnxruntime,
+}
+
+impl Runtime {
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "tract" => Ok(Runtime::Tract),
+            "onnxruntime" | "ort" => Ok(Runtime::Onnxruntime),
+            other => Err(format!("unknown runtime `{other}` (expected tract or onnxruntime)")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Runtime::Tract => "tract",
+            Runtime::Onnxruntime => "onnxruntime",
+        }
+    }
+}
+
+static RUNTIME_OVERRIDE: std::sync::OnceLock<Runtime> = std::sync::OnceLock::new();
+
+/// Run every model of this process with `runtime` (the command line's `--runtime`).
+pub fn set_runtime_override(runtime: Runtime) {
+    let _ = RUNTIME_OVERRIDE.set(runtime);
+}
+
+/// The runtime for one command: `--runtime`, else `CURATE_RUNTIME`.
+fn runtime_override() -> Result<Option<Runtime>> {
+    if let Some(r) = RUNTIME_OVERRIDE.get() {
+        return Ok(Some(*r));
+    }
+    match std::env::var("CURATE_RUNTIME") {
+        Ok(v) if !v.trim().is_empty() => Runtime::parse(&v).map(Some).map_err(|m| CurateError::arg("CURATE_RUNTIME", m)),
+        _ => Ok(None),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -95,8 +149,9 @@ fn default_scale() -> f32 {
     1.0 / 255.0
 }
 
-pub const SPEC_KEYS: &[&str] =
-    &["path", "input", "layout", "channels", "scale", "mean", "std", "embedding", "scores", "classes", "activation"];
+pub const SPEC_KEYS: &[&str] = &[
+    "path", "input", "layout", "channels", "scale", "mean", "std", "embedding", "scores", "classes", "activation", "runtime", "batch",
+];
 
 impl ModelSpec {
     pub fn parse(name: &str, value: &toml::Value) -> Result<Self> {
@@ -151,11 +206,19 @@ pub struct Model {
     pub input: InputSpec,
     pub classes: Option<Vec<String>>,
     pub activation: Activation,
-    plan: Arc<TypedRunnableModel>,
+    /// The runtime that runs it.
+    pub runtime: Runtime,
+    engine: Engine,
     embedding_ix: Option<usize>,
     scores_ix: Option<usize>,
     /// The declared `embedding` node or output, as written in curate.toml.
     pub embedding_node: Option<String>,
+}
+
+enum Engine {
+    Tract(Arc<TypedRunnableModel>),
+    #[cfg(feature = "onnxruntime")]
+    Onnxruntime(crate::onnxruntime::OrtModel),
 }
 
 /// A model's last linear layer, read from its graph.
@@ -178,7 +241,19 @@ pub struct ModelOutput {
 }
 
 impl Model {
+    /// Load the model with the runtime its command, declaration or workspace asks for
+    /// (`workspace_runtime` is the top-level `runtime` of curate.toml).
     pub fn load(root: &Path, name: &str, spec: &ModelSpec) -> Result<Self> {
+        Self::load_with(root, name, spec, None)
+    }
+
+    pub fn load_with(root: &Path, name: &str, spec: &ModelSpec, workspace_runtime: Option<Runtime>) -> Result<Self> {
+        let runtime = runtime_override()?.or(spec.runtime).or(workspace_runtime).unwrap_or_default();
+        Self::load_on(root, name, spec, runtime)
+    }
+
+    /// Load the model on exactly `runtime`.
+    pub fn load_on(root: &Path, name: &str, spec: &ModelSpec, runtime: Runtime) -> Result<Self> {
         let err = |message: String| CurateError::Model { model: name.to_string(), message };
         let path = root.join(&spec.path);
         let bytes = std::fs::read(&path).map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
@@ -192,9 +267,6 @@ impl Model {
             mean: spec.per_channel(name, &spec.mean, 0.0)?,
             std: spec.per_channel(name, &spec.std, 1.0)?,
         };
-        let mut model = tract_onnx::onnx()
-            .model_for_read(&mut std::io::Cursor::new(&bytes))
-            .map_err(|e| err(format!("{} is not a loadable ONNX model: {e}", path.display())))?;
         let mut wanted: Vec<String> = Vec::new();
         for n in spec.embedding.iter().chain(spec.scores.iter()) {
             if !wanted.contains(n) {
@@ -204,21 +276,31 @@ impl Model {
         if wanted.is_empty() {
             return Err(err("declares neither `embedding` nor `scores`: name the output(s) to use".to_string()));
         }
-        if let Err(e) = model.select_outputs_by_name(&wanted) {
-            let outputs: Vec<String> = model
-                .output_outlets()
-                .map(|o| o.iter().map(|o| model.outlet_label(*o).map(str::to_string).unwrap_or_else(|| model.node(o.node).name.clone())).collect())
-                .unwrap_or_default();
-            return Err(err(format!("{e}; the model's outputs are: {}", outputs.join(", "))));
-        }
-        let shape = input.shape();
-        model
-            .set_input_fact(0, f32::fact(shape).into())
-            .map_err(|e| err(format!("cannot set input shape {shape:?}: {e}")))?;
-        let typed = model.into_optimized().map_err(|e| {
-            err(format!("the input shape {shape:?} ({:?}) does not fit the model: {}", spec.layout, chain(&e)))
-        })?;
-        let plan = typed.into_runnable().map_err(|e| err(chain(&e)))?;
+        let engine = match runtime {
+            Runtime::Tract => Engine::Tract(Self::tract_plan(&path, &bytes, &wanted, &input, spec.layout).map_err(err)?),
+            #[cfg(feature = "onnxruntime")]
+            Runtime::Onnxruntime => {
+                use crate::onnxruntime::{LoadError, OrtModel, FIX};
+                Engine::Onnxruntime(OrtModel::load(&bytes, &wanted, input.shape(), spec.batch).map_err(|e| match e {
+                    LoadError::Library(message) => CurateError::Runtime {
+                        model: name.to_string(),
+                        runtime: "onnxruntime".to_string(),
+                        message,
+                        help: FIX.to_string(),
+                    },
+                    LoadError::Model(m) => err(format!("{} on onnxruntime: {m}", path.display())),
+                })?)
+            }
+            #[cfg(not(feature = "onnxruntime"))]
+            Runtime::Onnxruntime => {
+                return Err(CurateError::Runtime {
+                    model: name.to_string(),
+                    runtime: "onnxruntime".to_string(),
+                    message: "this curate was built without the `onnxruntime` feature".to_string(),
+                    help: "build curate with its default features, or use runtime = \"tract\"".to_string(),
+                })
+            }
+        };
         let ix = |n: &Option<String>| n.as_ref().and_then(|n| wanted.iter().position(|w| w == n));
         let classes = match &spec.classes {
             None => None,
@@ -236,11 +318,35 @@ impl Model {
             input,
             classes,
             activation: spec.activation,
-            plan,
+            runtime,
+            engine,
             embedding_ix: ix(&spec.embedding),
             scores_ix: ix(&spec.scores),
             embedding_node: spec.embedding.clone(),
         })
+    }
+
+    /// tract's optimised plan for the `wanted` outputs at the input's shape.
+    fn tract_plan(path: &Path, bytes: &[u8], wanted: &[String], input: &InputSpec, layout: Layout) -> std::result::Result<Arc<TypedRunnableModel>, String> {
+        let err = |m: String| m;
+        let mut model = tract_onnx::onnx()
+            .model_for_read(&mut std::io::Cursor::new(bytes))
+            .map_err(|e| err(format!("{} is not a loadable ONNX model: {e}", path.display())))?;
+        if let Err(e) = model.select_outputs_by_name(wanted) {
+            let outputs: Vec<String> = model
+                .output_outlets()
+                .map(|o| o.iter().map(|o| model.outlet_label(*o).map(str::to_string).unwrap_or_else(|| model.node(o.node).name.clone())).collect())
+                .unwrap_or_default();
+            return Err(err(format!("{e}; the model's outputs are: {}", outputs.join(", "))));
+        }
+        let shape = input.shape();
+        model
+            .set_input_fact(0, f32::fact(shape).into())
+            .map_err(|e| err(format!("cannot set input shape {shape:?}: {e}")))?;
+        let typed = model
+            .into_optimized()
+            .map_err(|e| err(format!("the input shape {shape:?} ({layout:?}) does not fit the model: {}", chain(&e))))?;
+        typed.into_runnable().map_err(|e| err(chain(&e)))
     }
 
     /// The linear layer the model applies to its declared `embedding`, read from the graph: a
@@ -340,29 +446,105 @@ impl Model {
         }
     }
 
+    /// How many images one run takes: 1 for tract (which runs one image per thread), the
+    /// declared or default batch for onnxruntime (1 when the model's batch is fixed).
+    pub fn batch_size(&self) -> usize {
+        match &self.engine {
+            Engine::Tract(_) => 1,
+            #[cfg(feature = "onnxruntime")]
+            Engine::Onnxruntime(m) => m.batch,
+        }
+    }
+
+    /// What runs the model, for reports: "tract", or "onnxruntime 1.32.0 (CPUExecutionProvider)".
+    pub fn runtime_description(&self) -> String {
+        match &self.engine {
+            Engine::Tract(_) => "tract".to_string(),
+            #[cfg(feature = "onnxruntime")]
+            Engine::Onnxruntime(m) => {
+                let version = crate::onnxruntime::library().map(|(_, v)| v).unwrap_or_default();
+                format!("onnxruntime {version} ({}, batch {})", m.provider, m.batch)
+            }
+        }
+    }
+
     /// A reusable per-thread state: run many images through one state.
     pub fn spawn(&self) -> Result<ModelState> {
-        let state = self.plan.spawn().map_err(|e| CurateError::Model { model: self.name.clone(), message: chain(&e) })?;
-        Ok(ModelState { state })
+        match &self.engine {
+            Engine::Tract(plan) => {
+                let state = plan.spawn().map_err(|e| CurateError::Model { model: self.name.clone(), message: chain(&e) })?;
+                Ok(ModelState { state: Some(state) })
+            }
+            #[cfg(feature = "onnxruntime")]
+            Engine::Onnxruntime(_) => Ok(ModelState { state: None }),
+        }
     }
 
     pub fn run(&self, state: &mut ModelState, input: Tensor) -> Result<ModelOutput> {
-        let outputs = state
-            .state
-            .run(tvec!(input.into()))
-            .map_err(|e| CurateError::Model { model: self.name.clone(), message: chain(&e) })?;
-        let take = |ix: Option<usize>| -> Result<Option<Vec<f32>>> {
-            let Some(ix) = ix else { return Ok(None) };
-            let t = outputs.get(ix).ok_or_else(|| CurateError::Model { model: self.name.clone(), message: format!("missing output {ix}") })?;
-            let view = t.to_plain_array_view::<f32>().map_err(|e| CurateError::Model { model: self.name.clone(), message: chain(&e) })?;
-            Ok(Some(view.iter().copied().collect()))
-        };
-        Ok(ModelOutput { embedding: take(self.embedding_ix)?, scores: take(self.scores_ix)? })
+        let err = |message: String| CurateError::Model { model: self.name.clone(), message };
+        match (&self.engine, state.state.as_mut()) {
+            (Engine::Tract(_), Some(state)) => {
+                let outputs = state.run(tvec!(input.into())).map_err(|e| err(chain(&e)))?;
+                let take = |ix: Option<usize>| -> Result<Option<Vec<f32>>> {
+                    let Some(ix) = ix else { return Ok(None) };
+                    let t = outputs.get(ix).ok_or_else(|| err(format!("missing output {ix}")))?;
+                    let view = t.to_plain_array_view::<f32>().map_err(|e| err(chain(&e)))?;
+                    Ok(Some(view.iter().copied().collect()))
+                };
+                Ok(ModelOutput { embedding: take(self.embedding_ix)?, scores: take(self.scores_ix)? })
+            }
+            (Engine::Tract(_), None) => Err(err("a tract run needs a state from spawn()".to_string())),
+            #[cfg(feature = "onnxruntime")]
+            (Engine::Onnxruntime(_), _) => {
+                let mut out = self.run_batch(vec![input])?;
+                out.pop().ok_or_else(|| err("onnxruntime returned no output".to_string()))
+            }
+        }
+    }
+
+    /// Run several images in one call (onnxruntime batches them; tract runs them in turn).
+    pub fn run_batch(&self, inputs: Vec<Tensor>) -> Result<Vec<ModelOutput>> {
+        match &self.engine {
+            Engine::Tract(_) => {
+                let mut state = self.spawn()?;
+                inputs.into_iter().map(|t| self.run(&mut state, t)).collect()
+            }
+            #[cfg(feature = "onnxruntime")]
+            Engine::Onnxruntime(m) => {
+                let err = |message: String| CurateError::Model { model: self.name.clone(), message };
+                let n = inputs.len();
+                if n == 0 {
+                    return Ok(Vec::new());
+                }
+                let shape = self.input.shape();
+                let mut data = Vec::with_capacity(n * shape.iter().product::<usize>());
+                for t in &inputs {
+                    data.extend(t.to_plain_array_view::<f32>().map_err(|e| err(chain(&e)))?.iter());
+                }
+                let mut outputs = m.run(data, n, shape).map_err(err)?.into_iter();
+                // `run` returns the outputs in `wanted` order: embedding first when declared.
+                let mut per_output: Vec<Option<Vec<Vec<f32>>>> = (0..2).map(|_| None).collect();
+                let wanted = [self.embedding_ix, self.scores_ix].iter().flatten().copied().max().map_or(0, |m| m + 1);
+                for ix in 0..wanted {
+                    let values = outputs.next().ok_or_else(|| err(format!("missing output {ix}")))?;
+                    if self.embedding_ix == Some(ix) {
+                        per_output[0] = Some(values.clone());
+                    }
+                    if self.scores_ix == Some(ix) {
+                        per_output[1] = Some(values);
+                    }
+                }
+                let mut emb = per_output[0].take().map(Vec::into_iter);
+                let mut scores = per_output[1].take().map(Vec::into_iter);
+                Ok((0..n).map(|_| ModelOutput { embedding: emb.as_mut().and_then(Iterator::next), scores: scores.as_mut().and_then(Iterator::next) }).collect())
+            }
+        }
     }
 }
 
 pub struct ModelState {
-    state: TypedSimpleState,
+    /// tract's per-thread state; onnxruntime keeps its state in the session.
+    state: Option<TypedSimpleState>,
 }
 
 fn chain(e: &TractError) -> String {

@@ -60,3 +60,60 @@ pub fn check_examples(p: &Primitive) {
         }
     }
 }
+
+/// The onnxruntime release the tests run against (the wheel's `capi/libonnxruntime.so`).
+pub const ONNXRUNTIME_WHEEL: &str = "onnxruntime==1.32.0";
+
+/// A Python with `packages` installed, for tests that need a real peer (onnxruntime's library,
+/// say): a venv at `$CURATE_TEST_VENV`, else `~/.cache/curate-test-venv`, created with
+/// `python3 -m venv` and filled from PyPI on first use, and reused after. Concurrent tests
+/// take turns through a file lock. Panics with what failed: a test that needs the peer must
+/// not pass without it.
+pub fn python_with(packages: &[&str]) -> PathBuf {
+    let venv = std::env::var_os("CURATE_TEST_VENV").map(PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+        home.join(".cache/curate-test-venv")
+    });
+    if let Some(parent) = venv.parent() {
+        std::fs::create_dir_all(parent).expect("the test venv's folder");
+    }
+    let lock_path = venv.with_extension("lock");
+    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).expect("the test venv's lock file");
+    fs4::FileExt::lock(&lock).expect("lock the test venv");
+    let python = venv.join("bin/python");
+    let run = |cmd: &mut std::process::Command, what: &str| {
+        let out = cmd.output().unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+        assert!(out.status.success(), "{what} failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    };
+    if !python.is_file() {
+        run(std::process::Command::new("python3").args(["-m", "venv"]).arg(&venv), "python3 -m venv (the tests need Python 3 with venv)");
+    }
+    let installed = |spec: &str| {
+        let (name, version) = spec.split_once("==").unwrap_or((spec, ""));
+        std::process::Command::new(&python)
+            .args(["-c", &format!("import importlib.metadata as m, sys; v = m.version('{name}'); sys.exit(0 if '{version}' in ('', v) else 1)")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();
+    if !missing.is_empty() {
+        run(std::process::Command::new(&python).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"]).args(&missing), &format!("pip install {}", missing.join(" ")));
+    }
+    let _ = fs4::FileExt::unlock(&lock);
+    python
+}
+
+/// The onnxruntime shared library from the test venv's wheel.
+pub fn onnxruntime_library() -> PathBuf {
+    let python = python_with(&[ONNXRUNTIME_WHEEL]);
+    let out = std::process::Command::new(&python)
+        .args(["-c", "import os, onnxruntime; print(os.path.join(os.path.dirname(onnxruntime.__file__), 'capi'))"])
+        .output()
+        .expect("the test venv's python runs");
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    std::fs::read_dir(&dir)
+        .expect("onnxruntime's capi folder")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so")))
+        .unwrap_or_else(|| panic!("no libonnxruntime.so in {}", dir.display()))
+}

@@ -36,7 +36,7 @@ impl Registry {
             });
         };
         let spec = ModelSpec::parse(&name, value)?;
-        let model = Arc::new(Model::load(ws.root(), &name, &spec)?);
+        let model = Arc::new(Model::load_with(ws.root(), &name, &spec, ws.config.runtime)?);
         if let Ok(mut m) = self.models.lock() {
             m.insert(name, model.clone());
         }

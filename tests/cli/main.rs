@@ -8,6 +8,7 @@ mod duplicates;
 mod errors;
 mod examples;
 mod import;
+mod onnxruntime;
 mod pictures;
 mod readme;
 mod repl;

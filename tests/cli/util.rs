@@ -18,6 +18,7 @@ pub struct Test {
     args: Vec<String>,
     stdin: Option<String>,
     cwd: Option<PathBuf>,
+    envs: Vec<(String, String)>,
 }
 
 pub struct Outcome {
@@ -29,7 +30,7 @@ pub struct Outcome {
 impl Test {
     /// An empty directory.
     pub fn new() -> Self {
-        Test { dir: tempfile::tempdir().expect("tempdir"), args: vec![], stdin: None, cwd: None }
+        Test { dir: tempfile::tempdir().expect("tempdir"), args: vec![], stdin: None, cwd: None, envs: vec![] }
     }
 
     /// A copy of the example workspace's config and manifest, with its media and models linked in.
@@ -69,6 +70,12 @@ impl Test {
         self
     }
 
+    /// Set an environment variable for every run of this test.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.envs.push((key.to_string(), value.to_string()));
+        self
+    }
+
     pub fn cwd(mut self, dir: &Path) -> Self {
         self.cwd = Some(dir.to_path_buf());
         self
@@ -94,6 +101,11 @@ impl Test {
             .current_dir(self.cwd.as_deref().unwrap_or(self.path()))
             .env("NO_COLOR", "1")
             .env("CI", "true")
+            // The runtime and where onnxruntime comes from are the test's to say.
+            .env_remove("CURATE_RUNTIME")
+            .env_remove("ORT_DYLIB_PATH")
+            .env_remove("CURATE_PYTHON")
+            .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

@@ -48,13 +48,14 @@ pub fn run_dataset(ctx: &Context, ds: &Dataset, model: &crate::model::Model, kin
 
 pub fn describe(r: &EmbedReport) -> String {
     let mut s = format!(
-        "{}: {} images, {} embedded, {} already cached, {} failed ({:.1} s)",
+        "{}: {} images, {} embedded, {} already cached, {} failed ({:.1} s, {})",
         r.model,
         r.images,
         r.embedded,
         r.cached,
         r.failed.len(),
-        r.seconds
+        r.seconds,
+        r.runtime
     );
     for f in r.failed.iter().take(10) {
         s.push_str(&format!("\n  {} ({}): {}", f.id, f.path, f.message));
