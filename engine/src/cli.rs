@@ -35,9 +35,10 @@ pub enum Command {
         #[arg(long)]
         name: Option<String>,
     },
-    /// Build the manifest from an image folder, a CSV, JSONL or Parquet table, or COCO JSON.
+    /// Build the manifest from an image folder, a CSV, JSONL or Parquet table, or COCO JSON; or
+    /// from a prefix in object storage (s3://bucket/photos/, gs://, az://, http(s)://).
     Import {
-        /// The folder or file to import.
+        /// The folder, file or object-store prefix to import.
         source: PathBuf,
         /// The source format (detected from the source by default).
         #[arg(long, value_parser = ["folder", "csv", "jsonl", "parquet", "coco"])]
@@ -118,8 +119,11 @@ pub enum Command {
         #[arg(long)]
         model: Option<String>,
         /// Write the predictions to this .csv, .parquet or .jsonl file (what `curate test --predictions` and `load_predictions` read).
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "shard")]
         out: Option<PathBuf>,
+        /// Take only shard I of N (by content hash), e.g. --shard 0/4; the next command merges the shards' parts.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<String>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -248,9 +252,9 @@ pub fn main() -> u8 {
         },
         Some(Command::Log { json }) => crate::log_cmd::log(&dir, json),
         Some(Command::Diff { a, b, json }) => crate::log_cmd::diff(&dir, &a, &b, json),
-        Some(Command::Predict { model, out, json }) => {
+        Some(Command::Predict { model, out, shard, json }) => {
             let out = out.map(|o| if o.is_absolute() { o } else { dir.join(o) });
-            predict_cmd(&dir, model.as_deref(), out.as_deref(), json, cancel)
+            predict_cmd(&dir, model.as_deref(), out.as_deref(), shard.as_deref(), json, cancel)
         }
         Some(Command::ImportEmbeddings { files, model, ids, column, json }) => {
             let abs = |p: PathBuf| if p.is_absolute() { p } else { dir.join(p) };
@@ -267,7 +271,8 @@ pub fn main() -> u8 {
                 append,
                 coco: CocoOptions { images, person_category, min_person_area },
             };
-            let source = if source.is_absolute() { source } else { dir.join(source) };
+            let remote = source.to_str().is_some_and(curate_stdlib::objects::is_url);
+            let source = if source.is_absolute() || remote { source } else { dir.join(source) };
             import_cmd(&dir, &source, &opts, json, cancel)
         }
     }
@@ -394,8 +399,12 @@ fn index_cmd(dir: &Path, model: Option<&str>, metric: &str, backend: Option<&str
     }
 }
 
-fn predict_cmd(dir: &Path, model: Option<&str>, out: Option<&Path>, json: bool, cancel: CancelFlag) -> u8 {
+fn predict_cmd(dir: &Path, model: Option<&str>, out: Option<&Path>, shard: Option<&str>, json: bool, cancel: CancelFlag) -> u8 {
     use curate_stdlib::primitives::embed::describe;
+    let shard = match shard.map(curate_stdlib::embed::Shard::parse).transpose() {
+        Ok(s) => s,
+        Err(message) => return fail(&curate_stdlib::CurateError::arg("--shard", message)),
+    };
     let sink: curate_stdlib::primitives::Sink = std::sync::Arc::new(|_| {});
     let session = match crate::session::Session::new(dir, rhai::Map::new(), cancel, sink) {
         Ok(s) => s,
@@ -405,7 +414,7 @@ fn predict_cmd(dir: &Path, model: Option<&str>, out: Option<&Path>, json: bool, 
         if let Some(out) = out {
             curate_stdlib::primitives::predict::predictions_format(out)?;
         }
-        let report = curate_stdlib::primitives::predict::predict_all(session.context(), &ds, model)?;
+        let report = curate_stdlib::primitives::predict::predict_all(session.context(), &ds, model, shard)?;
         if let Some(out) = out {
             curate_stdlib::primitives::predict::write_predictions(session.context(), &ds, model, out)?;
         }

@@ -98,7 +98,7 @@ fn operators(ws: &Workspace, name: &str, spec: &ModelSpec, tensors: &[Tensor]) {
     }
     let total = started.elapsed();
     let mut rows: Vec<_> = by_op.into_iter().collect();
-    rows.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1 .0));
     let timed: Duration = rows.iter().map(|r| r.1 .0).sum();
     println!("tract by operator, {name}, {} images, 1 thread ({:.2} ms per image, {:.1}% of it inside operators):", tensors.len(), ms(total, tensors.len()), 100.0 * timed.as_secs_f64() / total.as_secs_f64());
     for (op, (d, count)) in rows.iter().take(8) {

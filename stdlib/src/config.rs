@@ -141,9 +141,9 @@ mod tests {
         c.models.insert("m".into(), toml::Value::Table(toml::map::Map::from_iter([("path".to_string(), toml::Value::String("m.onnx".into()))])));
         assert!(c.to_toml().contains("runtime = \"onnxruntime\""), "{}", c.to_toml());
         assert_eq!(Config::parse(&c.to_toml()), Ok(c));
-        let err = Config::parse("name = \"x\"\nruntime = \"cuda\"\n").unwrap_err();
+        let err = Config::parse("name = \"x\"\nruntime = \"cuda\"\n").expect_err("an unknown runtime");
         assert!(err.contains("cuda") && err.contains("onnxruntime"), "{err}");
-        let err = Config::parse("name = \"x\"\nmanifets = \"m.parquet\"\n").unwrap_err();
+        let err = Config::parse("name = \"x\"\nmanifets = \"m.parquet\"\n").expect_err("an unknown key");
         assert!(err.contains("manifets"), "{err}");
         assert!(err.contains("line 2"), "{err}");
     }

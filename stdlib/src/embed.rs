@@ -147,17 +147,25 @@ pub fn run_model(ws: &Workspace, model: &Model, kind: Kind, jobs: Vec<Job>, shar
         if progress.is_cancelled() {
             break;
         }
-        let results: Vec<(usize, std::result::Result<(String, Vec<f32>), String>)> = if model.batch_size() > 1 {
-            run_batched(model, kind, chunk, progress)
+        let fetched = match prefetch(chunk) {
+            Ok(f) => f,
+            Err(e) => {
+                progress.finish();
+                return Err(e);
+            }
+        };
+        let results: Vec<Outcome> = if model.batch_size() > 1 {
+            run_batched(model, kind, chunk, fetched, progress)
         } else {
             chunk
                 .par_iter()
+                .zip(fetched)
                 .enumerate()
                 .map_init(
                     || model.spawn(),
-                    |state, (i, job)| {
+                    |state, (i, (job, data))| {
                         let r = match state {
-                            Ok(state) => run_one(model, kind, state, job),
+                            Ok(state) => run_one(model, kind, state, job, data),
                             Err(e) => Err(e.to_string()),
                         };
                         progress.advance(1);
@@ -210,18 +218,20 @@ pub fn run_model(ws: &Workspace, model: &Model, kind: Kind, jobs: Vec<Job>, shar
 /// Runtimes that batch (onnxruntime): one thread decodes the next batch on the rayon pool while
 /// this one runs the current batch, so decoding overlaps inference; at most two batches of
 /// tensors are in flight besides the one running.
-fn run_batched(model: &Model, kind: Kind, chunk: &[Job], progress: &dyn Progress) -> Vec<(usize, std::result::Result<(String, Vec<f32>), String>)> {
+fn run_batched(model: &Model, kind: Kind, chunk: &[Job], fetched: Vec<Fetched>, progress: &dyn Progress) -> Vec<Outcome> {
     type Prepared = (usize, std::result::Result<(String, tract_onnx::prelude::Tensor), String>);
     let batch = model.batch_size();
     let mut results = Vec::with_capacity(chunk.len());
     std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Prepared>>(1);
         scope.spawn(move || {
+            let mut fetched = fetched.into_iter();
             for (g, group) in chunk.chunks(batch).enumerate() {
                 if progress.is_cancelled() {
                     break;
                 }
-                let prepared: Vec<Prepared> = group.par_iter().enumerate().map(|(i, job)| (g * batch + i, prepare(model, job))).collect();
+                let data: Vec<Fetched> = fetched.by_ref().take(group.len()).collect();
+                let prepared: Vec<Prepared> = group.par_iter().zip(data).enumerate().map(|(i, (job, data))| (g * batch + i, prepare(model, job, data))).collect();
                 if tx.send(prepared).is_err() {
                     break;
                 }
@@ -254,9 +264,37 @@ fn run_batched(model: &Model, kind: Kind, chunk: &[Job], progress: &dyn Progress
     results
 }
 
-/// Read, hash, decode and preprocess one image.
-fn prepare(model: &Model, job: &Job) -> std::result::Result<(String, tract_onnx::prelude::Tensor), String> {
-    let bytes = std::fs::read(&job.path).map_err(|e| format!("cannot read: {e}"))?;
+use crate::objects::Fetched;
+
+/// One job's result, by its index in the chunk: its hash and output, or why it failed.
+type Outcome = (usize, std::result::Result<(String, Vec<f32>), String>);
+
+/// Fetch the chunk's objects (images in object storage) concurrently; local files are left to
+/// the workers. When not one object of the chunk could be fetched because the store itself
+/// is failing (refused, timed out, faulting after retries), the run stops with that error:
+/// the parts already written are kept, and a rerun fetches only what is missing.
+fn prefetch(chunk: &[Job]) -> Result<Vec<Fetched>> {
+    let url = |j: &Job| j.path.to_str().filter(|s| crate::objects::is_url(s)).map(str::to_string);
+    let urls: Vec<String> = chunk.iter().filter_map(url).collect();
+    if urls.is_empty() {
+        return Ok(chunk.iter().map(|_| None).collect());
+    }
+    let got = crate::objects::read_many(&urls);
+    if let Some(crate::objects::Failure::Unreachable(message)) = got.iter().find_map(|r| r.as_ref().err()) {
+        if got.iter().all(|r| matches!(r, Err(crate::objects::Failure::Unreachable(_)))) {
+            return Err(CurateError::io(Path::new(&urls[0]), format!("{message}; the object store is not answering, so the run stopped (finished work is kept: run it again)")));
+        }
+    }
+    let mut got = got.into_iter().map(|r| r.map_err(String::from));
+    Ok(chunk.iter().map(|j| url(j).and_then(|_| got.next())).collect())
+}
+
+/// Read (unless fetched), hash, decode and preprocess one image.
+fn prepare(model: &Model, job: &Job, fetched: Fetched) -> std::result::Result<(String, tract_onnx::prelude::Tensor), String> {
+    let bytes = match fetched {
+        Some(r) => r?,
+        None => crate::objects::read_any(&job.path)?,
+    };
     let hash = blake3::hash(&bytes).to_hex().to_string();
     let img = crate::preprocess::decode_for(&bytes, (model.input.width as u32, model.input.height as u32)).map_err(|e| format!("cannot decode: {e}"))?;
     Ok((hash, crate::preprocess::to_tensor(&img, &model.input)?))
@@ -270,8 +308,8 @@ fn pick(model: &Model, kind: Kind, out: crate::model::ModelOutput) -> std::resul
     v.ok_or_else(|| format!("model `{}` declares no {:?} output", model.name, kind))
 }
 
-fn run_one(model: &Model, kind: Kind, state: &mut crate::model::ModelState, job: &Job) -> std::result::Result<(String, Vec<f32>), String> {
-    let (hash, input) = prepare(model, job)?;
+fn run_one(model: &Model, kind: Kind, state: &mut crate::model::ModelState, job: &Job, fetched: Fetched) -> std::result::Result<(String, Vec<f32>), String> {
+    let (hash, input) = prepare(model, job, fetched)?;
     let out = model.run(state, input).map_err(|e| e.to_string())?;
     Ok((hash, pick(model, kind, out)?))
 }
@@ -280,13 +318,13 @@ fn run_one(model: &Model, kind: Kind, state: &mut crate::model::ModelState, job:
 pub fn embed_file(model: &Model, path: &Path) -> std::result::Result<Vec<f32>, String> {
     let mut state = model.spawn().map_err(|e| e.to_string())?;
     let job = Job { id: String::new(), path: path.to_path_buf(), hash: None };
-    run_one(model, Kind::Embedding, &mut state, &job).map(|(_, v)| v)
+    run_one(model, Kind::Embedding, &mut state, &job, None).map(|(_, v)| v)
 }
 
 /// Every declared output of one image file (embedding and scores), outside the cache.
 pub fn outputs_of_file(model: &Model, path: &Path) -> std::result::Result<crate::model::ModelOutput, String> {
     let mut state = model.spawn().map_err(|e| e.to_string())?;
     let job = Job { id: String::new(), path: path.to_path_buf(), hash: None };
-    let (_, input) = prepare(model, &job)?;
+    let (_, input) = prepare(model, &job, None)?;
     model.run(&mut state, input).map_err(|e| e.to_string())
 }

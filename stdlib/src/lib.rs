@@ -14,6 +14,7 @@ pub mod import;
 pub mod index;
 pub mod manifest;
 pub mod model;
+pub mod objects;
 #[cfg(feature = "onnxruntime")]
 pub mod onnxruntime;
 pub mod options;

@@ -48,7 +48,7 @@ pub fn hashes(ws: &Workspace, items: &[(String, String)], progress: &dyn Progres
                 return (i, None);
             }
             let file = ws.media_path(&items[i].1);
-            let h = std::fs::read(&file).ok().and_then(|b| crate::preprocess::decode(&b).ok()).map(|img| curate_kernels::phash::phash(&img));
+            let h = crate::objects::read_any(&file).ok().and_then(|b| crate::preprocess::decode(&b).ok()).map(|img| curate_kernels::phash::phash(&img));
             (i, h)
         })
         .collect();

@@ -36,15 +36,14 @@ struct FileFacts {
     error: Option<String>,
 }
 
-fn scan_file(path: &Path) -> FileFacts {
-    let data = match std::fs::read(path) {
+fn scan_file(path: &Path, fetched: crate::objects::Fetched) -> FileFacts {
+    let read = match fetched {
+        Some(r) => r,
+        None => crate::objects::read_any(path),
+    };
+    let data = match read {
         Ok(d) => d,
-        Err(e) => {
-            return FileFacts {
-                error: Some(format!("cannot read: {e}")),
-                ..FileFacts::default()
-            }
-        }
+        Err(e) => return FileFacts { error: Some(e), ..FileFacts::default() },
     };
     let mut facts = FileFacts {
         bytes: Some(data.len() as u64),
@@ -83,17 +82,33 @@ pub fn scan(
     let ids = str_column(&df, "id")?;
     let paths = str_column(&df, "path")?;
     progress.start("scanning images", paths.len() as u64);
-    let facts: Vec<Option<FileFacts>> = paths
-        .par_iter()
-        .map(|p| {
+    // Objects in a store are fetched a chunk at a time, many requests in flight, so memory is
+    // bounded by one chunk; local files are read by the worker that parses them.
+    let mut facts: Vec<Option<FileFacts>> = Vec::with_capacity(paths.len());
+    for chunk in paths.chunks(crate::embed::CHUNK) {
+        if progress.is_cancelled() {
+            break;
+        }
+        let resolved: Vec<std::path::PathBuf> = chunk.iter().map(|p| resolve(p)).collect();
+        let urls: Vec<String> = resolved.iter().filter_map(|p| p.to_str().filter(|s| crate::objects::is_url(s)).map(str::to_string)).collect();
+        let mut fetched = crate::objects::read_many(&urls).into_iter().map(|r| r.map_err(String::from));
+        let inputs: Vec<(std::path::PathBuf, crate::objects::Fetched)> = resolved
+            .into_iter()
+            .map(|p| {
+                let remote = p.to_str().is_some_and(crate::objects::is_url);
+                let data = if remote { fetched.next() } else { None };
+                (p, data)
+            })
+            .collect();
+        facts.par_extend(inputs.into_par_iter().map(|(p, data)| {
             if progress.is_cancelled() {
                 return None;
             }
-            let f = scan_file(&resolve(p));
+            let f = scan_file(&p, data);
             progress.advance(1);
             Some(f)
-        })
-        .collect();
+        }));
+    }
     progress.finish();
     if progress.is_cancelled() {
         return Err(CurateError::Interrupted);

@@ -96,12 +96,19 @@ impl Workspace {
     }
 
     /// Where the image at manifest path `p` lives on disk.
+    /// An object-store URL stays a URL (`s3://bucket/key`), and a relative path under a `media`
+    /// root that is a URL joins it as URLs join.
     pub fn media_path(&self, p: &str) -> PathBuf {
-        let p = Path::new(p);
-        if p.is_absolute() {
-            p.to_path_buf()
+        if crate::objects::is_url(p) {
+            return PathBuf::from(p);
+        }
+        let path = Path::new(p);
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else if crate::objects::is_url(&self.config.media) {
+            PathBuf::from(crate::objects::join(&self.config.media, p))
         } else {
-            self.media_root().join(p)
+            self.media_root().join(path)
         }
     }
 

@@ -2,12 +2,14 @@
 
 mod util;
 
+mod cluster;
 mod edits;
 mod embed;
 mod duplicates;
 mod errors;
 mod examples;
 mod import;
+mod objects;
 mod onnxruntime;
 mod pictures;
 mod readme;

@@ -10,8 +10,11 @@ use curate_stdlib::testing::{python_with, ONNXRUNTIME_WHEEL};
 
 use crate::util::Test;
 
-/// The cache folders, and each image's unit vector (as stored, f16) and norm.
-fn vectors(t: &Test) -> (Vec<String>, HashMap<String, (Vec<f32>, f32)>) {
+/// Each image's unit vector (as stored, f16) and norm, by content hash.
+type Stored = HashMap<String, (Vec<f32>, f32)>;
+
+/// The cache folders, and what they store.
+fn vectors(t: &Test) -> (Vec<String>, Stored) {
     let root = t.path().join(".curate/embeddings");
     let mut dirs = Vec::new();
     let mut out = HashMap::new();

@@ -1,7 +1,7 @@
 //! Import an image folder: the class is the sub-folder, and a top-level `train/`, `val/` or
 //! `test/` folder gives the split (`train/cat/0001.jpg`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
@@ -22,9 +22,42 @@ pub(super) fn read(ws: &Workspace, source: &Path) -> Result<DataFrame> {
     if files.is_empty() {
         return Err(CurateError::import(source, "no image files found in this folder"));
     }
+    let rows = files.iter().map(|file| (file.strip_prefix(source).unwrap_or(file).to_path_buf(), stored_path(ws, file)));
+    frame(rows)
+}
+
+/// A "folder" in object storage: every image object under the prefix `url`
+/// (`s3://bucket/photos/`), labelled by its key as a local folder is by its path.
+pub(super) fn read_remote(ws: &Workspace, url: &str) -> Result<DataFrame> {
+    let source = Path::new(url);
+    let prefix = format!("{}/", url.trim_end_matches('/'));
+    let listed = crate::objects::list(&prefix).map_err(|e| CurateError::import(source, e))?;
+    let media = format!("{}/", ws.config.media.trim_end_matches('/'));
+    let remote_media = crate::objects::is_url(&ws.config.media);
+    let rows: Vec<(PathBuf, String)> = listed
+        .into_iter()
+        .filter_map(|(object, _)| {
+            let rel = object.strip_prefix(&prefix)?.to_string();
+            is_image(Path::new(&rel)).then_some(())?;
+            // Relative to a `media` root that is this store, else the whole URL.
+            let stored = match object.strip_prefix(&media) {
+                Some(under) if remote_media => under.to_string(),
+                _ => object.clone(),
+            };
+            Some((PathBuf::from(rel), stored))
+        })
+        .collect();
+    if rows.is_empty() {
+        return Err(CurateError::import(source, "no image objects found under this prefix"));
+    }
+    frame(rows.into_iter())
+}
+
+/// id, path, label and split from each image's path relative to the source (`rel`) and the
+/// path the manifest stores.
+fn frame(files: impl Iterator<Item = (PathBuf, String)>) -> Result<DataFrame> {
     let (mut ids, mut paths, mut labels, mut splits) = (vec![], vec![], vec![], vec![]);
-    for file in &files {
-        let rel = file.strip_prefix(source).unwrap_or(file);
+    for (rel, stored) in files {
         let dirs: Vec<String> = rel
             .parent()
             .map(|p| p.iter().map(|c| c.to_string_lossy().into_owned()).collect())
@@ -36,8 +69,8 @@ pub(super) fn read(ws: &Workspace, source: &Path) -> Result<DataFrame> {
             }
             [.., last] => (None, Some(last.clone())),
         };
-        ids.push(id_from_rel(rel));
-        paths.push(stored_path(ws, file));
+        ids.push(id_from_rel(&rel));
+        paths.push(stored);
         labels.push(label);
         splits.push(split);
     }

@@ -83,10 +83,13 @@ pub struct ImportReport {
 
 /// Import `source` into the workspace's manifest.
 pub fn import(ws: &Workspace, source: &Path, opts: &ImportOptions, progress: &dyn Progress) -> Result<ImportReport> {
-    if !source.exists() {
+    let remote = source.to_str().filter(|s| crate::objects::is_url(s));
+    if remote.is_none() && !source.exists() {
         return Err(CurateError::import(source, "not found"));
     }
-    let format = match opts.format.or_else(|| ImportFormat::detect(source)) {
+    // In object storage: a prefix is a folder (tables and COCO files are read from disk).
+    let detected = if remote.is_some() { Some(ImportFormat::Folder) } else { ImportFormat::detect(source) };
+    let format = match opts.format.or(detected) {
         Some(f) => f,
         None => {
             return Err(CurateError::import(
@@ -95,10 +98,12 @@ pub fn import(ws: &Workspace, source: &Path, opts: &ImportOptions, progress: &dy
             ))
         }
     };
-    let rows = match format {
-        ImportFormat::Folder => folder::read(ws, source)?,
-        ImportFormat::Csv | ImportFormat::Jsonl | ImportFormat::Parquet => table::read(ws, source, format)?,
-        ImportFormat::Coco => coco::read(ws, source, &opts.coco)?,
+    let rows = match (format, remote) {
+        (ImportFormat::Folder, Some(url)) => folder::read_remote(ws, url)?,
+        (_, Some(_)) => return Err(CurateError::import(source, "only image folders (prefixes) are imported from object storage; download a table or COCO file first")),
+        (ImportFormat::Folder, None) => folder::read(ws, source)?,
+        (ImportFormat::Csv | ImportFormat::Jsonl | ImportFormat::Parquet, None) => table::read(ws, source, format)?,
+        (ImportFormat::Coco, None) => coco::read(ws, source, &opts.coco)?,
     };
     let mut rows = finish_rows(rows, opts).map_err(|e| CurateError::import(source, e))?;
     manifest::check_ids(source, &rows)?;

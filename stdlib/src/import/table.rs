@@ -56,6 +56,13 @@ pub(super) fn read(ws: &Workspace, source: &Path, format: ImportFormat) -> Resul
         let Some(p) = p else {
             return Err(CurateError::import(source, format!("row {}: empty path", row + 1)));
         };
+        if crate::objects::is_url(p) {
+            // An object's URL is kept whole; its id comes from the key (`cifar/cat/0001`).
+            let key = p.split_once("://").and_then(|(_, rest)| rest.split_once('/')).map_or("", |(_, key)| key);
+            paths.push(p.clone());
+            derived_ids.push(id_from_rel(Path::new(key)));
+            continue;
+        }
         let file = if Path::new(p).is_absolute() { Path::new(p).to_path_buf() } else { base.join(p) };
         paths.push(stored_path(ws, &file));
         derived_ids.push(id_from_rel(Path::new(p)));

@@ -119,8 +119,11 @@ fn fit(text: &str, width: u32, keep_tail: bool) -> String {
 /// with nearest-neighbour sampling so their real pixels stay visible.
 pub fn thumbnail(path: Option<&PathBuf>, size: u32) -> std::result::Result<RgbImage, String> {
     let Some(path) = path else { return Err("no file".to_string()) };
-    let img = image::ImageReader::open(path)
-        .map_err(|e| format!("missing: {}", e.kind()))?
+    let bytes = match path.to_str() {
+        Some(url) if crate::objects::is_url(url) => crate::objects::read(url).map_err(|e| if e.ends_with("not found") { "missing: not found".to_string() } else { e })?,
+        _ => std::fs::read(path).map_err(|e| format!("missing: {}", e.kind()))?,
+    };
+    let img = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| format!("unreadable: {e}"))?
         .decode()

@@ -158,7 +158,7 @@ pub fn augment(ctx: &Context, ds: &Dataset, opts: &Map, line: Option<usize>) -> 
                 continue;
             }
             if img.is_none() {
-                let data = std::fs::read(&src).map_err(|e| CurateError::io(&src, e))?;
+                let data = crate::objects::read_any(&src).map_err(|e| CurateError::io(&src, e))?;
                 img = Some(crate::preprocess::decode(&data).map_err(|e| CurateError::io(&src, format!("cannot decode: {e}")))?);
             }
             let Some(parent) = img.as_ref() else { continue };

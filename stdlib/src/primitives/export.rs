@@ -255,6 +255,11 @@ fn export_file(src: &Path, target: &Path, mode: &str) -> Result<()> {
     if let Some(parent) = target.parent() {
         std::fs::create_dir_all(parent).map_err(|e| CurateError::io(parent, e))?;
     }
+    if let Some(url) = src.to_str().filter(|s| crate::objects::is_url(s)) {
+        // An object is always copied: there is no local file to link to.
+        let bytes = crate::objects::read(url).map_err(|e| CurateError::io(src, e))?;
+        return write_atomic(target, |f| std::io::Write::write_all(f, &bytes).map_err(|e| CurateError::io(target, e)));
+    }
     if mode == "copy" {
         let mut input = std::fs::File::open(src).map_err(|e| CurateError::io(src, e))?;
         return write_atomic(target, |f| std::io::copy(&mut input, f).map(|_| ()).map_err(|e| CurateError::io(src, e)));

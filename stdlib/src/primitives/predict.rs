@@ -57,14 +57,15 @@ pub fn class_column(class: &str) -> String {
 }
 
 /// Run a model's `scores` over `ds` (what is not cached), for `curate predict`.
-pub fn predict_all(ctx: &Context, ds: &Dataset, model: Option<&str>) -> Result<crate::embed::EmbedReport> {
+/// Predict every sample of `ds` whose scores are not cached (only shard `shard`'s, when given).
+pub fn predict_all(ctx: &Context, ds: &Dataset, model: Option<&str>, shard: Option<crate::embed::Shard>) -> Result<crate::embed::EmbedReport> {
     let ws = ds.workspace().clone();
     let name = match model.map(str::to_string).or_else(|| ws.config.test.model.clone()) {
         Some(m) => m,
         None => crate::vectors::default_model(&ws, "scores")?,
     };
     let model = ctx.registry.model(&ws, Some(&name))?;
-    super::embed::run_dataset(ctx, ds, &model, Kind::Scores, None)
+    super::embed::run_dataset(ctx, ds, &model, Kind::Scores, shard)
 }
 
 /// The format of a predictions file, from its extension.

@@ -1,0 +1,41 @@
+"""A Ray driver that runs the shard commands as tasks; Ray only schedules and retries them.
+
+    ray start --head --num-cpus=2            # or connect to an existing cluster
+    python ray_driver.py /shared/people 16   # every node must see the workspace
+
+Each task runs `embed-shard.sh WORKSPACE COUNT INDEX`, the same command Slurm and Kubernetes
+run. A task that fails is retried (max_retries) and does only its missing images. Once every
+shard is done, one `curate embed` on the workspace merges their parts.
+"""
+import os
+import subprocess
+import sys
+
+import ray
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@ray.remote(num_cpus=1, max_retries=3)
+def shard(workspace, count, index):
+    done = subprocess.run(
+        [os.path.join(HERE, "embed-shard.sh"), workspace, str(count), str(index)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"shard {index}/{count} failed:\n{done.stderr}")
+    return done.stdout.strip()
+
+
+def main():
+    workspace, count = os.path.abspath(sys.argv[1]), int(sys.argv[2])
+    ray.init(address=os.environ.get("RAY_ADDRESS", "auto"))
+    for line in ray.get([shard.remote(workspace, count, i) for i in range(count)]):
+        print(line)
+    merged = subprocess.run([os.environ.get("CURATE", "curate"), "-C", workspace, "embed"], check=True, capture_output=True, text=True)
+    print(merged.stdout.strip())
+
+
+if __name__ == "__main__":
+    main()

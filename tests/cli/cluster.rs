@@ -1,0 +1,63 @@
+//! `examples/cluster/`: the shard command that Slurm, Kubernetes and Ray run, taking its index
+//! from each engine's variable, and the merge of the shards' parts by the next command, equal
+//! to one process's run.
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use crate::util::{repo, Test};
+
+fn vectors(t: &Test) -> HashMap<String, Vec<f32>> {
+    let mut out = HashMap::new();
+    for entry in std::fs::read_dir(t.path().join(".curate/embeddings")).expect("embeddings") {
+        let dir = entry.expect("entry").path();
+        curate_stdlib::store::compact(&dir, curate_stdlib::store::Layout::EMBEDDINGS).expect("compaction");
+        let store = curate_stdlib::store::Store::open(&dir).expect("store");
+        assert_eq!(store.rows(), store.len(), "no row twice");
+        for (h, row) in store.entries().expect("table") {
+            out.insert(h, store.raw_row(row as usize));
+        }
+    }
+    out
+}
+
+#[test]
+fn shards_run_by_any_engine_merge_into_one_run() {
+    let single = Test::example();
+    single.run_with(&["embed", "--model", "vww"]).success();
+    let sharded = Test::example();
+    let script = repo().join("examples/cluster/embed-shard.sh");
+    for (var, index) in [("SLURM_ARRAY_TASK_ID", "0"), ("JOB_COMPLETION_INDEX", "1"), ("CURATE_SHARD_INDEX", "2")] {
+        let out = Command::new("bash")
+            .arg(&script)
+            .args([sharded.path().to_str().expect("utf-8"), "3", "", "vww"])
+            .env("CURATE", env!("CARGO_BIN_EXE_curate"))
+            .env("CI", "true")
+            .env_remove("SLURM_ARRAY_TASK_ID")
+            .env_remove("JOB_COMPLETION_INDEX")
+            .env_remove("CURATE_SHARD_INDEX")
+            .env(var, index)
+            .output()
+            .expect("bash runs");
+        assert!(out.status.success(), "shard {index} ({var}): {}", String::from_utf8_lossy(&out.stderr));
+    }
+    // Three shards left their own parts; the next command merges them and has nothing to do.
+    let out = sharded.run_with(&["embed", "--model", "vww", "--json"]).success();
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    assert_eq!((report["embedded"].as_u64(), report["cached"].as_u64()), (Some(0), Some(1400)), "{}", out.stdout);
+    assert_eq!(vectors(&sharded), vectors(&single));
+    // Predictions shard the same way.
+    for i in 0..3 {
+        sharded.run_with(&["predict", "--model", "vww", "--shard", &format!("{i}/3")]).success();
+    }
+    let out = sharded.run_with(&["predict", "--model", "vww", "--out", "p.csv", "--json"]).success();
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    assert_eq!((report["embedded"].as_u64(), report["cached"].as_u64()), (Some(0), Some(1400)), "{}", out.stdout);
+    single.run_with(&["predict", "--model", "vww", "--out", "p.csv"]).success();
+    assert_eq!(std::fs::read_to_string(sharded.path().join("p.csv")).expect("p.csv"), std::fs::read_to_string(single.path().join("p.csv")).expect("p.csv"));
+    let out = sharded.run_with(&["predict", "--shard", "0/3", "--out", "q.csv"]);
+    assert_ne!(out.code, 0, "a shard's predictions are not the dataset's");
+    // Without an index, the script says where it looks for one.
+    let out = Command::new("bash").arg(&script).args(["/nowhere", "3"]).env_remove("SLURM_ARRAY_TASK_ID").env_remove("JOB_COMPLETION_INDEX").env_remove("CURATE_SHARD_INDEX").output().expect("bash");
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("JOB_COMPLETION_INDEX"));
+}

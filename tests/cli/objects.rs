@@ -1,0 +1,220 @@
+//! Images in object storage, against a real S3-compatible server on 127.0.0.1 (`moto_server`
+//! from PyPI, in the test venv): importing a prefix, embedding from it, a missing object, and
+//! a server that stops mid-run.
+
+use std::collections::HashSet;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use curate_stdlib::testing::python_with;
+
+use crate::util::{example_dir, Test};
+
+const MOTO: &str = "moto[server]==5.1.22";
+
+/// A moto S3 server on a free port of 127.0.0.1, killed when dropped.
+struct S3 {
+    child: Child,
+    port: u16,
+    python: PathBuf,
+}
+
+impl S3 {
+    fn start() -> S3 {
+        let python = python_with(&[MOTO]);
+        let port = TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
+        let server = python.parent().expect("venv bin").join("moto_server");
+        let child = Command::new(server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(30), "moto_server did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        S3 { child, port, python }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Run boto3 against the server.
+    fn boto(&self, code: &str) {
+        let script = format!(
+            "import boto3, os, sys\ns3 = boto3.client('s3', endpoint_url='{}', aws_access_key_id='test', aws_secret_access_key='test', region_name='us-east-1')\n{code}",
+            self.endpoint()
+        );
+        let out = Command::new(&self.python).args(["-c", &script]).output().expect("python runs");
+        assert!(out.status.success(), "boto3 failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Create `bucket` and upload every file under `dir` with its relative path under `prefix`.
+    fn upload(&self, bucket: &str, dir: &Path, prefix: &str) {
+        self.boto(&format!(
+            "s3.create_bucket(Bucket='{bucket}')\nroot = '{}'\nfor d, _, fs in os.walk(root):\n    for f in fs:\n        p = os.path.join(d, f)\n        s3.upload_file(p, '{bucket}', '{prefix}' + os.path.relpath(p, root))",
+            dir.display()
+        ));
+    }
+
+    /// Point a test's curate at this server.
+    fn env(&self, t: Test) -> Test {
+        t.env("AWS_ENDPOINT_URL", &self.endpoint())
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Every stored vector of the workspace's embedding store, by content hash.
+fn stored(t: &Test) -> (usize, std::collections::HashMap<String, Vec<f32>>) {
+    let mut rows = 0;
+    let mut out = std::collections::HashMap::new();
+    for entry in std::fs::read_dir(t.path().join(".curate/embeddings")).expect("embeddings") {
+        let dir = entry.expect("entry").path();
+        curate_stdlib::store::compact(&dir, curate_stdlib::store::Layout::EMBEDDINGS).expect("compaction");
+        let store = curate_stdlib::store::Store::open(&dir).expect("store");
+        rows += store.rows();
+        for (h, row) in store.entries().expect("table") {
+            out.insert(h, store.raw_row(row as usize));
+        }
+    }
+    (rows, out)
+}
+
+#[test]
+fn a_bucket_is_imported_and_embedded_like_a_folder() {
+    let s3 = S3::start();
+    s3.upload("photos", &example_dir().join("media/cifar/test"), "cifar/test/");
+    let check = "let ds = open(); print(ds.len()); print(ds.filter(\"split = 'test' AND label = 'bird' AND path LIKE 's3://photos/cifar/test/bird/%' AND width = 32\").len());";
+    let pictures = "let ds = open().filter(\"label = 'cat'\"); ds.grid(); ds.train_export(\"out\", #{mode: \"copy\"});";
+    let t = s3.env(Test::example().write("e.rhai", "open().embed()").write("c.rhai", check).write("g.rhai", pictures));
+    let out = t.run_with(&["import", "s3://photos/cifar/"]).success();
+    assert!(out.stdout.contains("imported 200 samples from s3://photos/cifar/ (folder)"), "{}", out.stdout);
+    assert!(!out.stdout.contains("could not be read"), "{}", out.stdout);
+    // Labels and splits from the keys, hashes from the bytes: as the local import of the same files.
+    let out = t.run_with(&["run", "c.rhai"]).success();
+    assert_eq!(out.stdout.split_whitespace().collect::<Vec<_>>(), ["200", "20"], "{}", out.stdout);
+    let local = Test::example().write("e.rhai", "open().filter(\"path LIKE '%cifar/test/%'\").embed()");
+    local.run_with(&["run", "e.rhai"]).success();
+    let out = t.run_with(&["run", "e.rhai"]).success();
+    assert!(out.stdout.contains("200 images, 200 embedded, 0 already cached, 0 failed"), "{}", out.stdout);
+    let (_, remote_vectors) = stored(&t);
+    let (_, local_vectors) = stored(&local);
+    assert_eq!(local_vectors.len(), 200);
+    assert_eq!(remote_vectors, local_vectors, "the same bytes give the same vectors, whoever serves them");
+
+    // A grid and a copying export read the objects too.
+    let out = t.run_with(&["run", "g.rhai"]).success();
+    assert!(!out.stdout.contains("missing"), "{}", out.stdout);
+    let exported: Vec<PathBuf> = walkdir::WalkDir::new(t.path().join("out")).into_iter().flatten().filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "jpg")).map(|e| e.into_path()).collect();
+    assert_eq!(exported.len(), 20, "{exported:?}");
+    let originals: HashSet<Vec<u8>> = std::fs::read_dir(example_dir().join("media/cifar/test/cat")).expect("cats").flatten().map(|e| std::fs::read(e.path()).expect("original")).collect();
+    assert!(exported.iter().all(|p| originals.contains(&std::fs::read(p).expect("exported"))), "exported copies are the objects' bytes");
+
+    // A missing object is one failure that names its URL; the rest is done.
+    s3.boto("s3.delete_object(Bucket='photos', Key='cifar/test/cat/0003.jpg')");
+    let t = t.write("e.rhai", "open().embed(\"vww\")");
+    let out = t.run_with(&["run", "e.rhai"]).success();
+    assert!(out.stdout.contains("200 images, 199 embedded, 0 already cached, 1 failed"), "{}", out.stdout);
+    assert!(out.stdout.contains("s3://photos/cifar/test/cat/0003.jpg") && out.stdout.contains("not found"), "{}", out.stdout);
+}
+
+/// A plain web server (Python's http.server) and a table whose paths are its URLs.
+#[test]
+fn a_table_of_http_urls_is_imported_and_embedded() {
+    let port = TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
+    let media = example_dir().join("media");
+    let mut server = Command::new("python3")
+        .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
+        .arg(&media)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 -m http.server");
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(30), "http.server did not listen");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut csv = String::from("path,label\n");
+    let mut cats: Vec<String> = std::fs::read_dir(media.join("cifar/test/cat")).expect("cats").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    cats.sort();
+    for f in &cats {
+        csv.push_str(&format!("http://127.0.0.1:{port}/cifar/test/cat/{f},cat\n"));
+    }
+    csv.push_str(&format!("http://127.0.0.1:{port}/cifar/test/cat/nope.jpg,cat\n"));
+    let t = Test::example().write("cats.csv", &csv).write("e.rhai", "open().embed(\"vww\")").write("c.rhai", "print(open().filter(\"id = 'cifar/test/cat/0000'\").len())");
+    let out = t.run_with(&["import", "cats.csv"]).success();
+    assert!(out.stdout.contains("imported 21 samples") && out.stdout.contains("nope.jpg"), "{}", out.stdout);
+    assert_eq!(t.run_with(&["run", "c.rhai"]).success().stdout.trim(), "1");
+    let out = t.run_with(&["run", "e.rhai"]).success();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(out.stdout.contains("21 images, 20 embedded, 0 already cached, 1 failed"), "{}", out.stdout);
+    assert!(out.stdout.contains("nope.jpg") && out.stdout.contains("not found"), "{}", out.stdout);
+    let local = Test::example().write("e.rhai", "open().filter(\"path LIKE '%cifar/test/cat/%'\").embed(\"vww\")");
+    local.run_with(&["run", "e.rhai"]).success();
+    assert_eq!(stored(&t).1, stored(&local).1);
+}
+
+#[test]
+fn a_server_that_stops_mid_run_loses_nothing() {
+    let mut s3 = S3::start();
+    let media = example_dir().join("media");
+    s3.upload("data", &media, "media/");
+    let t = s3.env(Test::example());
+    t.run_with(&["import", "s3://data/media/"]).success();
+    // Embed everything in the background and stop the server once the first part is written.
+    let parts = t.path().join(".curate/embeddings");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_curate"));
+    cmd.args(["embed"]).current_dir(t.path()).env("CI", "true").env("NO_COLOR", "1").stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in [("AWS_ENDPOINT_URL", s3.endpoint()), ("AWS_ALLOW_HTTP", "true".into()), ("AWS_ACCESS_KEY_ID", "test".into()), ("AWS_SECRET_ACCESS_KEY", "test".into()), ("AWS_REGION", "us-east-1".into())] {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("curate embed");
+    let started = Instant::now();
+    let part_written = || walkdir::WalkDir::new(&parts).into_iter().flatten().any(|e| e.file_name().to_string_lossy().ends_with(".arrow"));
+    while !part_written() {
+        assert!(started.elapsed() < Duration::from_secs(300), "no part was written");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s3.stop();
+    let out = child.wait_with_output().expect("curate exits");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "the run cannot finish without its server");
+    assert!(stderr.contains("s3://data/media/") && stderr.contains("not answering"), "{stderr}");
+    let (rows, first) = stored(&t);
+    assert!(!first.is_empty() && first.len() < 1400 && rows == first.len(), "{} kept of 1400, {rows} rows", first.len());
+
+    // The server comes back (a new one, with the same objects): the rerun does only the rest.
+    let s3 = S3::start();
+    s3.upload("data", &media, "media/");
+    let t = s3.env(t);
+    let out = t.run_with(&["embed", "--json"]).success();
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).expect("json report");
+    let (embedded, cached) = (report["embedded"].as_u64().expect("embedded"), report["cached"].as_u64().expect("cached"));
+    assert_eq!(cached as usize, first.len(), "{}", out.stdout);
+    assert_eq!(embedded + cached, 1400, "{}", out.stdout);
+    let (rows, all) = stored(&t);
+    assert_eq!((rows, all.len()), (1400, 1400), "nothing lost, nothing twice");
+    let kept: HashSet<&String> = first.keys().collect();
+    assert!(kept.iter().all(|h| all[*h] == first[*h]), "finished work is kept as it was");
+}
