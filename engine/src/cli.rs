@@ -92,6 +92,9 @@ pub enum Command {
         /// The vector column, when a table has several.
         #[arg(long)]
         column: Option<String>,
+        /// Take only shard I of N (by content hash), e.g. --shard 0/4; the next command merges the shards' parts.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<String>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -256,10 +259,10 @@ pub fn main() -> u8 {
             let out = out.map(|o| if o.is_absolute() { o } else { dir.join(o) });
             predict_cmd(&dir, model.as_deref(), out.as_deref(), shard.as_deref(), json, cancel)
         }
-        Some(Command::ImportEmbeddings { files, model, ids, column, json }) => {
+        Some(Command::ImportEmbeddings { files, model, ids, column, shard, json }) => {
             let abs = |p: PathBuf| if p.is_absolute() { p } else { dir.join(p) };
             let files: Vec<PathBuf> = files.into_iter().map(abs).collect();
-            import_embeddings_cmd(&dir, &files, model.as_deref(), ids.map(abs).as_deref(), column.as_deref(), json, cancel)
+            import_embeddings_cmd(&dir, &files, model.as_deref(), ids.map(abs).as_deref(), column.as_deref(), shard.as_deref(), json, cancel)
         }
         Some(Command::Index { model, metric, backend, json }) => index_cmd(&dir, model.as_deref(), &metric, backend.as_deref(), json, cancel),
         Some(Command::Embed { model, shard, json }) => embed_cmd(&dir, model.as_deref(), shard.as_deref(), json, cancel),
@@ -338,7 +341,12 @@ fn embed_cmd(dir: &Path, model: Option<&str>, shard: Option<&str>, json: bool, c
     }
 }
 
-fn import_embeddings_cmd(dir: &Path, files: &[PathBuf], model: Option<&str>, ids: Option<&Path>, column: Option<&str>, json: bool, cancel: CancelFlag) -> u8 {
+#[allow(clippy::too_many_arguments)]
+fn import_embeddings_cmd(dir: &Path, files: &[PathBuf], model: Option<&str>, ids: Option<&Path>, column: Option<&str>, shard: Option<&str>, json: bool, cancel: CancelFlag) -> u8 {
+    let shard = match shard.map(curate_stdlib::embed::Shard::parse).transpose() {
+        Ok(s) => s,
+        Err(message) => return fail(&curate_stdlib::CurateError::arg("--shard", message)),
+    };
     let ws = match Workspace::discover(dir) {
         Ok(ws) => ws,
         Err(e) => return fail(&e),
@@ -346,7 +354,7 @@ fn import_embeddings_cmd(dir: &Path, files: &[PathBuf], model: Option<&str>, ids
     let registry = curate_stdlib::vectors::Registry::default();
     let bar = Bar::new(cancel);
     let files: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
-    let result = registry.model(&ws, model).and_then(|m| curate_stdlib::import::vectors::import_vectors(&ws, &m, &files, ids, column, &bar));
+    let result = registry.model(&ws, model).and_then(|m| curate_stdlib::import::vectors::import_vectors(&ws, &m, &files, ids, column, shard, &bar));
     match result {
         Ok(r) => {
             if json {

@@ -14,6 +14,15 @@ use crate::util::{example_dir, Test};
 
 const MOTO: &str = "moto[server]==5.1.22";
 
+/// Wait until a server listens on 127.0.0.1:`port` (30 s at most).
+fn wait_for(port: u16, what: &str) {
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(30), "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A moto S3 server on a free port of 127.0.0.1, killed when dropped.
 struct S3 {
     child: Child,
@@ -32,11 +41,7 @@ impl S3 {
             .stderr(Stdio::null())
             .spawn()
             .expect("moto_server starts");
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(30), "moto_server did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for(port, "moto_server");
         S3 { child, port, python }
     }
 
@@ -149,11 +154,7 @@ fn a_table_of_http_urls_is_imported_and_embedded() {
         .stderr(Stdio::null())
         .spawn()
         .expect("python3 -m http.server");
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(30), "http.server did not listen");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for(port, "http.server");
     let mut csv = String::from("path,label\n");
     let mut cats: Vec<String> = std::fs::read_dir(media.join("cifar/test/cat")).expect("cats").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     cats.sort();

@@ -260,3 +260,25 @@ fn a_usearch_index_grows_with_the_store() {
     let files: Vec<String> = std::fs::read_dir(store_dir(&t)).expect("ls").flatten().map(|e| e.file_name().to_string_lossy().to_string()).filter(|n| n.ends_with(".usearch")).collect();
     assert_eq!(files.len(), 1, "the previous generation is removed: {files:?}");
 }
+
+#[test]
+fn import_embeddings_in_shards_merges_into_one_import() {
+    let t = Test::example();
+    let ids = manifest_ids(&t, 40);
+    let vectors: Vec<Vec<f32>> = (0..40).map(|i| vector(i, None)).collect();
+    write_parquet(&t.path().join("a.parquet"), "id", &ids, &vectors);
+    let whole = Test::example();
+    std::fs::copy(t.path().join("a.parquet"), whole.path().join("a.parquet")).expect("copy");
+    whole.run_with(&["import-embeddings", "a.parquet"]).success();
+    let mut imported = Vec::new();
+    for i in 0..2 {
+        let out = t.run_with(&["import-embeddings", "a.parquet", "--shard", &format!("{i}/2"), "--json"]).success();
+        let r: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+        imported.push(r["imported"].as_u64().expect("imported"));
+    }
+    assert!(imported.iter().all(|&n| n > 0) && imported.iter().sum::<u64>() == 40, "{imported:?}");
+    // The shards left parts; the next use merges them into what one import stores.
+    curate_stdlib::store::compact(&store_dir(&t), curate_stdlib::store::Layout::EMBEDDINGS).expect("merge");
+    assert_eq!(committed(&t), committed(&whole));
+    t.run_with(&["import-embeddings", "a.parquet", "--shard", "2/2"]).code(2);
+}

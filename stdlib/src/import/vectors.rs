@@ -345,7 +345,9 @@ impl Drop for Staging {
 
 /// Import the vectors of `files` into `model`'s embedding store. `ids` is the ids table of a
 /// `.npy` source; `column` names the vector column when a table has several.
-pub fn import_vectors(ws: &Workspace, model: &Model, files: &[&Path], ids: Option<&Path>, column: Option<&str>, progress: &dyn Progress) -> Result<VectorImport> {
+/// With `shard`, only the rows whose image the shard owns (by content hash) are imported, and
+/// their parts are left for the next command to merge, as `embed --shard` leaves its own.
+pub fn import_vectors(ws: &Workspace, model: &Model, files: &[&Path], ids: Option<&Path>, column: Option<&str>, shard: Option<crate::embed::Shard>, progress: &dyn Progress) -> Result<VectorImport> {
     let started = Instant::now();
     let dir = crate::embed::cache_dir_of(ws, model, Kind::Embedding);
     std::fs::create_dir_all(&dir).map_err(|e| CurateError::io(&dir, e))?;
@@ -397,7 +399,7 @@ pub fn import_vectors(ws: &Workspace, model: &Model, files: &[&Path], ids: Optio
             let rows = rows_of(start, n)?;
             let (mut part_h, mut part_v) = (Vec::with_capacity(n), Vec::with_capacity(n * dim));
             for (i, h) in hashes[start..start + n].iter().enumerate() {
-                if let Some(h) = h {
+                if let Some(h) = h.as_ref().filter(|h| shard.is_none_or(|s| s.owns(h))) {
                     part_h.push(h.clone());
                     part_v.extend_from_slice(&rows[i * dim..(i + 1) * dim]);
                 }
@@ -415,7 +417,9 @@ pub fn import_vectors(ws: &Workspace, model: &Model, files: &[&Path], ids: Optio
     }
     progress.finish();
     staging.commit(&dir)?;
-    store::compact(&dir, Kind::Embedding.layout())?;
+    if shard.is_none() {
+        store::compact(&dir, Kind::Embedding.layout())?;
+    }
     report.stored = Store::open(&dir)?.len();
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
