@@ -77,6 +77,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Bring the cached embeddings and predictions of other workspaces (shards run on machines
+    /// that share no filesystem) into this one, then merge them into its stores.
+    Merge {
+        /// The shard workspaces (only read).
+        #[arg(required = true)]
+        workspaces: Vec<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Feed vectors computed elsewhere into a model's vector store: Parquet or Arrow files with an
     /// `id` or `hash` column and one vector column, or .npy files with --ids.
     ImportEmbeddings {
@@ -264,6 +274,11 @@ pub fn main() -> u8 {
             let files: Vec<PathBuf> = files.into_iter().map(abs).collect();
             import_embeddings_cmd(&dir, &files, model.as_deref(), ids.map(abs).as_deref(), column.as_deref(), shard.as_deref(), json, cancel)
         }
+        Some(Command::Merge { workspaces, json }) => {
+            let abs = |p: PathBuf| if p.is_absolute() { p } else { dir.join(p) };
+            let sources: Vec<PathBuf> = workspaces.into_iter().map(abs).collect();
+            merge_cmd(&dir, &sources, json, cancel)
+        }
         Some(Command::Index { model, metric, backend, json }) => index_cmd(&dir, model.as_deref(), &metric, backend.as_deref(), json, cancel),
         Some(Command::Embed { model, shard, json }) => embed_cmd(&dir, model.as_deref(), shard.as_deref(), json, cancel),
         Some(Command::Import { source, format, split, id_prefix, append, images, person_category, min_person_area, json }) => {
@@ -334,6 +349,31 @@ fn embed_cmd(dir: &Path, model: Option<&str>, shard: Option<&str>, json: bool, c
                 println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
             } else {
                 println!("{}", describe(&report));
+            }
+            0
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn merge_cmd(dir: &Path, sources: &[PathBuf], json: bool, cancel: CancelFlag) -> u8 {
+    let ws = match Workspace::discover(dir) {
+        Ok(ws) => ws,
+        Err(e) => return fail(&e),
+    };
+    let bar = Bar::new(cancel);
+    let sources: Vec<&Path> = sources.iter().map(PathBuf::as_path).collect();
+    match curate_stdlib::merge::merge(&ws, &sources, &bar) {
+        Ok(r) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                return 0;
+            }
+            if r.stores.is_empty() {
+                println!("nothing to merge from {}", r.sources.join(", "));
+            }
+            for s in &r.stores {
+                println!("{}: {} parts and {} stored rows merged; it now holds {}", s.store, s.parts, s.rows, s.stored);
             }
             0
         }

@@ -11,6 +11,8 @@
 # atomic part files into the workspace's cache, so shards never touch each other's output,
 # and a shard that is killed and run again embeds only what it had not finished. The next
 # command on the workspace (any `curate embed`, `similar`, ...) merges the parts into the store.
+# Workers with their own copies of the workspace: collect the copies on one machine and run
+# `curate -C MAIN merge COPY...`.
 set -euo pipefail
 ws="${1:?usage: embed-shard.sh WORKSPACE COUNT [INDEX] [MODEL]}"
 count="${2:?usage: embed-shard.sh WORKSPACE COUNT [INDEX] [MODEL]}"

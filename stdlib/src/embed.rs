@@ -57,7 +57,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn folder(self) -> &'static str {
+    pub(crate) fn folder(self) -> &'static str {
         match self {
             Kind::Embedding => "embeddings",
             Kind::Scores => "predictions",

@@ -13,6 +13,7 @@ pub mod error;
 pub mod import;
 pub mod index;
 pub mod manifest;
+pub mod merge;
 pub mod model;
 pub mod objects;
 #[cfg(feature = "onnxruntime")]

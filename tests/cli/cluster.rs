@@ -61,3 +61,45 @@ fn shards_run_by_any_engine_merge_into_one_run() {
     let out = Command::new("bash").arg(&script).args(["/nowhere", "3"]).env_remove("SLURM_ARRAY_TASK_ID").env_remove("JOB_COMPLETION_INDEX").env_remove("CURATE_SHARD_INDEX").output().expect("bash");
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("JOB_COMPLETION_INDEX"));
 }
+
+#[test]
+fn shards_on_separate_machines_merge_into_one_workspace() {
+    let single = Test::example();
+    single.run_with(&["embed", "--model", "vww"]).success();
+    // Two machines, each with its own copy of the workspace: one leaves its parts, the other
+    // has already merged them into its store (any command there compacts).
+    let a = Test::example();
+    a.run_with(&["embed", "--model", "vww", "--shard", "0/2"]).success();
+    let b = Test::example();
+    b.run_with(&["embed", "--model", "vww", "--shard", "1/2"]).success();
+    b.run_with(&["predict", "--model", "vww", "--shard", "1/2"]).success();
+    for entry in std::fs::read_dir(b.path().join(".curate/embeddings")).expect("b's embeddings") {
+        curate_stdlib::store::compact(&entry.expect("entry").path(), curate_stdlib::store::Layout::EMBEDDINGS).expect("b compacts");
+    }
+    let merged = Test::example();
+    let (pa, pb) = (a.path().to_str().expect("utf-8"), b.path().to_str().expect("utf-8"));
+    let out = merged.run_with(&["merge", pa, pb, "--json"]).success();
+    let r: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    let stores = r["stores"].as_array().expect("stores");
+    assert_eq!(stores.len(), 2, "{r}");
+    assert!(stores.iter().any(|s| s["store"].as_str().is_some_and(|n| n.starts_with("embeddings/vww-")) && s["stored"] == 1400), "{r}");
+    assert!(stores.iter().any(|s| s["store"].as_str().is_some_and(|n| n.starts_with("predictions/vww-")) && s["parts"].as_u64() > Some(0)), "{r}");
+    let out = merged.run_with(&["embed", "--model", "vww", "--json"]).success();
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    assert_eq!((report["embedded"].as_u64(), report["cached"].as_u64()), (Some(0), Some(1400)), "{}", out.stdout);
+    // Rows from a's parts are a single run's exactly; rows from b's store went through its f16
+    // unit vector once more, so they agree to the f16 step.
+    let (want, got) = (vectors(&single), vectors(&merged));
+    assert_eq!(want.len(), got.len());
+    for (h, x) in &want {
+        let y = &got[h];
+        for (p, q) in x.iter().zip(y) {
+            assert!((p - q).abs() <= 2e-3 * p.abs().max(q.abs()) + 1e-6, "{h}: {p} vs {q}");
+        }
+    }
+    // Merging again changes nothing; merging a workspace with itself is refused.
+    merged.run_with(&["merge", pa]).success();
+    assert_eq!(vectors(&merged).len(), 1400);
+    let me = merged.path().to_str().expect("utf-8").to_string();
+    merged.run_with(&["merge", &me]).code(2);
+}
