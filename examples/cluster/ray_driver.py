@@ -1,7 +1,7 @@
 """A Ray driver that runs the shard commands as tasks; Ray only schedules and retries them.
 
-    ray start --head --num-cpus=2            # or connect to an existing cluster
-    python ray_driver.py /shared/people 16   # every node must see the workspace
+    ray start --head --num-cpus=2                      # or connect to an existing cluster
+    python ray_driver.py /shared/people 16 [MODEL]     # every node must see the workspace
 
 Each task runs `embed-shard.sh WORKSPACE COUNT INDEX`, the same command Slurm and Kubernetes
 run. A task that fails is retried (max_retries) and does only its missing images. Once every
@@ -17,9 +17,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 @ray.remote(num_cpus=1, max_retries=3)
-def shard(workspace, count, index):
+def shard(workspace, count, index, model):
     done = subprocess.run(
-        [os.path.join(HERE, "embed-shard.sh"), workspace, str(count), str(index)],
+        [os.path.join(HERE, "embed-shard.sh"), workspace, str(count), str(index)] + ([model] if model else []),
         capture_output=True,
         text=True,
     )
@@ -30,10 +30,16 @@ def shard(workspace, count, index):
 
 def main():
     workspace, count = os.path.abspath(sys.argv[1]), int(sys.argv[2])
+    model = sys.argv[3] if len(sys.argv) > 3 else None
     ray.init(address=os.environ.get("RAY_ADDRESS", "auto"))
-    for line in ray.get([shard.remote(workspace, count, i) for i in range(count)]):
+    for line in ray.get([shard.remote(workspace, count, i, model) for i in range(count)]):
         print(line)
-    merged = subprocess.run([os.environ.get("CURATE", "curate"), "-C", workspace, "embed"], check=True, capture_output=True, text=True)
+    merged = subprocess.run(
+        [os.environ.get("CURATE", "curate"), "-C", workspace, "embed"] + (["--model", model] if model else []),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     print(merged.stdout.strip())
 
 

@@ -103,3 +103,47 @@ fn shards_on_separate_machines_merge_into_one_workspace() {
     let me = merged.path().to_str().expect("utf-8").to_string();
     merged.run_with(&["merge", &me]).code(2);
 }
+
+/// A Ray head started here (`ray` from PyPI in the test venv), stopped when dropped.
+struct RayHead {
+    ray: std::path::PathBuf,
+}
+
+impl Drop for RayHead {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.ray).args(["stop", "--force"]).output();
+    }
+}
+
+#[test]
+fn a_ray_driver_runs_the_shard_commands_as_tasks() {
+    let python = curate_stdlib::testing::python_with(&["ray==2.52.1"]);
+    let ray = python.parent().expect("venv bin").join("ray");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
+    // Ray's workers inherit the head's environment: that is where they find `curate`.
+    let out = Command::new(&ray)
+        .args(["start", "--head", "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats", "--node-ip-address=127.0.0.1", &format!("--port={port}")])
+        .env("CURATE", env!("CARGO_BIN_EXE_curate"))
+        .env("CI", "true")
+        .output()
+        .expect("ray start");
+    let _head = RayHead { ray: ray.clone() };
+    assert!(out.status.success(), "ray start: {}", String::from_utf8_lossy(&out.stderr));
+    let single = Test::example();
+    single.run_with(&["embed", "--model", "vww"]).success();
+    let t = Test::example();
+    let out = Command::new(&python)
+        .arg(repo().join("examples/cluster/ray_driver.py"))
+        .args([t.path().to_str().expect("utf-8"), "3", "vww"])
+        .env("RAY_ADDRESS", format!("127.0.0.1:{port}"))
+        .env("CURATE", env!("CARGO_BIN_EXE_curate"))
+        .env("CI", "true")
+        .output()
+        .expect("the driver runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "driver: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with("vww: 1400 images")).collect();
+    assert_eq!(lines.len(), 4, "three shards and the merge: {stdout}");
+    assert!(lines[3].contains("0 embedded, 1400 already cached"), "{stdout}");
+    assert_eq!(vectors(&t), vectors(&single));
+}
