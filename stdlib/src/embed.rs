@@ -147,7 +147,7 @@ pub fn run_model(ws: &Workspace, model: &Model, kind: Kind, jobs: Vec<Job>, shar
         if progress.is_cancelled() {
             break;
         }
-        let fetched = match prefetch(chunk) {
+        let fetched = match crate::objects::fetch_objects(&chunk.iter().map(|j| j.path.as_path()).collect::<Vec<_>>()) {
             Ok(f) => f,
             Err(e) => {
                 progress.finish();
@@ -268,26 +268,6 @@ use crate::objects::Fetched;
 
 /// One job's result, by its index in the chunk: its hash and output, or why it failed.
 type Outcome = (usize, std::result::Result<(String, Vec<f32>), String>);
-
-/// Fetch the chunk's objects (images in object storage) concurrently; local files are left to
-/// the workers. When not one object of the chunk could be fetched because the store itself
-/// is failing (refused, timed out, faulting after retries), the run stops with that error:
-/// the parts already written are kept, and a rerun fetches only what is missing.
-fn prefetch(chunk: &[Job]) -> Result<Vec<Fetched>> {
-    let url = |j: &Job| j.path.to_str().filter(|s| crate::objects::is_url(s)).map(str::to_string);
-    let urls: Vec<String> = chunk.iter().filter_map(url).collect();
-    if urls.is_empty() {
-        return Ok(chunk.iter().map(|_| None).collect());
-    }
-    let got = crate::objects::read_many(&urls);
-    if let Some(crate::objects::Failure::Unreachable(message)) = got.iter().find_map(|r| r.as_ref().err()) {
-        if got.iter().all(|r| matches!(r, Err(crate::objects::Failure::Unreachable(_)))) {
-            return Err(CurateError::io(Path::new(&urls[0]), format!("{message}; the object store is not answering, so the run stopped (finished work is kept: run it again)")));
-        }
-    }
-    let mut got = got.into_iter().map(|r| r.map_err(String::from));
-    Ok(chunk.iter().map(|j| url(j).and_then(|_| got.next())).collect())
-}
 
 /// Read (unless fetched), hash, decode and preprocess one image.
 fn prepare(model: &Model, job: &Job, fetched: Fetched) -> std::result::Result<(String, tract_onnx::prelude::Tensor), String> {

@@ -521,21 +521,10 @@ impl Model {
                 for t in &inputs {
                     data.extend(t.to_plain_array_view::<f32>().map_err(|e| err(chain(&e)))?.iter());
                 }
-                let mut outputs = m.run(data, n, shape).map_err(err)?.into_iter();
-                // `run` returns the outputs in `wanted` order: embedding first when declared.
-                let mut per_output: Vec<Option<Vec<Vec<f32>>>> = (0..2).map(|_| None).collect();
-                let wanted = [self.embedding_ix, self.scores_ix].iter().flatten().copied().max().map_or(0, |m| m + 1);
-                for ix in 0..wanted {
-                    let values = outputs.next().ok_or_else(|| err(format!("missing output {ix}")))?;
-                    if self.embedding_ix == Some(ix) {
-                        per_output[0] = Some(values.clone());
-                    }
-                    if self.scores_ix == Some(ix) {
-                        per_output[1] = Some(values);
-                    }
-                }
-                let mut emb = per_output[0].take().map(Vec::into_iter);
-                let mut scores = per_output[1].take().map(Vec::into_iter);
+                // One entry per declared output, in `wanted` order, each with one vector per image.
+                let outputs = m.run(data, n, shape).map_err(err)?;
+                let column = |ix: Option<usize>| ix.map(|i| outputs.get(i).cloned().ok_or_else(|| err(format!("missing output {i}")))).transpose();
+                let (mut emb, mut scores) = (column(self.embedding_ix)?.map(Vec::into_iter), column(self.scores_ix)?.map(Vec::into_iter));
                 Ok((0..n).map(|_| ModelOutput { embedding: emb.as_mut().and_then(Iterator::next), scores: scores.as_mut().and_then(Iterator::next) }).collect())
             }
         }

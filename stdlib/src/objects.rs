@@ -184,6 +184,28 @@ pub fn read_many(urls: &[String]) -> Vec<Result<Vec<u8>, Failure>> {
     })
 }
 
+/// The objects among `locations` (a chunk of images) fetched concurrently, aligned with
+/// `locations`: `None` for a local path, which its reader reads when it needs it. When not one
+/// object could be fetched because the store itself is failing (refused, timed out, faulting
+/// after retries), that is an error naming the first URL: the caller stops, keeping what it
+/// finished, rather than recording every image as failed.
+pub fn fetch_objects(locations: &[&std::path::Path]) -> crate::error::Result<Vec<Fetched>> {
+    let url = |p: &std::path::Path| p.to_str().filter(|s| is_url(s)).map(str::to_string);
+    let urls: Vec<String> = locations.iter().filter_map(|p| url(p)).collect();
+    if urls.is_empty() {
+        return Ok(vec![None; locations.len()]);
+    }
+    let got = read_many(&urls);
+    if let Some(Err(Failure::Unreachable(message))) = got.first() {
+        if got.iter().all(|r| matches!(r, Err(Failure::Unreachable(_)))) {
+            let message = format!("{message}; the object store is not answering, so this stopped (work already finished was kept: run it again)");
+            return Err(crate::error::CurateError::io(std::path::Path::new(&urls[0]), message));
+        }
+    }
+    let mut got = got.into_iter().map(|r| r.map_err(String::from));
+    Ok(locations.iter().map(|p| url(p).and_then(|_| got.next())).collect())
+}
+
 /// Every object under the prefix `url` (a "folder": `s3://bucket/photos/`), as (URL, size),
 /// sorted by URL.
 pub fn list(url: &str) -> Result<Vec<(String, u64)>, String> {

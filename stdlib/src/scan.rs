@@ -90,16 +90,14 @@ pub fn scan(
             break;
         }
         let resolved: Vec<std::path::PathBuf> = chunk.iter().map(|p| resolve(p)).collect();
-        let urls: Vec<String> = resolved.iter().filter_map(|p| p.to_str().filter(|s| crate::objects::is_url(s)).map(str::to_string)).collect();
-        let mut fetched = crate::objects::read_many(&urls).into_iter().map(|r| r.map_err(String::from));
-        let inputs: Vec<(std::path::PathBuf, crate::objects::Fetched)> = resolved
-            .into_iter()
-            .map(|p| {
-                let remote = p.to_str().is_some_and(crate::objects::is_url);
-                let data = if remote { fetched.next() } else { None };
-                (p, data)
-            })
-            .collect();
+        let fetched = match crate::objects::fetch_objects(&resolved.iter().map(|p| p.as_path()).collect::<Vec<_>>()) {
+            Ok(f) => f,
+            Err(e) => {
+                progress.finish();
+                return Err(e);
+            }
+        };
+        let inputs: Vec<(std::path::PathBuf, crate::objects::Fetched)> = resolved.into_iter().zip(fetched).collect();
         facts.par_extend(inputs.into_par_iter().map(|(p, data)| {
             if progress.is_cancelled() {
                 return None;
