@@ -333,9 +333,9 @@ fn import_cmd(dir: &Path, source: &Path, opts: &ImportOptions, json: bool, cance
 
 fn embed_cmd(dir: &Path, model: Option<&str>, shard: Option<&str>, json: bool, cancel: CancelFlag) -> u8 {
     use curate_stdlib::primitives::embed::{describe, embed_dataset};
-    let shard = match shard.map(curate_stdlib::embed::Shard::parse).transpose() {
+    let shard = match parse_shard(shard) {
         Ok(s) => s,
-        Err(message) => return fail(&curate_stdlib::CurateError::arg("--shard", message)),
+        Err(code) => return code,
     };
     let sink: curate_stdlib::primitives::Sink = std::sync::Arc::new(|_| {});
     let session = match crate::session::Session::new(dir, rhai::Map::new(), cancel, sink) {
@@ -383,9 +383,9 @@ fn merge_cmd(dir: &Path, sources: &[PathBuf], json: bool, cancel: CancelFlag) ->
 
 #[allow(clippy::too_many_arguments)]
 fn import_embeddings_cmd(dir: &Path, files: &[PathBuf], model: Option<&str>, ids: Option<&Path>, column: Option<&str>, shard: Option<&str>, json: bool, cancel: CancelFlag) -> u8 {
-    let shard = match shard.map(curate_stdlib::embed::Shard::parse).transpose() {
+    let shard = match parse_shard(shard) {
         Ok(s) => s,
-        Err(message) => return fail(&curate_stdlib::CurateError::arg("--shard", message)),
+        Err(code) => return code,
     };
     let ws = match Workspace::discover(dir) {
         Ok(ws) => ws,
@@ -449,9 +449,9 @@ fn index_cmd(dir: &Path, model: Option<&str>, metric: &str, backend: Option<&str
 
 fn predict_cmd(dir: &Path, model: Option<&str>, out: Option<&Path>, shard: Option<&str>, json: bool, cancel: CancelFlag) -> u8 {
     use curate_stdlib::primitives::embed::describe;
-    let shard = match shard.map(curate_stdlib::embed::Shard::parse).transpose() {
+    let shard = match parse_shard(shard) {
         Ok(s) => s,
-        Err(message) => return fail(&curate_stdlib::CurateError::arg("--shard", message)),
+        Err(code) => return code,
     };
     let sink: curate_stdlib::primitives::Sink = std::sync::Arc::new(|_| {});
     let session = match crate::session::Session::new(dir, rhai::Map::new(), cancel, sink) {
@@ -482,6 +482,11 @@ fn predict_cmd(dir: &Path, model: Option<&str>, out: Option<&Path>, shard: Optio
         }
         Err(e) => fail(&e),
     }
+}
+
+/// `--shard I/N`, or the exit code of its error (rendered as every argument error is).
+fn parse_shard(shard: Option<&str>) -> Result<Option<curate_stdlib::embed::Shard>, u8> {
+    shard.map(curate_stdlib::embed::Shard::parse).transpose().map_err(|message| fail(&curate_stdlib::CurateError::arg("--shard", message)))
 }
 
 fn fail(e: &curate_stdlib::CurateError) -> u8 {

@@ -358,17 +358,8 @@ impl Model {
         let emb = self.embedding_node.as_deref().ok_or("the model declares no `embedding`")?;
         let proto = tract_onnx::onnx().proto_model_for_path(&self.path).map_err(|e| format!("cannot read the graph: {e}"))?;
         let graph = proto.graph.as_ref().ok_or("the file has no graph")?;
-        let (node_name, port) = match emb.rsplit_once(':') {
-            Some((n, p)) if p.parse::<usize>().is_ok() => (n, p.parse::<usize>().unwrap_or(0)),
-            _ => (emb, 0),
-        };
         // The tensor the embedding names: a node's output, or an output name itself.
-        let value = graph
-            .node
-            .iter()
-            .find(|n| n.name == node_name)
-            .and_then(|n| n.output.get(port).cloned())
-            .unwrap_or_else(|| emb.to_string());
+        let value = node_output(graph, emb).unwrap_or_else(|| emb.to_string());
         let constant = |name: &str| -> Option<(Vec<usize>, Vec<f32>)> {
             let t = graph.initializer.iter().find(|t| t.name == name).cloned().or_else(|| {
                 graph.node.iter().find(|n| n.op_type == "Constant" && n.output.iter().any(|o| o == name)).and_then(|n| n.attribute.iter().find(|a| a.name == "value").and_then(|a| a.t.clone()))
@@ -529,6 +520,16 @@ impl Model {
             }
         }
     }
+}
+
+/// The value a declared name (`node` or `node:port`) stands for, when it names a node of
+/// `graph`: that node's output (the first unless a port is given).
+pub(crate) fn node_output(graph: &tract_onnx::pb::GraphProto, name: &str) -> Option<String> {
+    let (node, port) = match name.rsplit_once(':') {
+        Some((n, p)) if p.parse::<usize>().is_ok() => (n, p.parse::<usize>().unwrap_or(0)),
+        _ => (name, 0),
+    };
+    graph.node.iter().find(|n| n.name == node).and_then(|n| n.output.get(port).cloned())
 }
 
 pub struct ModelState {

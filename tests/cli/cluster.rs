@@ -7,18 +7,11 @@ use std::process::Command;
 
 use crate::util::{repo, Test};
 
+/// The stored embeddings, checking that no image has two rows.
 fn vectors(t: &Test) -> HashMap<String, Vec<f32>> {
-    let mut out = HashMap::new();
-    for entry in std::fs::read_dir(t.path().join(".curate/embeddings")).expect("embeddings") {
-        let dir = entry.expect("entry").path();
-        curate_stdlib::store::compact(&dir, curate_stdlib::store::Layout::EMBEDDINGS).expect("compaction");
-        let store = curate_stdlib::store::Store::open(&dir).expect("store");
-        assert_eq!(store.rows(), store.len(), "no row twice");
-        for (h, row) in store.entries().expect("table") {
-            out.insert(h, store.raw_row(row as usize));
-        }
-    }
-    out
+    let (rows, stored) = crate::util::stored_embeddings(t);
+    assert_eq!(rows, stored.len(), "no row twice");
+    stored
 }
 
 #[test]

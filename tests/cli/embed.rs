@@ -7,18 +7,7 @@ use std::time::{Duration, Instant};
 use crate::util::{example_dir, Test};
 
 fn cache_vectors(t: &Test) -> HashMap<String, Vec<f32>> {
-    let root = t.path().join(".curate/embeddings");
-    let mut out = HashMap::new();
-    for entry in std::fs::read_dir(&root).expect("embeddings dir") {
-        let dir = entry.expect("entry").path();
-        // What the next use does: merge the parts a run left into the store.
-        curate_stdlib::store::compact(&dir, curate_stdlib::store::Layout::EMBEDDINGS).expect("compaction");
-        let store = curate_stdlib::store::Store::open(&dir).expect("store opens");
-        for (h, row) in store.entries().expect("hash table") {
-            out.insert(h, store.raw_row(row as usize));
-        }
-    }
-    out
+    crate::util::stored_embeddings(t).1
 }
 
 fn temp_files(t: &Test) -> usize {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use curate_stdlib::testing::python_with;
 
-use crate::util::{example_dir, Test};
+use crate::util::{example_dir, stored_embeddings as stored, Test};
 
 const MOTO: &str = "moto[server]==5.1.22";
 
@@ -88,21 +88,6 @@ impl Drop for S3 {
     }
 }
 
-/// Every stored vector of the workspace's embedding store, by content hash.
-fn stored(t: &Test) -> (usize, std::collections::HashMap<String, Vec<f32>>) {
-    let mut rows = 0;
-    let mut out = std::collections::HashMap::new();
-    for entry in std::fs::read_dir(t.path().join(".curate/embeddings")).expect("embeddings") {
-        let dir = entry.expect("entry").path();
-        curate_stdlib::store::compact(&dir, curate_stdlib::store::Layout::EMBEDDINGS).expect("compaction");
-        let store = curate_stdlib::store::Store::open(&dir).expect("store");
-        rows += store.rows();
-        for (h, row) in store.entries().expect("table") {
-            out.insert(h, store.raw_row(row as usize));
-        }
-    }
-    (rows, out)
-}
 
 #[test]
 fn a_bucket_is_imported_and_embedded_like_a_folder() {

@@ -138,3 +138,20 @@ impl Outcome {
         self
     }
 }
+
+/// Every embedding the workspace stores, by content hash, after merging the parts runs left (what
+/// the next use does), and how many rows its stores hold (more than the hashes if one is twice).
+pub fn stored_embeddings(t: &Test) -> (usize, std::collections::HashMap<String, Vec<f32>>) {
+    let mut rows = 0;
+    let mut out = std::collections::HashMap::new();
+    for entry in std::fs::read_dir(t.path().join(".curate/embeddings")).expect("embeddings dir") {
+        let dir = entry.expect("entry").path();
+        curate_stdlib::store::compact(&dir, curate_stdlib::store::Layout::EMBEDDINGS).expect("compaction");
+        let store = curate_stdlib::store::Store::open(&dir).expect("store opens");
+        rows += store.rows();
+        for (h, row) in store.entries().expect("hash table") {
+            out.insert(h, store.raw_row(row as usize));
+        }
+    }
+    (rows, out)
+}
