@@ -36,7 +36,7 @@ fn marker(line: &str) -> Option<String> {
     Some(rest.trim().to_string())
 }
 
-fn has_code(text: &str) -> bool {
+pub fn has_code(text: &str) -> bool {
     text.lines().any(|l| {
         let t = l.trim();
         !t.is_empty() && !t.starts_with("//")

@@ -109,6 +109,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Jupyter: install the curate kernel (then pick "curate" in JupyterLab, VS Code or
+    /// nbclient), or run it as Jupyter does.
+    Jupyter {
+        #[command(subcommand)]
+        command: JupyterCommand,
+    },
     /// Build the ANN index over a model's vectors and save it beside them. `similar` uses it while
     /// the vectors are unchanged; without it, searches are exact.
     Index {
@@ -196,7 +202,7 @@ pub enum Command {
     },
     /// Run a script headlessly. Exit code 0 on success, 1 on a failed assertion, 2 on an error.
     Run {
-        /// The .rhai script.
+        /// The .rhai script, or a Jupyter notebook (.ipynb) whose code cells run as its cells.
         script: PathBuf,
         /// A parameter the script reads with `param("k", default)`; repeatable.
         #[arg(long = "param", value_name = "K=V", value_parser = parse_param)]
@@ -207,6 +213,35 @@ pub enum Command {
         /// Also write every cell's source and outputs (tables, charts, grids) to this .html or .md file.
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JupyterCommand {
+    /// Write the kernelspec `kernels/curate/kernel.json` (for the user by default).
+    Install {
+        /// In the user's Jupyter data folder ($JUPYTER_DATA_DIR, else ~/.local/share/jupyter).
+        #[arg(long, conflicts_with_all = ["sys_prefix", "prefix"])]
+        user: bool,
+        /// In the active Python environment (VIRTUAL_ENV, CONDA_PREFIX, else python3's sys.prefix).
+        #[arg(long, conflicts_with = "prefix")]
+        sys_prefix: bool,
+        /// Under PREFIX/share/jupyter.
+        #[arg(long, value_name = "PREFIX")]
+        prefix: Option<PathBuf>,
+        /// The kernel's name (its folder).
+        #[arg(long, default_value = "curate")]
+        name: String,
+        /// The name notebooks show.
+        #[arg(long, default_value = "curate")]
+        display_name: String,
+    },
+    /// Run the kernel on a connection file (Jupyter starts it so, from the kernelspec); its
+    /// workspace is the one containing the current folder, which Jupyter sets to the notebook's.
+    Kernel {
+        /// The connection file Jupyter wrote (ports and key).
+        #[arg(long, short = 'f', value_name = "FILE")]
+        connection_file: PathBuf,
     },
 }
 
@@ -243,7 +278,7 @@ pub fn main() -> u8 {
         Some(Command::Run { script, params, json, report }) => {
             let script = if script.is_absolute() || cli.chdir.is_none() { script } else { dir.join(script) };
             let report = report.map(|r| if r.is_absolute() { r } else { dir.join(r) });
-            crate::run::run(&dir, &RunOptions { script, params, json, report }, cancel)
+            crate::run::run(&dir, &RunOptions { script, explicit_dir: cli.chdir.is_some(), params, json, report }, cancel)
         }
         Some(Command::Init { dir: target, name }) => {
             let target = target.map(|t| dir.join(t)).unwrap_or(dir);
@@ -280,6 +315,25 @@ pub fn main() -> u8 {
             merge_cmd(&dir, &sources, json, cancel)
         }
         Some(Command::Index { model, metric, backend, json }) => index_cmd(&dir, model.as_deref(), &metric, backend.as_deref(), json, cancel),
+        Some(Command::Jupyter { command: JupyterCommand::Kernel { connection_file } }) => {
+            let file = if connection_file.is_absolute() { connection_file } else { dir.join(connection_file) };
+            crate::jupyter::kernel(&file, &dir, cancel)
+        }
+        Some(Command::Jupyter { command: JupyterCommand::Install { user: _, sys_prefix, prefix, name, display_name } }) => {
+            let target = match (sys_prefix, prefix) {
+                (true, _) => crate::jupyter::Target::SysPrefix,
+                (false, Some(p)) => crate::jupyter::Target::Prefix(if p.is_absolute() { p } else { dir.join(p) }),
+                (false, None) => crate::jupyter::Target::User,
+            };
+            match crate::jupyter::install(&target, &name, &display_name) {
+                Ok(folder) => {
+                    println!("installed kernel `{name}` in {}", folder.display());
+                    println!("next: jupyter lab, then pick \"{display_name}\" as the kernel (or `curate run NOTEBOOK.ipynb` headless)");
+                    0
+                }
+                Err(e) => fail(&e),
+            }
+        }
         Some(Command::Embed { model, shard, json }) => embed_cmd(&dir, model.as_deref(), shard.as_deref(), json, cancel),
         Some(Command::Import { source, format, split, id_prefix, append, images, person_category, min_person_area, json }) => {
             let opts = ImportOptions {

@@ -181,6 +181,16 @@ impl ScriptError {
         }
     }
 
+    /// The same error shown within one part of the text it was found in (a notebook's cell):
+    /// `source` is that part, which starts at line `first_line` of the whole, and `file` names it.
+    pub fn relocated(mut self, file: &str, source: &str, first_line: usize) -> Self {
+        self.line = self.line.map(|l| (l + 1).saturating_sub(first_line).max(1));
+        self.span = self.line.and_then(|l| span_at(source, l, self.column.unwrap_or(1)));
+        self.file = file.to_string();
+        self.source = NamedSource::new(file, source.to_string());
+        self
+    }
+
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "kind": format!("{:?}", self.kind).to_lowercase(),

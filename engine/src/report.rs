@@ -182,7 +182,7 @@ th small{color:#888;font-weight:normal}td.num{text-align:right;font-variant-nume
 caption{caption-side:bottom;text-align:left;color:#666;font-size:.9em;padding-top:.2em}\
 figure{margin:.6em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{color:#666;font-size:.85em}";
 
-fn output_html(o: &Output) -> String {
+pub(crate) fn output_html(o: &Output) -> String {
     match o {
         Output::Text(t) => format!("<pre class=\"out\">{}</pre>\n", escape(t.trim_end())),
         Output::Table(t) => table_html(t),
@@ -200,7 +200,7 @@ fn output_html(o: &Output) -> String {
     }
 }
 
-fn table_html(t: &TableView) -> String {
+pub(crate) fn table_html(t: &TableView) -> String {
     let cols = t.head.columns();
     let mut h = String::from("<table>\n<thead><tr>");
     for c in cols {

@@ -19,7 +19,11 @@ use crate::session::Session;
 pub use crate::display::print_output;
 
 pub struct RunOptions {
+    /// A .rhai script, or a Jupyter notebook (.ipynb) whose code cells are the script's cells.
     pub script: PathBuf,
+    /// Whether `-C` named the folder: without it a notebook runs on its own folder's workspace,
+    /// as the Jupyter kernel does.
+    pub explicit_dir: bool,
     pub params: Vec<(String, String)>,
     pub json: bool,
     pub report: Option<PathBuf>,
@@ -99,13 +103,32 @@ fn failed(mut records: Vec<CellRecord>, i: usize, e: ScriptError) -> Outcome {
 
 /// Run the script and return the process exit code.
 pub fn run(dir: &Path, opts: &RunOptions, cancel: CancelFlag) -> u8 {
-    let source = match std::fs::read_to_string(&opts.script) {
-        Ok(s) => s,
-        Err(e) => {
-            let err = curate_stdlib::CurateError::io(&opts.script, e);
-            return report_setup_error(opts.json, &err);
+    let notebook = opts.script.extension().is_some_and(|e| e.eq_ignore_ascii_case("ipynb"));
+    let mut dir = dir.to_path_buf();
+    let (source, script) = if notebook {
+        let script = match crate::notebook::read(&opts.script).and_then(|nb| {
+            nb.script().map_err(|message| curate_stdlib::CurateError::Io { path: opts.script.clone(), message })
+        }) {
+            Ok(s) => s,
+            Err(e) => return report_setup_error(opts.json, &e),
+        };
+        let folder = opts.script.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        match &script.workspace {
+            Some(w) => dir = folder.join(w),
+            None if !opts.explicit_dir => dir = folder.to_path_buf(),
+            None => {}
+        }
+        (script.text.clone(), Some(script))
+    } else {
+        match std::fs::read_to_string(&opts.script) {
+            Ok(s) => (s, None),
+            Err(e) => {
+                let err = curate_stdlib::CurateError::io(&opts.script, e);
+                return report_setup_error(opts.json, &err);
+            }
         }
     };
+    let dir = dir.as_path();
     if let Some(r) = &opts.report {
         if let Err(e) = crate::report::Format::of(r) {
             return report_setup_error(opts.json, &e);
@@ -132,7 +155,17 @@ pub fn run(dir: &Path, opts: &RunOptions, cancel: CancelFlag) -> u8 {
     };
     let name = opts.script.display().to_string();
     let started = std::time::Instant::now();
-    let outcome = run_cells(&mut session, &name, &source, &collected);
+    let mut outcome = run_cells(&mut session, &name, &source, &collected);
+    if let (Some(script), Some(e)) = (&script, outcome.error.take()) {
+        // A notebook's error is shown in its cell, with the cell's own line and column.
+        outcome.error = Some(match e.line.and_then(|l| script.cell_at(l)) {
+            Some((first, index, code)) => e.relocated(&format!("{name}, cell {index}"), code, *first),
+            None => e,
+        });
+        if let (Some(r), Some(e)) = (outcome.records.iter_mut().find(|r| r.status == Status::Failed), &outcome.error) {
+            r.error = Some(render(e, false));
+        }
+    }
     let elapsed = started.elapsed();
 
     let mut code = match &outcome.error {

@@ -9,6 +9,7 @@ mod duplicates;
 mod errors;
 mod examples;
 mod import;
+mod jupyter;
 mod objects;
 mod onnxruntime;
 mod pictures;

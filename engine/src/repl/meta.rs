@@ -51,22 +51,32 @@ fn quit(_: &mut Repl, _: &str) -> MetaOutcome {
 }
 
 fn help(_: &mut Repl, args: &str) -> MetaOutcome {
+    match help_text(args) {
+        Ok(t) => MetaOutcome::Text(t),
+        Err(e) => MetaOutcome::Error(e),
+    }
+}
+
+/// `:help [NAME]`: the overview, or one primitive's (or command's) help; the REPL and the
+/// Jupyter kernel both answer it.
+pub fn help_text(args: &str) -> Result<String, String> {
+    let args = args.trim();
     if args.is_empty() {
-        return MetaOutcome::Text(overview());
+        return Ok(overview());
     }
     let name = args.trim_start_matches(':');
     if let Some(p) = primitives::find(name) {
-        return MetaOutcome::Text(primitive_help(p));
+        return Ok(primitive_help(p));
     }
     if let Some(c) = find(&format!(":{name}")) {
-        return MetaOutcome::Text(format!("{} {}\n  {}", c.name, c.args, c.help));
+        return Ok(format!("{} {}\n  {}", c.name, c.args, c.help));
     }
     let names: Vec<String> = primitives::ALL.iter().map(|p| p.name.to_string()).collect();
     let hint = match curate_stdlib::error::closest(name, &names) {
         Some(s) => format!("; did you mean `{s}`?"),
         None => "; `:help` lists them".to_string(),
     };
-    MetaOutcome::Error(format!("no primitive called `{name}`{hint}"))
+    Err(format!("no primitive called `{name}`{hint}"))
 }
 
 pub fn overview() -> String {
