@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use curate_stdlib::output::Output;
 use curate_stdlib::primitives::{Context, Sink};
-use curate_stdlib::progress::CancelFlag;
+use curate_stdlib::progress::{CancelFlag, Progress};
 use curate_stdlib::{CurateError, Workspace};
 use rhai::{Dynamic, Engine, Map, Scope, AST};
 
@@ -31,6 +31,11 @@ impl Session {
     /// (so that `curate init` and `open("sub/ws")` still work).
     pub fn new(dir: &Path, params: Map, cancel: CancelFlag, sink: Sink) -> Result<Self, CurateError> {
         let progress = Arc::new(crate::progress_bar::Bar::new(cancel.clone()));
+        Self::with_progress(dir, params, cancel, sink, progress)
+    }
+
+    /// A session whose long work reports to `progress` (the Jupyter kernel's shows in the cell).
+    pub fn with_progress(dir: &Path, params: Map, cancel: CancelFlag, sink: Sink, progress: Arc<dyn Progress>) -> Result<Self, CurateError> {
         let workspace = match Workspace::discover(dir) {
             Ok(ws) => Some(Arc::new(ws)),
             Err(CurateError::NotAWorkspace { .. }) => None,

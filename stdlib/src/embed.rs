@@ -157,22 +157,28 @@ pub fn run_model(ws: &Workspace, model: &Model, kind: Kind, jobs: Vec<Job>, shar
         let results: Vec<Outcome> = if model.batch_size() > 1 {
             run_batched(model, kind, chunk, fetched, progress)
         } else {
-            chunk
+            // An interrupt skips the chunk's images not yet started (the finished ones are
+            // kept), so that a stop is felt within an image, not a chunk.
+            let ran: Vec<Option<Outcome>> = chunk
                 .par_iter()
                 .zip(fetched)
                 .enumerate()
                 .map_init(
                     || model.spawn(),
                     |state, (i, (job, data))| {
+                        if progress.is_cancelled() {
+                            return None;
+                        }
                         let r = match state {
                             Ok(state) => run_one(model, kind, state, job, data),
                             Err(e) => Err(e.to_string()),
                         };
                         progress.advance(1);
-                        (i, r)
+                        Some((i, r))
                     },
                 )
-                .collect()
+                .collect();
+            ran.into_iter().flatten().collect()
         };
         let mut hashes = Vec::new();
         let mut vectors = Vec::new();

@@ -160,6 +160,10 @@ fn a_notebook_runs_on_the_kernel_with_tables_pictures_errors_and_an_interrupt() 
     // The interrupted embed stops with `interrupted`, and the kernel runs the next cell.
     let stopped = outputs(&cells[7]);
     assert!(stopped.iter().any(|o| o["output_type"] == "error" && o["ename"] == "curate::interrupted"), "{stopped:?}");
+    // Its progress line, updated in place, says where it stopped.
+    let progress = stopped.iter().map(|o| text(&o["data"]["text/plain"])).find(|t| t.starts_with("embedding (mobilenet): ")).expect("a progress line");
+    let done: usize = progress.split(['/']).next().and_then(|n| n.rsplit(' ').next()).and_then(|n| n.parse().ok()).expect("a count");
+    assert!(done < 1400 && progress.contains(&format!("stopped at {done}/1400 in ")), "{progress}");
     let after = outputs(&cells[8]);
     assert_eq!(text(&after[0]["text"]), "still here\n", "{after:?}");
     assert_eq!(text(&after[1]["data"]["text/plain"]), "240");

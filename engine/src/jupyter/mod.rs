@@ -9,6 +9,7 @@
 //! (interrupt, shutdown) and the heartbeat answer while a long primitive runs.
 
 mod kernelspec;
+mod progress;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -213,6 +214,7 @@ struct Kernel {
     session: Result<Session, CurateError>,
     cancel: CancelFlag,
     sink: Sink,
+    progress: Arc<progress::CellProgress>,
     publish: mpsc::UnboundedSender<JupyterMessage>,
     /// The execute request being run; outputs of a silent one are not published.
     parent: Arc<Mutex<Option<JupyterMessage>>>,
@@ -268,8 +270,9 @@ impl Kernel {
             };
             let _ = out.send(msg);
         });
-        let session = Session::new(&dir, rhai::Map::new(), cancel.clone(), sink.clone());
-        Kernel { dir, session, cancel, sink, publish, parent, count: 0 }
+        let progress = Arc::new(progress::CellProgress::new(parent.clone(), publish.clone(), cancel.clone()));
+        let session = Session::with_progress(&dir, rhai::Map::new(), cancel.clone(), sink.clone(), progress.clone());
+        Kernel { dir, session, cancel, sink, progress, publish, parent, count: 0 }
     }
 
     fn handle(&mut self, msg: &JupyterMessage) -> Option<JupyterMessage> {
@@ -358,7 +361,8 @@ impl Kernel {
     fn open(&mut self, path: &str) -> Result<(), Failure> {
         let dir = self.dir.join(path);
         let ws = Workspace::discover(&dir).map_err(|e| Failure::curate(&e))?;
-        let session = Session::new(ws.root(), rhai::Map::new(), self.cancel.clone(), self.sink.clone()).map_err(|e| Failure::curate(&e))?;
+        let session = Session::with_progress(ws.root(), rhai::Map::new(), self.cancel.clone(), self.sink.clone(), self.progress.clone())
+            .map_err(|e| Failure::curate(&e))?;
         (self.sink)(Output::Text(format!("workspace `{}` ({}); variables start afresh", ws.config.name, ws.root().display())));
         self.session = Ok(session);
         Ok(())
