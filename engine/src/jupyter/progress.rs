@@ -63,6 +63,13 @@ impl CellProgress {
 
 impl Progress for CellProgress {
     fn start(&self, what: &str, total: u64) {
+        if total == 0 {
+            // Nothing to do (everything cached): nothing to show.
+            if let Ok(mut p) = self.phase.lock() {
+                *p = None;
+            }
+            return;
+        }
         let mut phase = Phase { what: what.to_string(), total, done: 0, started: Instant::now(), shown: None, display_id: uuid::Uuid::new_v4().to_string() };
         self.show(&mut phase, false);
         if let Ok(mut p) = self.phase.lock() {
