@@ -184,6 +184,8 @@ fn a_notebook_runs_on_the_kernel_with_tables_pictures_errors_and_an_interrupt() 
         replies["is_complete"],
         json!({"for x in [1, 2] {": "incomplete", "let a = 1;": "complete", "let a = 1 +* 2;": "invalid", "%workspace .\nds.len()": "complete"})
     );
+    assert_eq!(replies["run_all"], json!(["error", "aborted"]), "{replies}");
+    assert_eq!(replies["after_run_all"], "ok", "{replies}");
     assert_eq!(replies["alive_after_shutdown"], false, "{replies}");
 
     // The same notebook headless: it stops at the error, shown in its cell (the 7th).

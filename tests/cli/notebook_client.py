@@ -58,6 +58,11 @@ out["is_complete"] = {
     c: shell_reply(kc.is_complete(c))["status"]
     for c in ["for x in [1, 2] {", "let a = 1;", "let a = 1 +* 2;", "%workspace .\nds.len()"]
 }
+# "Run all": requests queued behind a failing cell are aborted; a later one runs.
+failing = kc.execute("let s = 0;\nfor i in 0..100000 { s += i; }\ns.no_such_method()")
+queued = kc.execute('print("never")')
+out["run_all"] = [shell_reply(failing)["status"], shell_reply(queued)["status"]]
+out["after_run_all"] = shell_reply(kc.execute("1 + 1"))["status"]
 started = time.monotonic()
 km.shutdown_kernel(now=False)
 out["shutdown_seconds"] = time.monotonic() - started

@@ -158,13 +158,40 @@ async fn serve(info: ConnectionInfo, dir: PathBuf, cancel: CancelFlag) -> jupyte
         .map_err(jupyter_zmq_client::RuntimeError::from)?;
 
     let shell = tokio::spawn(async move {
-        while let Ok(msg) = shell_in.read().await {
+        // After a failed cell whose request says `stop_on_error`, the execute requests already
+        // queued behind it (JupyterLab's "run all") are aborted rather than run on a broken
+        // state, as ipykernel does. Only those that arrived before the error reply goes out:
+        // a client that waits for each reply (nbclient) is never aborted.
+        let mut queued: std::collections::VecDeque<(JupyterMessage, bool)> = Default::default();
+        loop {
+            let (msg, abort) = match queued.pop_front() {
+                Some(m) => m,
+                None => match shell_in.read().await {
+                    Ok(m) => (m, false),
+                    Err(_) => break,
+                },
+            };
             let _ = publish.send(Status::busy().as_child_of(&msg));
-            let (tx, rx) = oneshot::channel();
-            if jobs.send((msg.clone(), tx)).is_err() {
-                break;
+            let reply = match &msg.content {
+                JupyterMessageContent::ExecuteRequest(_) if abort => Some(
+                    ExecuteReply { status: ReplyStatus::Aborted, execution_count: ExecutionCount::new(0), payload: vec![], user_expressions: None, error: None }
+                        .as_child_of(&msg),
+                ),
+                _ => {
+                    let (tx, rx) = oneshot::channel();
+                    if jobs.send((msg.clone(), tx)).is_err() {
+                        break;
+                    }
+                    rx.await.ok().flatten()
+                }
+            };
+            let failed = matches!(reply.as_ref().map(|r| &r.content), Some(JupyterMessageContent::ExecuteReply(r)) if r.status == ReplyStatus::Error);
+            if failed && matches!(&msg.content, JupyterMessageContent::ExecuteRequest(r) if r.stop_on_error) {
+                while let Ok(Ok(m)) = tokio::time::timeout(std::time::Duration::from_millis(1), shell_in.read()).await {
+                    queued.push_back((m, true));
+                }
             }
-            if let Ok(Some(reply)) = rx.await {
+            if let Some(reply) = reply {
                 if shell_out.send(reply).await.is_err() {
                     break;
                 }
