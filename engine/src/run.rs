@@ -156,14 +156,14 @@ pub fn run(dir: &Path, opts: &RunOptions, cancel: CancelFlag) -> u8 {
     let name = opts.script.display().to_string();
     let started = std::time::Instant::now();
     let mut outcome = run_cells(&mut session, &name, &source, &collected);
-    if let (Some(script), Some(e)) = (&script, outcome.error.take()) {
-        // A notebook's error is shown in its cell, with the cell's own line and column.
-        outcome.error = Some(match e.line.and_then(|l| script.cell_at(l)) {
-            Some((first, index, code)) => e.relocated(&format!("{name}, cell {index}"), code, *first),
-            None => e,
-        });
-        if let (Some(r), Some(e)) = (outcome.records.iter_mut().find(|r| r.status == Status::Failed), &outcome.error) {
-            r.error = Some(render(e, false));
+    // A notebook's error is shown in its cell, with the cell's own line and column.
+    if let (Some(script), Some(e)) = (&script, &outcome.error) {
+        if let Some((first, index, code)) = e.line.and_then(|l| script.cell_at(l)) {
+            let e = e.clone().relocated(&format!("{name}, cell {index}"), code, *first);
+            if let Some(r) = outcome.records.iter_mut().find(|r| r.status == Status::Failed) {
+                r.error = Some(render(&e, false));
+            }
+            outcome.error = Some(e);
         }
     }
     let elapsed = started.elapsed();

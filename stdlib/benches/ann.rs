@@ -81,7 +81,7 @@ fn main() {
             store::compact(small.path(), Layout::EMBEDDINGS).expect("compact");
             let grown = Store::open(small.path()).expect("open");
             let t = Instant::now();
-            let updated = AnnIndex::update(&grown, Metric::Cosine, &Silent).expect("update").expect("a usearch index");
+            let updated = AnnIndex::update(&grown, Metric::Cosine, None, &Silent).expect("update").expect("a usearch index");
             let add = t.elapsed().as_secs_f64();
             let ann: Vec<Vec<usize>> = query_vecs.iter().map(|q| updated.search(q, 10, 10).into_iter().map(|n| n.row).collect()).collect();
             let hits: usize = ann.iter().zip(&exact).map(|(a, e)| a.iter().filter(|r| e.contains(r)).count()).sum();

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::write_atomic;
+use crate::embed::Shard;
 use crate::store::Store;
 use curate_kernels::knn::{self, Scoring};
 use crate::error::{CurateError, Result};
@@ -82,6 +83,14 @@ impl Metric {
     }
 }
 
+/// The live rows of one shard (by content hash, as `--shard` partitions everywhere), or all.
+pub fn shard_rows(store: &Store, shard: Option<Shard>) -> Result<Vec<u32>> {
+    let Some(shard) = shard else { return live_rows(store) };
+    let mut rows: Vec<u32> = store.entries()?.into_iter().filter(|(h, _)| shard.owns(h)).map(|(_, r)| r).collect();
+    rows.sort_unstable();
+    Ok(rows)
+}
+
 /// The store's live rows (one per content hash), ascending.
 pub fn live_rows(store: &Store) -> Result<Vec<u32>> {
     let mut rows: Vec<u32> = store.table()?.column("row")?.u32()?.into_no_null_iter().collect();
@@ -130,11 +139,17 @@ struct Sidecar {
     live: usize,
     /// The data file, named by generation.
     file: String,
+    /// The shard of the store's rows (by content hash) this index holds; none for all of them.
+    #[serde(default)]
+    shard: Option<(usize, usize)>,
 }
 
 enum Inner {
     Hnsw(curate_kernels::Hnsw),
     Usearch(usearch::Index),
+    /// One index per shard of the rows (`curate index --shard i/n` on n machines): a query goes
+    /// to every shard and their top-k are merged.
+    Shards(Vec<AnnIndex>),
 }
 
 pub struct AnnIndex {
@@ -144,6 +159,8 @@ pub struct AnnIndex {
     pub fingerprint: String,
     /// Vectors indexed.
     pub live: usize,
+    /// The shard of the rows this index holds, if it holds one.
+    pub shard: Option<Shard>,
     inner: Inner,
 }
 
@@ -175,12 +192,26 @@ fn usearch_options(metric: Metric, dim: usize) -> usearch::IndexOptions {
 impl AnnIndex {
     /// The sidecar that commits an index of `metric` in a store's folder.
     pub fn path(cache_dir: &Path, metric: Metric) -> PathBuf {
-        cache_dir.join(format!("index-{metric:?}.json").to_lowercase())
+        Self::path_of(cache_dir, metric, None)
+    }
+
+    /// The sidecar of the whole index, or of one shard's.
+    pub fn path_of(cache_dir: &Path, metric: Metric, shard: Option<Shard>) -> PathBuf {
+        let metric = format!("{metric:?}").to_lowercase();
+        match shard {
+            None => cache_dir.join(format!("index-{metric}.json")),
+            Some(s) => cache_dir.join(format!("index-{metric}.shard-{}-of-{}.json", s.index, s.count)),
+        }
     }
 
     /// Build an index over the store's live rows with `backend`.
     pub fn build(store: &Store, metric: Metric, backend: Backend, progress: &dyn crate::progress::Progress) -> Result<Self> {
-        let rows = live_rows(store)?;
+        Self::build_shard(store, metric, backend, None, progress)
+    }
+
+    /// Build an index over the live rows of one shard (by content hash), or of all.
+    pub fn build_shard(store: &Store, metric: Metric, backend: Backend, shard: Option<Shard>, progress: &dyn crate::progress::Progress) -> Result<Self> {
+        let rows = shard_rows(store, shard)?;
         progress.start(&format!("building the index ({backend:?})").to_lowercase(), rows.len() as u64);
         let inner = match backend {
             Backend::Hnsw => {
@@ -194,19 +225,22 @@ impl AnnIndex {
             }
         };
         progress.finish();
-        Ok(AnnIndex { metric, backend, fingerprint: store.fingerprint().to_string(), live: rows.len(), inner })
+        Ok(AnnIndex { metric, backend, fingerprint: store.fingerprint().to_string(), live: rows.len(), shard, inner })
     }
 
     /// Save beside the store: the data file under a new generation name, then the sidecar that
     /// commits it (atomically), then the previous generation's file goes. A kill at any point
     /// leaves the previous index, or none, never a torn one.
     pub fn save(&self, store: &Store, rows: usize) -> Result<()> {
-        let sidecar_path = Self::path(store.dir(), self.metric);
+        let sidecar_path = Self::path_of(store.dir(), self.metric, self.shard);
         let previous = read_sidecar(&sidecar_path);
         let metric = format!("{:?}", self.metric).to_lowercase();
-        let file = match self.backend {
-            Backend::Hnsw => format!("index-{metric}-{}.hnsw", &self.fingerprint[..16.min(self.fingerprint.len())]),
-            Backend::Usearch => format!("index-{metric}-{}.usearch", &self.fingerprint[..16.min(self.fingerprint.len())]),
+        let generation = &self.fingerprint[..16.min(self.fingerprint.len())];
+        let shard = self.shard.map(|s| format!(".shard-{}-of-{}", s.index, s.count)).unwrap_or_default();
+        let file = match &self.inner {
+            Inner::Hnsw(_) => format!("index-{metric}-{generation}{shard}.hnsw"),
+            Inner::Usearch(_) => format!("index-{metric}-{generation}{shard}.usearch"),
+            Inner::Shards(_) => return Err(CurateError::arg("index", "the shards' indexes are saved one by one")),
         };
         let data_path = store.dir().join(&file);
         match &self.inner {
@@ -222,8 +256,10 @@ impl AnnIndex {
                 std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| CurateError::io(&tmp, e))?;
                 std::fs::rename(&tmp, &data_path).map_err(|e| CurateError::io(&data_path, e))?;
             }
+            Inner::Shards(_) => {}
         }
-        let sidecar = Sidecar { backend: self.backend, metric: self.metric, fingerprint: self.fingerprint.clone(), rows, live: self.live, file: file.clone() };
+        let shard = self.shard.map(|s| (s.index, s.count));
+        let sidecar = Sidecar { backend: self.backend, metric: self.metric, fingerprint: self.fingerprint.clone(), rows, live: self.live, file: file.clone(), shard };
         let json = serde_json::to_vec_pretty(&sidecar).map_err(|e| CurateError::io(&sidecar_path, e))?;
         crate::atomic::write_bytes_atomic(&sidecar_path, &json)?;
         if let Some(old) = previous {
@@ -253,14 +289,40 @@ impl AnnIndex {
                 Inner::Usearch(index)
             }
         };
-        Some(AnnIndex { metric, backend: sidecar.backend, fingerprint: sidecar.fingerprint, live: sidecar.live, inner })
+        let shard = sidecar.shard.map(|(index, count)| Shard { index, count });
+        Some(AnnIndex { metric, backend: sidecar.backend, fingerprint: sidecar.fingerprint, live: sidecar.live, shard, inner })
+    }
+
+    /// The shards' indexes of `metric` as one, when a whole set (`n` shards, every one built
+    /// from exactly this store) is committed beside it; the largest such set wins.
+    pub fn load_shards(store: &Store, metric: Metric) -> Option<Self> {
+        let prefix = format!("index-{}.shard-", format!("{metric:?}").to_lowercase());
+        let mut counts: Vec<usize> = std::fs::read_dir(store.dir())
+            .ok()?
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                let rest = name.strip_prefix(&prefix)?.strip_suffix(".json")?;
+                rest.split_once("-of-")?.1.parse().ok()
+            })
+            .collect();
+        counts.sort_unstable();
+        counts.dedup();
+        counts.into_iter().rev().find_map(|count| {
+            let parts: Option<Vec<AnnIndex>> =
+                (0..count).map(|index| Self::load_fresh(&Self::path_of(store.dir(), metric, Some(Shard { index, count })), store, metric)).collect();
+            let parts = parts?;
+            let live = parts.iter().map(|p| p.live).sum();
+            let backend = parts.first()?.backend;
+            Some(AnnIndex { metric, backend, fingerprint: store.fingerprint().to_string(), live, shard: None, inner: Inner::Shards(parts) })
+        })
     }
 
     /// Bring the committed usearch index up to date with a store that has grown: add the new
     /// rows and drop replaced ones, without a rebuild. `None` when there is no such index (or it
     /// is an instant-distance one, which cannot grow).
-    pub fn update(store: &Store, metric: Metric, progress: &dyn crate::progress::Progress) -> Result<Option<Self>> {
-        let path = Self::path(store.dir(), metric);
+    pub fn update(store: &Store, metric: Metric, shard: Option<Shard>, progress: &dyn crate::progress::Progress) -> Result<Option<Self>> {
+        let path = Self::path_of(store.dir(), metric, shard);
         let Some(sidecar) = read_sidecar(&path) else { return Ok(None) };
         if sidecar.backend != Backend::Usearch || sidecar.metric != metric || sidecar.rows > store.rows() {
             return Ok(None);
@@ -271,7 +333,7 @@ impl AnnIndex {
         if index.dimensions() != store.dim() {
             return Ok(None);
         }
-        let live = live_rows(store)?;
+        let live = shard_rows(store, shard)?;
         // Rows replaced by a newer row for the same image leave the index.
         let mut is_live = vec![false; store.rows()];
         for &r in &live {
@@ -287,14 +349,21 @@ impl AnnIndex {
         add_rows(&index, store, metric, &new, progress)?;
         progress.finish();
         index.change_expansion_search(EF_SEARCH);
-        Ok(Some(AnnIndex { metric, backend: Backend::Usearch, fingerprint: store.fingerprint().to_string(), live: index.size(), inner: Inner::Usearch(index) }))
+        Ok(Some(AnnIndex { metric, backend: Backend::Usearch, fingerprint: store.fingerprint().to_string(), live: index.size(), shard, inner: Inner::Usearch(index) }))
+    }
+
+    /// Whether this is a set of shards' indexes searched as one.
+    pub fn is_sharded(&self) -> bool {
+        matches!(self.inner, Inner::Shards(_))
     }
 
     /// Set how many candidates a usearch search explores (its `ef`; 128 by default): more
     /// raises recall and costs speed. instant-distance keeps the value it was built with.
     pub fn set_expansion(&self, ef: usize) {
-        if let Inner::Usearch(index) = &self.inner {
-            index.change_expansion_search(ef);
+        match &self.inner {
+            Inner::Usearch(index) => index.change_expansion_search(ef),
+            Inner::Shards(parts) => parts.iter().for_each(|p| p.set_expansion(ef)),
+            Inner::Hnsw(_) => {}
         }
     }
 
@@ -332,6 +401,11 @@ impl AnnIndex {
                         .collect(),
                     Err(_) => vec![],
                 }
+            }
+            // Each shard's k best, merged: the k best of all, at the shards' own recall.
+            Inner::Shards(parts) => {
+                use rayon::prelude::*;
+                parts.par_iter().flat_map_iter(|p| p.search_filtered(query, k, candidates, keep)).collect()
             }
         };
         out.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.row.cmp(&b.row)));
@@ -405,4 +479,84 @@ pub fn knn_within(store: &Store, metric: Metric, rows: &[usize], k: usize) -> Ve
             near.into_iter().map(|(row, score)| Neighbour { row: row as usize, distance: metric.distance(&q, score) }).collect()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::Silent;
+    use crate::store::{write, Layout};
+
+    /// Clustered vectors (40 centres, noise), keyed by real content-like hashes so that shards
+    /// split them evenly.
+    fn store(dir: &Path, n: usize, dim: usize) -> Store {
+        let mut state = 0x9e3779b97f4a7c15u64;
+        let mut rand = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f32 / (1u64 << 53) as f32 - 0.5
+        };
+        let centres: Vec<Vec<f32>> = (0..40).map(|_| (0..dim).map(|_| rand()).collect()).collect();
+        let mut vectors = Vec::with_capacity(n * dim);
+        for i in 0..n {
+            vectors.extend(centres[i % 40].iter().map(|c| c + 0.15 * rand()));
+        }
+        let hashes = (0..n).map(|i| blake3::hash(&i.to_le_bytes()).to_hex().to_string()).collect();
+        write(dir, hashes, vectors, dim, Layout::EMBEDDINGS).expect("store")
+    }
+
+    #[test]
+    fn shards_indexes_searched_as_one_match_the_single_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = store(dir.path(), 3000, 32);
+        let single = AnnIndex::build(&s, Metric::Cosine, Backend::Usearch, &Silent).expect("build");
+        let count = 4;
+        let mut sizes = vec![];
+        for index in 0..count {
+            let shard = AnnIndex::build_shard(&s, Metric::Cosine, Backend::Usearch, Some(Shard { index, count }), &Silent).expect("shard");
+            sizes.push(shard.live);
+            shard.save(&s, s.rows()).expect("save");
+            if index + 1 < count {
+                assert!(AnnIndex::load_shards(&s, Metric::Cosine).is_none(), "an incomplete set is not used");
+            }
+        }
+        assert_eq!(sizes.iter().sum::<usize>(), 3000);
+        assert!(sizes.iter().all(|&n| n > 600), "content hashes split evenly: {sizes:?}");
+        let sharded = AnnIndex::load_shards(&s, Metric::Cosine).expect("a whole set");
+        assert!(sharded.is_sharded() && sharded.live == 3000);
+        // HNSW builds run in parallel, so two graphs over the same vectors differ and so may
+        // their rare misses: what must hold is the recall. Each shard is searched with the same
+        // `ef` over a quarter of the vectors, so the merged results miss no more than one index.
+        let (mut single_found, mut shards_found, mut same) = (0, 0, 0);
+        let queries: Vec<usize> = (0..3000).step_by(13).collect();
+        for &q in &queries {
+            let query = s.raw_row(q);
+            let exact: std::collections::HashSet<usize> = exact_search(&s, Metric::Cosine, &query, 10, None).expect("exact").iter().map(|n| n.row).collect();
+            let one = single.search(&query, 10, 64);
+            let many = sharded.search(&query, 10, 64);
+            assert!(many.windows(2).all(|w| w[0].distance <= w[1].distance), "merged nearest first");
+            single_found += one.iter().filter(|n| exact.contains(&n.row)).count();
+            shards_found += many.iter().filter(|n| exact.contains(&n.row)).count();
+            same += usize::from(one.iter().map(|n| n.row).eq(many.iter().map(|n| n.row)));
+        }
+        let total = (queries.len() * 10) as f64;
+        let (r1, rn) = (single_found as f64 / total, shards_found as f64 / total);
+        assert!(rn >= 0.98 && rn >= r1 - 0.002, "recall@10: shards {rn:.4}, one index {r1:.4}");
+        assert!(same * 100 >= queries.len() * 95, "{same} of {} queries give the same top 10", queries.len());
+        // Vectors added since: the shards are stale, and not used.
+        let grown_dir = tempfile::tempdir().expect("tempdir");
+        for e in std::fs::read_dir(dir.path()).expect("ls").flatten() {
+            std::fs::copy(e.path(), grown_dir.path().join(e.file_name())).expect("copy");
+        }
+        crate::store::write_part(grown_dir.path(), vec![blake3::hash(b"new").to_hex().to_string()], vec![1.0; 32], 32).expect("part");
+        crate::store::compact(grown_dir.path(), Layout::EMBEDDINGS).expect("compact");
+        let grown = Store::open(grown_dir.path()).expect("open");
+        assert!(AnnIndex::load_shards(&grown, Metric::Cosine).is_none());
+        // One shard brought up to date does not make the set whole again.
+        let shard = Some(Shard { index: 0, count });
+        let updated = AnnIndex::update(&grown, Metric::Cosine, shard, &Silent).expect("update").expect("usearch grows");
+        updated.save(&grown, grown.rows()).expect("save");
+        assert!(AnnIndex::load_shards(&grown, Metric::Cosine).is_none());
+    }
 }

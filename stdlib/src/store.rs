@@ -86,9 +86,31 @@ pub struct Meta {
     pub table: String,
     /// Changes whenever rows are added: what indexes and caches over the store are keyed by.
     pub content: String,
-    /// Parts merged by the last compaction (deleted after the commit; listed so that a kill
-    /// between the commit and the deletion does not merge them twice).
+    /// Parts merged by the compaction that wrote this file, as stores before 2026-12 recorded
+    /// them (read, never written: a part's rows that the store already holds, byte for byte,
+    /// add nothing, so a part left by a kill after the commit, or copied twice by `curate
+    /// merge`, needs no record; and the file says only what the store holds, so equal work
+    /// gives an equal store whatever its parts were).
+    #[serde(default, skip_serializing)]
     pub compacted: Vec<String>,
+}
+
+/// A row as the store keeps it: its bytes (unit length first for embeddings) and its length.
+fn encode(row: &mut [f32], dtype: Dtype, normalized: bool, out: &mut Vec<u8>) -> f32 {
+    let nrm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if normalized && nrm > 0.0 {
+        row.iter_mut().for_each(|x| *x /= nrm);
+    }
+    match dtype {
+        Dtype::F16 => {
+            use half::slice::HalfFloatSliceExt;
+            let mut half = vec![half::f16::ZERO; row.len()];
+            half.as_mut_slice().convert_from_f32_slice(row);
+            out.extend_from_slice(bytemuck::cast_slice(&half));
+        }
+        Dtype::F32 => out.extend_from_slice(bytemuck::cast_slice(row)),
+    }
+    nrm
 }
 
 /// An open, read-only view of a store.
@@ -264,13 +286,11 @@ pub fn write_part(dir: &Path, hashes: Vec<String>, vectors: Vec<f32>, dim: usize
     Ok(path)
 }
 
-/// Write `bytes` at `offset` of the vectors file, and into the content fingerprint.
-fn write_run(file: &std::fs::File, path: &Path, offset: u64, bytes: &[u8], content: &mut blake3::Hasher) -> Result<()> {
+/// Write `bytes` at `offset` of the vectors file.
+fn write_run(file: &std::fs::File, path: &Path, offset: u64, bytes: &[u8]) -> Result<()> {
     let mut f = file;
     f.seek(SeekFrom::Start(offset)).map_err(|e| io(path, e))?;
-    f.write_all(bytes).map_err(|e| io(path, e))?;
-    content.update(bytes);
-    Ok(())
+    f.write_all(bytes).map_err(|e| io(path, e))
 }
 
 /// The hashes of a part's rows, in the order [`read_part`] gives its rows (null hashes left out).
@@ -357,22 +377,62 @@ pub fn compact(dir: &Path, layout: Layout) -> Result<usize> {
         None => (layout.dtype, layout.normalized),
     };
     let mut dim = meta.as_ref().map_or(0, |m| m.dim);
-    // Two passes, so that memory holds one part, not all of them (1M × 1280 parts are 5 GB).
-    // First the hashes: a later part's vector wins for a repeated hash.
-    let mut slot: HashMap<String, usize> = HashMap::new();
-    let mut hashes: Vec<String> = Vec::new();
-    let mut winner: Vec<(usize, usize)> = Vec::new();
-    for (pi, (_, p)) in parts.iter().enumerate() {
-        for (i, h) in read_part_hashes(p)?.into_iter().enumerate() {
-            match slot.get(&h) {
-                Some(&s) => winner[s] = (pi, i),
-                None => {
-                    slot.insert(h.clone(), hashes.len());
-                    hashes.push(h);
-                    winner.push((pi, i));
+    // Rows the store already holds byte for byte add nothing: a part a kill left after the
+    // commit, or one `curate merge` copied again. Only parts naming stored hashes are read here.
+    let old = Store::open(dir)?;
+    let live: HashMap<String, u32> = if old.is_empty() { HashMap::new() } else { old.entries()?.into_iter().collect() };
+    let mut held: std::collections::HashSet<(usize, usize)> = Default::default();
+    if !live.is_empty() {
+        let width = old.dim() * dtype.bytes();
+        let mut bytes = Vec::new();
+        for (pi, (_, p)) in parts.iter().enumerate() {
+            if !read_part_hashes(p)?.iter().any(|h| live.contains_key(h)) {
+                continue;
+            }
+            let (hs, mut vs, w) = read_part(p)?;
+            if w != old.dim() {
+                continue;
+            }
+            for (i, h) in hs.iter().enumerate() {
+                let Some(&r) = live.get(h) else { continue };
+                bytes.clear();
+                let nrm = encode(&mut vs[i * w..(i + 1) * w], dtype, normalized, &mut bytes);
+                let stored = old.vectors.as_ref().map(|m| &m[r as usize * width..(r as usize + 1) * width]);
+                if stored == Some(bytes.as_slice()) && old.norms().get(r as usize) == Some(&nrm) {
+                    held.insert((pi, i));
                 }
             }
         }
+    }
+    // Two passes, so that memory holds one part, not all of them (1M × 1280 parts are 5 GB).
+    // First the hashes: a later part's vector wins for a repeated hash (and a later row equal
+    // to the stored one wins by leaving the hash as it is).
+    let mut slot: HashMap<String, usize> = HashMap::new();
+    let mut hashes: Vec<String> = Vec::new();
+    let mut winner: Vec<Option<(usize, usize)>> = Vec::new();
+    for (pi, (_, p)) in parts.iter().enumerate() {
+        for (i, h) in read_part_hashes(p)?.into_iter().enumerate() {
+            let w = (!held.contains(&(pi, i))).then_some((pi, i));
+            match slot.get(&h) {
+                Some(&s) => winner[s] = w,
+                None => {
+                    slot.insert(h.clone(), hashes.len());
+                    hashes.push(h);
+                    winner.push(w);
+                }
+            }
+        }
+    }
+    drop(old);
+    // New rows go in hash order, not in the order parts arrived: the same rows give the same
+    // store whether one process wrote them or shards did (`curate merge`).
+    let mut order: Vec<usize> = (0..hashes.len()).filter(|&i| winner[i].is_some()).collect();
+    order.sort_unstable_by(|&a, &b| hashes[a].cmp(&hashes[b]));
+    let hashes: Vec<String> = order.iter().map(|&i| std::mem::take(&mut hashes[i])).collect();
+    let winner: Vec<(usize, usize)> = order.iter().filter_map(|&i| winner[i]).collect();
+    slot.clear();
+    for (s, h) in hashes.iter().enumerate() {
+        slot.insert(h.clone(), s);
     }
     let old_rows = meta.as_ref().map_or(0, |m| m.rows);
     let n = hashes.len();
@@ -388,11 +448,8 @@ pub fn compact(dir: &Path, layout: Layout) -> Result<usize> {
     let vectors_path = dir.join(dtype.file());
     let file = std::fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&vectors_path).map_err(|e| io(&vectors_path, e))?;
     let mut norms = vec![0f32; n];
-    let mut content = blake3::Hasher::new();
-    content.update(meta.as_ref().map_or("", |m| m.content.as_str()).as_bytes());
-    for h in &hashes {
-        content.update(h.as_bytes());
-    }
+    // The fingerprint: the previous one, then each new row's hash and encoded bytes, in row order.
+    let mut digests = vec![[0u8; 32]; n];
     let mut sized = false;
     for (pi, (_, p)) in parts.iter().enumerate() {
         let (hs, vs, width) = read_part(p)?;
@@ -416,37 +473,26 @@ pub fn compact(dir: &Path, layout: Layout) -> Result<usize> {
         let mut run_start = usize::MAX;
         let mut next = usize::MAX;
         let mut row = vec![0f32; dim];
-        let mut half = vec![half::f16::ZERO; dim];
         for (i, h) in hs.iter().enumerate() {
-            let s = slot[h];
+            let Some(&s) = slot.get(h) else { continue };
             if winner[s] != (pi, i) {
                 continue;
             }
             if s != next && !run.is_empty() {
-                write_run(&file, &vectors_path, ((old_rows + run_start) * dim * dtype.bytes()) as u64, &run, &mut content)?;
+                write_run(&file, &vectors_path, ((old_rows + run_start) * dim * dtype.bytes()) as u64, &run)?;
                 run.clear();
             }
             if run.is_empty() {
                 run_start = s;
             }
             row.copy_from_slice(&vs[i * dim..(i + 1) * dim]);
-            let nrm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
-            norms[s] = nrm;
-            if normalized && nrm > 0.0 {
-                row.iter_mut().for_each(|x| *x /= nrm);
-            }
-            match dtype {
-                Dtype::F16 => {
-                    use half::slice::HalfFloatSliceExt;
-                    half.as_mut_slice().convert_from_f32_slice(&row);
-                    run.extend_from_slice(bytemuck::cast_slice(&half));
-                }
-                Dtype::F32 => run.extend_from_slice(bytemuck::cast_slice(&row)),
-            }
+            let at = run.len();
+            norms[s] = encode(&mut row, dtype, normalized, &mut run);
+            digests[s] = *blake3::hash(&run[at..]).as_bytes();
             next = s + 1;
         }
         if !run.is_empty() {
-            write_run(&file, &vectors_path, ((old_rows + run_start) * dim * dtype.bytes()) as u64, &run, &mut content)?;
+            write_run(&file, &vectors_path, ((old_rows + run_start) * dim * dtype.bytes()) as u64, &run)?;
         }
     }
     file.sync_all().map_err(|e| io(&vectors_path, e))?;
@@ -465,6 +511,12 @@ pub fn compact(dir: &Path, layout: Layout) -> Result<usize> {
         .filter(col("hash").is_in(lit(Series::new("h".into(), hashes.clone())).implode(false), false).not())
         .collect()?;
     let mut table = kept.vstack(&added)?;
+    let mut content = blake3::Hasher::new();
+    content.update(meta.as_ref().map_or("", |m| m.content.as_str()).as_bytes());
+    for (h, d) in hashes.iter().zip(&digests) {
+        content.update(h.as_bytes());
+        content.update(d);
+    }
     let content = content.finalize().to_hex().to_string();
     let table_name = format!("rows-{}.arrow", &content[..16]);
     let table_path = dir.join(&table_name);
@@ -480,7 +532,7 @@ pub fn compact(dir: &Path, layout: Layout) -> Result<usize> {
         live: table.height(),
         table: table_name.clone(),
         content,
-        compacted: parts.iter().map(|(name, _)| name.clone()).collect(),
+        compacted: vec![],
     };
     let json = serde_json::to_vec_pretty(&new_meta).map_err(|e| io(&dir.join(META), e))?;
     write_bytes_atomic(&dir.join(META), &json)?;
@@ -551,6 +603,50 @@ mod tests {
         assert!(part_files(dir.path()).expect("ls").is_empty());
         let leftover: Vec<String> = std::fs::read_dir(dir.path()).expect("ls").flatten().map(|e| e.file_name().to_string_lossy().to_string()).filter(|n| n.starts_with("rows-")).collect();
         assert_eq!(leftover.len(), 2, "tables older than the previous one are removed: {leftover:?}");
+    }
+
+    /// The files a store consists of, by name (not the lock).
+    fn files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+        std::fs::read_dir(dir).expect("ls").flatten().map(|e| (e.file_name().to_string_lossy().to_string(), std::fs::read(e.path()).expect("read"))).filter(|(n, _)| n != LOCK).collect()
+    }
+
+    #[test]
+    fn equal_rows_give_equal_stores_whatever_their_parts() {
+        let vector = |i: usize| vec![i as f32 + 1.0, (i * 7 % 5) as f32];
+        let rows: Vec<(String, Vec<f32>)> = (0..40).map(|i| (format!("{:064x}", (i * 7919) % 101), vector(i))).collect();
+        let one = tempfile::tempdir().expect("tempdir");
+        let split = tempfile::tempdir().expect("tempdir");
+        // One part in order; four parts of every fourth row, written last first.
+        write_part(one.path(), rows.iter().map(|r| r.0.clone()).collect(), rows.iter().flat_map(|r| r.1.clone()).collect(), 2).expect("part");
+        for shard in (0..4).rev() {
+            let mine: Vec<&(String, Vec<f32>)> = rows.iter().skip(shard).step_by(4).collect();
+            write_part(split.path(), mine.iter().map(|r| r.0.clone()).collect(), mine.iter().flat_map(|r| r.1.clone()).collect(), 2).expect("part");
+        }
+        for dir in [&one, &split] {
+            compact(dir.path(), Layout::EMBEDDINGS).expect("compact");
+        }
+        let (a, b) = (files(one.path()), files(split.path()));
+        assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+        assert!(a == b, "the same rows, byte for byte");
+    }
+
+    #[test]
+    fn rows_the_store_holds_add_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let part = write_part(dir.path(), hashes(0..2), vec![1.0, 0.0, 0.0, 2.0], 2).expect("part");
+        let kept = std::fs::read(&part).expect("read");
+        compact(dir.path(), Layout::EMBEDDINGS).expect("compact");
+        let before = files(dir.path());
+        // What a kill right after the commit leaves (or a merge copying a part twice): the part.
+        std::fs::write(&part, kept).expect("restore the part");
+        assert_eq!(compact(dir.path(), Layout::EMBEDDINGS).expect("compact"), 0);
+        assert_eq!(files(dir.path()), before, "nothing changes, not even the fingerprint");
+        // A stored hash with another vector is replaced, and only it is added.
+        write_part(dir.path(), hashes(0..2), vec![1.0, 0.0, 0.0, 3.0], 2).expect("part");
+        assert_eq!(compact(dir.path(), Layout::EMBEDDINGS).expect("compact"), 1);
+        let s = Store::open(dir.path()).expect("open");
+        assert_eq!((s.len(), s.rows()), (2, 3));
+        close(s.raw_row(2), &[0.0, 3.0]);
     }
 
     #[test]

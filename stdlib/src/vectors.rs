@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::embed;
 use crate::error::{CurateError, Result};
+use crate::embed::Shard;
 use crate::index::{AnnIndex, Backend, Metric};
 use crate::model::{Model, ModelSpec};
 use crate::store::{self, Store};
@@ -76,7 +77,9 @@ impl Registry {
                 return Some(idx);
             }
         }
-        let idx = Arc::new(AnnIndex::load_fresh(&AnnIndex::path(store.dir(), metric), store, metric)?);
+        // The whole index, else a whole set of shards' indexes (`curate index --shard i/n`).
+        let idx = AnnIndex::load_fresh(&AnnIndex::path(store.dir(), metric), store, metric).or_else(|| AnnIndex::load_shards(store, metric))?;
+        let idx = Arc::new(idx);
         if let Ok(mut m) = self.indexes.lock() {
             m.insert(key, idx.clone());
         }
@@ -86,33 +89,50 @@ impl Registry {
     /// Make the ANN index over `store` current and save it: nothing to do when it is fresh,
     /// new rows added to a usearch index, else a build with `backend` (by size when `None`).
     pub fn build_index(&self, model: &Model, store: &Store, metric: Metric, backend: Option<Backend>, progress: &dyn crate::progress::Progress) -> Result<(Arc<AnnIndex>, IndexAction)> {
-        if let Some(idx) = self.index_if_built(model, store, metric) {
+        if let Some(idx) = self.index_if_built(model, store, metric).filter(|i| i.shard.is_none() && !i.is_sharded()) {
             if backend.is_none_or(|b| b == idx.backend) {
                 return Ok((idx, IndexAction::Fresh));
             }
         }
-        // One build at a time per store: a second `curate index` waits, then finds it fresh.
-        let _lock = store::lock_file(store.dir(), "index.lock")?;
-        // Under the lock, a usearch temp file is what a killed build left.
-        for e in std::fs::read_dir(store.dir()).into_iter().flatten().flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            if name.starts_with(".curate-tmp-") && name.ends_with(".usearch") {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-        if let Some(idx) = AnnIndex::load_fresh(&AnnIndex::path(store.dir(), metric), store, metric).filter(|i| backend.is_none_or(|b| b == i.backend)) {
-            return Ok((Arc::new(idx), IndexAction::Fresh));
-        }
-        let updated = if backend != Some(Backend::Hnsw) { AnnIndex::update(store, metric, progress)? } else { None };
-        let (idx, action) = match updated {
-            Some(idx) => (idx, IndexAction::Updated),
-            None => (AnnIndex::build(store, metric, backend.unwrap_or(Backend::for_size(store.len())), progress)?, IndexAction::Built),
-        };
-        idx.save(store, store.rows())?;
+        let (idx, action) = self.build_index_of(store, metric, backend, None, progress)?;
         let idx = Arc::new(idx);
         if let Ok(mut m) = self.indexes.lock() {
             m.insert((model.hash.clone(), metric), idx.clone());
         }
+        Ok((idx, action))
+    }
+
+    /// Make one shard's index current and save it (`curate index --shard i/n`): the shard's
+    /// rows by content hash, as every `--shard` takes them. Shards build at once, each under
+    /// its own lock; `similar` fans out to a whole set.
+    pub fn build_shard_index(&self, store: &Store, metric: Metric, backend: Option<Backend>, shard: Shard, progress: &dyn crate::progress::Progress) -> Result<(AnnIndex, IndexAction)> {
+        self.build_index_of(store, metric, backend, Some(shard), progress)
+    }
+
+    fn build_index_of(&self, store: &Store, metric: Metric, backend: Option<Backend>, shard: Option<Shard>, progress: &dyn crate::progress::Progress) -> Result<(AnnIndex, IndexAction)> {
+        let suffix = shard.map(|s| format!(".shard-{}-of-{}", s.index, s.count)).unwrap_or_default();
+        // One build at a time per index: a second `curate index` waits, then finds it fresh.
+        let _lock = store::lock_file(store.dir(), &format!("index{suffix}.lock"))?;
+        // Under the lock, a usearch temp file of this index is what a killed build left.
+        for e in std::fs::read_dir(store.dir()).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let mine = match shard {
+                Some(_) => name.ends_with(&format!("{suffix}.usearch")),
+                None => !name.contains(".shard-"),
+            };
+            if name.starts_with(".curate-tmp-") && name.ends_with(".usearch") && mine {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        if let Some(idx) = AnnIndex::load_fresh(&AnnIndex::path_of(store.dir(), metric, shard), store, metric).filter(|i| backend.is_none_or(|b| b == i.backend)) {
+            return Ok((idx, IndexAction::Fresh));
+        }
+        let updated = if backend != Some(Backend::Hnsw) { AnnIndex::update(store, metric, shard, progress)? } else { None };
+        let (idx, action) = match updated {
+            Some(idx) => (idx, IndexAction::Updated),
+            None => (AnnIndex::build_shard(store, metric, backend.unwrap_or(Backend::for_size(store.len())), shard, progress)?, IndexAction::Built),
+        };
+        idx.save(store, store.rows())?;
         Ok((idx, action))
     }
 }

@@ -55,6 +55,104 @@ fn shards_run_by_any_engine_merge_into_one_run() {
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("JOB_COMPLETION_INDEX"));
 }
 
+/// Every file of the workspace's stores (embeddings and predictions), by path, but lock files.
+fn store_files(t: &Test) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    for kind in ["embeddings", "predictions"] {
+        let base = t.path().join(".curate").join(kind);
+        for dir in std::fs::read_dir(&base).into_iter().flatten().flatten() {
+            for f in std::fs::read_dir(dir.path()).expect("store").flatten() {
+                let name = f.file_name().to_string_lossy().to_string();
+                if !name.ends_with(".lock") {
+                    out.insert(format!("{kind}/{}/{name}", dir.file_name().to_string_lossy()), std::fs::read(f.path()).expect("read"));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn four_shard_processes_and_a_merge_give_one_process_stores_byte_for_byte() {
+    let single = Test::example();
+    single.run_with(&["embed", "--model", "vww"]).success();
+    single.run_with(&["predict", "--model", "vww", "--out", "p.csv"]).success();
+    let want = store_files(&single);
+    assert!(want.keys().any(|k| k.starts_with("embeddings/")) && want.keys().any(|k| k.starts_with("predictions/")), "{:?}", want.keys());
+
+    // Four processes at once on one workspace, then the next command merges their parts.
+    let shared = Test::example();
+    for step in [["embed", "--model", "vww"], ["predict", "--model", "vww"]] {
+        let children: Vec<_> = (0..4)
+            .map(|i| {
+                Command::new(env!("CARGO_BIN_EXE_curate"))
+                    .current_dir(shared.path())
+                    .args(step)
+                    .args(["--shard", &format!("{i}/4")])
+                    .env("CI", "true")
+                    .env_remove("CURATE_RUNTIME")
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .expect("spawn a shard")
+            })
+            .collect();
+        for mut c in children {
+            assert!(c.wait().expect("wait").success(), "a shard of {step:?} failed");
+        }
+    }
+    shared.run_with(&["predict", "--model", "vww", "--out", "p.csv"]).success();
+    let out = shared.run_with(&["embed", "--model", "vww", "--json"]).success();
+    assert!(out.stdout.contains("\"embedded\": 0"), "{}", out.stdout);
+    assert_eq!(store_files(&shared), want, "shards on one workspace");
+
+    // Four machines, each with its own copy, merged into a fifth.
+    let machines: Vec<Test> = (0..4).map(|_| Test::example()).collect();
+    for (i, m) in machines.iter().enumerate() {
+        m.run_with(&["embed", "--model", "vww", "--shard", &format!("{i}/4")]).success();
+        m.run_with(&["predict", "--model", "vww", "--shard", &format!("{i}/4")]).success();
+    }
+    let merged = Test::example();
+    let paths: Vec<String> = machines.iter().map(|m| m.path().display().to_string()).collect();
+    let mut args = vec!["merge"];
+    args.extend(paths.iter().map(String::as_str));
+    merged.run_with(&args).success();
+    assert_eq!(store_files(&merged), want, "shards on separate machines");
+    assert_eq!(std::fs::read(shared.path().join("p.csv")).expect("p.csv"), std::fs::read(single.path().join("p.csv")).expect("p.csv"));
+}
+
+#[test]
+fn the_index_built_per_shard_answers_as_one() {
+    // MobileNetV2 vectors of the 240 test images; each query's 5 nearest through the shards'
+    // indexes and exactly.
+    let t = Test::example().write("embed.rhai", "open().filter(\"split = 'test'\").embed().len()").write(
+        "near.rhai",
+        "let ds = open().filter(\"split = 'test'\");\nlet out = [];\nfor id in ds.sample(24, 3).ids() {\n  let a = ds.similar(id, 5);\n  let b = ds.similar(id, 5, #{exact: true});\n  out.push([a.col(\"id\"), a.col(\"distance\"), b.col(\"id\"), b.col(\"distance\")]);\n}\nout",
+    );
+    t.run_with(&["run", "embed.rhai"]).success();
+    let mut total = 0;
+    for i in 0..4 {
+        let out = t.run_with(&["index", "--shard", &format!("{i}/4"), "--json"]).success();
+        let r: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+        assert_eq!((r["shard"].as_str(), r["action"].as_str()), (Some(format!("{i}/4").as_str()), Some("built")), "{r}");
+        total += r["vectors"].as_u64().expect("vectors");
+    }
+    assert_eq!(total, 240, "the shards hold every vector once");
+    let out = t.run_with(&["run", "near.rhai", "--json"]).success();
+    let r: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    let queries = r["result"].as_array().expect("results");
+    assert_eq!(queries.len(), 24);
+    for q in queries {
+        assert_eq!(q[0], q[2], "{q}: the shards' merged neighbours are the exact ones");
+        for (a, b) in q[1].as_array().expect("distances").iter().zip(q[3].as_array().expect("distances")) {
+            assert!((a.as_f64().expect("f") - b.as_f64().expect("f")).abs() < 2e-3, "{a} vs {b}");
+        }
+    }
+    // A rebuilt shard is fresh; a shard out of range is refused.
+    let out = t.run_with(&["index", "--shard", "2/4", "--json"]).success();
+    assert!(out.stdout.contains("\"fresh\""), "{}", out.stdout);
+    t.run_with(&["index", "--shard", "4/4"]).code(2);
+}
+
 #[test]
 fn shards_on_separate_machines_merge_into_one_workspace() {
     let single = Test::example();
