@@ -186,6 +186,7 @@ fn a_notebook_runs_on_the_kernel_with_tables_pictures_errors_and_an_interrupt() 
     );
     assert_eq!(replies["run_all"], json!(["error", "aborted"]), "{replies}");
     assert_eq!(replies["after_run_all"], "ok", "{replies}");
+    assert_eq!(replies["heartbeat"], true, "{replies}");
     assert_eq!(replies["alive_after_shutdown"], false, "{replies}");
 
     // The same notebook headless: it stops at the error, shown in its cell (the 7th).

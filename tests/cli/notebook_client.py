@@ -63,6 +63,12 @@ failing = kc.execute("let s = 0;\nfor i in 0..100000 { s += i; }\ns.no_such_meth
 queued = kc.execute('print("never")')
 out["run_all"] = [shell_reply(failing)["status"], shell_reply(queued)["status"]]
 out["after_run_all"] = shell_reply(kc.execute("1 + 1"))["status"]
+# The heartbeat answers (jupyter_client pings every few seconds; give it one round).
+deadline = time.monotonic() + 10
+while not kc.hb_channel.is_beating() and time.monotonic() < deadline:
+    time.sleep(0.2)
+time.sleep(3.5)
+out["heartbeat"] = kc.hb_channel.is_beating()
 started = time.monotonic()
 km.shutdown_kernel(now=False)
 out["shutdown_seconds"] = time.monotonic() - started
