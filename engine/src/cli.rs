@@ -61,6 +61,11 @@ pub enum Command {
         /// COCO: the smallest person box, as a fraction of the image area (VWW uses 0.005).
         #[arg(long, default_value_t = 0.005)]
         min_person_area: f64,
+        /// Scan only shard I of N of the images (by id), e.g. --shard 0/4, one per machine, and
+        /// keep the scan in .curate/scan/; the same import without --shard then writes the
+        /// manifest, reading only what no shard scanned.
+        #[arg(long, value_name = "I/N", conflicts_with = "append")]
+        shard: Option<String>,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -339,8 +344,13 @@ pub fn main() -> u8 {
             }
         }
         Some(Command::Embed { model, shard, json }) => embed_cmd(&dir, model.as_deref(), shard.as_deref(), json, cancel),
-        Some(Command::Import { source, format, split, id_prefix, append, images, person_category, min_person_area, json }) => {
+        Some(Command::Import { source, format, split, id_prefix, append, images, person_category, min_person_area, shard, json }) => {
+            let shard = match parse_shard(shard.as_deref()) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
             let opts = ImportOptions {
+                shard,
                 format: format.as_deref().and_then(ImportFormat::parse),
                 split,
                 id_prefix,
@@ -365,6 +375,13 @@ fn import_cmd(dir: &Path, source: &Path, opts: &ImportOptions, json: bool, cance
             if json {
                 println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
                 return 0;
+            }
+            if let Some(shard) = &report.shard {
+                println!("scanned shard {shard}: {} images of {}; the same import without --shard writes the manifest", report.imported, source.display());
+                return 0;
+            }
+            if report.scan.reused > 0 {
+                println!("{} of {} images taken from the shards' scans", report.scan.reused, report.scan.scanned);
             }
             println!(
                 "imported {} samples from {} ({}); {} now holds {}",

@@ -46,6 +46,11 @@ impl Shard {
         let prefix = u64::from_str_radix(hash.get(..16).unwrap_or("0"), 16).unwrap_or(0);
         (prefix % self.count as u64) as usize == self.index
     }
+
+    /// For what has no content hash yet (an import's rows, by id): the BLAKE3 of the key.
+    pub fn owns_key(&self, key: &str) -> bool {
+        self.owns(blake3::hash(key.as_bytes()).to_hex().as_str())
+    }
 }
 
 /// Which of a model's outputs a cache holds: the same machinery caches embeddings and class

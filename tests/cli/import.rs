@@ -154,3 +154,54 @@ fn coco_instances_become_image_level_labels() {
     let out = t.write("bad.json", "{\"images\": 3}").args(&["import", "bad.json"]).run().code(2);
     assert!(out.stderr.contains("bad.json: not COCO instances JSON"), "{}", out.stderr);
 }
+
+#[test]
+fn shards_of_an_import_scan_once_and_the_manifest_is_one_import_s() {
+    // The example's 1,400 images from its table: one import, against 4 shard processes at once
+    // and the import that writes the manifest from their scans.
+    let single = Test::example();
+    single.run_with(&["import", "samples.csv"]).success();
+    let sharded = Test::example();
+    std::fs::remove_file(sharded.path().join("manifest.parquet")).expect("no manifest yet");
+    let children: Vec<_> = (0..4)
+        .map(|i| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_curate"))
+                .current_dir(sharded.path())
+                .args(["import", "samples.csv", "--shard", &format!("{i}/4"), "--json"])
+                .env("CI", "true")
+                .output()
+        })
+        .collect();
+    let mut scanned = 0;
+    for c in children {
+        let out = c.expect("a shard runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert!(r["shard"].is_string(), "{r}");
+        scanned += r["scan"]["scanned"].as_u64().expect("scanned");
+    }
+    assert_eq!(scanned, 1400, "every image in exactly one shard");
+    assert!(!sharded.path().join("manifest.parquet").exists(), "shards write no manifest");
+    let out = sharded.run_with(&["import", "samples.csv", "--json"]).success();
+    let r: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    assert_eq!((r["scan"]["scanned"].as_u64(), r["scan"]["reused"].as_u64()), (Some(1400), Some(1400)), "{r}");
+    let bytes = |t: &Test| std::fs::read(t.path().join("manifest.parquet")).expect("manifest");
+    assert_eq!(bytes(&sharded), bytes(&single), "the same manifest, byte for byte");
+    assert_eq!(std::fs::read_dir(sharded.path().join(".curate/scan")).expect("scan dir").count(), 0, "the shards' scans are used up");
+
+    // A file changed after its shard scanned it is read again.
+    let t = workspace_with_folder();
+    t.run_with(&["import", "images", "--shard", "0/1"]).success();
+    let changed = t.path().join("images/train/dog/0001.jpg");
+    std::fs::copy(example_dir().join("media/cifar/train/dog/0005.jpg"), &changed).expect("replace an image");
+    let out = t.run_with(&["import", "images", "--json"]).success();
+    let r: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    assert_eq!(r["scan"]["reused"], 5, "{r}");
+    let df = manifest(&t);
+    let ids = strs(&df, "id");
+    let at = ids.iter().position(|i| i.as_deref() == Some("train/dog/0001")).expect("the changed image");
+    let want = blake3::hash(&std::fs::read(&changed).expect("read")).to_hex().to_string();
+    assert_eq!(strs(&df, "hash")[at].as_deref(), Some(want.as_str()));
+    // --shard with --append is refused (a shard writes no manifest to append to).
+    t.run_with(&["import", "images", "--shard", "0/2", "--append"]).code(2);
+}

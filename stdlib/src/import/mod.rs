@@ -70,6 +70,9 @@ pub struct ImportOptions {
     /// Add to the existing manifest instead of replacing it.
     pub append: bool,
     pub coco: CocoOptions,
+    /// Scan only this shard of the rows (by id) and leave the scan for the import that writes
+    /// the manifest, instead of writing it.
+    pub shard: Option<crate::embed::Shard>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -79,6 +82,8 @@ pub struct ImportReport {
     pub total: usize,
     pub manifest: PathBuf,
     pub scan: ScanReport,
+    /// `i/n` when this run scanned one shard (and wrote no manifest).
+    pub shard: Option<String>,
 }
 
 /// Import `source` into the workspace's manifest.
@@ -107,13 +112,22 @@ pub fn import(ws: &Workspace, source: &Path, opts: &ImportOptions, progress: &dy
     };
     let mut rows = finish_rows(rows, opts).map_err(|e| CurateError::import(source, e))?;
     manifest::check_ids(source, &rows)?;
+    let resolve = |p: &str| ws.media_path(p);
+    if let Some(shard) = opts.shard {
+        // A shard of the scan (by id: the content hash is what the scan finds out), left in
+        // `.curate/scan/` for the import that writes the manifest.
+        let ids = scan::str_column(&rows, "id")?;
+        let mine: BooleanChunked = ids.iter().map(|id| shard.owns_key(id)).collect();
+        let mine = rows.filter(&mine)?;
+        let imported = mine.height();
+        let report = scan::scan_part(mine, &resolve, progress, &scan::cache_dir(ws))?;
+        return Ok(ImportReport { format, imported, total: 0, manifest: ws.manifest_path(), scan: report, shard: Some(format!("{}/{}", shard.index, shard.count)) });
+    }
     let imported = rows.height();
 
-    let (scanned, report) = scan::scan(
-        std::mem::take(&mut rows),
-        &|p: &str| ws.media_path(p),
-        progress,
-    )?;
+    // What shards of this import scanned is taken, not read again; the rest is scanned here.
+    let cache = scan::ScanCache::load(&scan::cache_dir(ws))?;
+    let (scanned, report) = scan::scan_with(std::mem::take(&mut rows), &resolve, progress, Some(&cache))?;
     let manifest_path = ws.manifest_path();
     let mut out = if opts.append && manifest_path.is_file() {
         let existing = manifest::scan(&manifest_path)?;
@@ -124,12 +138,14 @@ pub fn import(ws: &Workspace, source: &Path, opts: &ImportOptions, progress: &dy
         scanned
     };
     manifest::write(&manifest_path, &mut out)?;
+    cache.remove();
     Ok(ImportReport {
         format,
         imported,
         total: out.height(),
         manifest: manifest_path,
         scan: report,
+        shard: None,
     })
 }
 
