@@ -114,6 +114,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Near-duplicates of the whole manifest (exact copies, then near ones by embedding and
+    /// perceptual hash), as `open().duplicates()` finds them; with --shard, one shard of the
+    /// heavy stage (nearest neighbours and perceptual hashes) for a later run to read.
+    Dedupe {
+        /// The embedding model, as declared in curate.toml (the only embedding model by default).
+        #[arg(long)]
+        model: Option<String>,
+        /// Compute only shard I of N (by content hash), e.g. --shard 0/4, one per machine; once
+        /// a whole set is saved, `curate dedupe` and `duplicates()` read it.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<String>,
+        /// Print the report (and every duplicate) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Jupyter: install the curate kernel (then pick "curate" in JupyterLab, VS Code or
     /// nbclient), or run it as Jupyter does.
     Jupyter {
@@ -324,6 +339,7 @@ pub fn main() -> u8 {
             merge_cmd(&dir, &sources, json, cancel)
         }
         Some(Command::Index { model, metric, backend, shard, json }) => index_cmd(&dir, model.as_deref(), &metric, backend.as_deref(), shard.as_deref(), json, cancel),
+        Some(Command::Dedupe { model, shard, json }) => dedupe_cmd(&dir, model.as_deref(), shard.as_deref(), json, cancel),
         Some(Command::Jupyter { command: JupyterCommand::Kernel { connection_file } }) => {
             let file = if connection_file.is_absolute() { connection_file } else { dir.join(connection_file) };
             crate::jupyter::kernel(&file, &dir, cancel)
@@ -561,6 +577,77 @@ fn predict_cmd(dir: &Path, model: Option<&str>, out: Option<&Path>, shard: Optio
                 if let Some(out) = out {
                     println!("predictions: {}", out.display());
                 }
+            }
+            0
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn dedupe_cmd(dir: &Path, model: Option<&str>, shard: Option<&str>, json: bool, cancel: CancelFlag) -> u8 {
+    use curate_stdlib::primitives::duplicates::{duplicates, DuplicatesOptions};
+    let shard = match parse_shard(shard) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let sink: curate_stdlib::primitives::Sink = std::sync::Arc::new(|_| {});
+    let session = match crate::session::Session::new(dir, rhai::Map::new(), cancel, sink) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let ctx = session.context();
+    let ds = match session.open_workspace() {
+        Ok(ds) => ds,
+        Err(e) => return fail(&e),
+    };
+    if let Some(shard) = shard {
+        return match curate_stdlib::dedupe::stage(&ctx.registry, &ds, model, shard, ctx.progress.as_ref()) {
+            Ok(r) => {
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                } else {
+                    println!(
+                        "dedupe shard {}: neighbours of {} `{}` images ({} candidate pairs, {} perceptual hashes) in {:.1} s",
+                        r.shard, r.images, r.model, r.candidates, r.phashes, r.seconds
+                    );
+                }
+                0
+            }
+            Err(e) => fail(&e),
+        };
+    }
+    let started = std::time::Instant::now();
+    // Whether a whole set of shards' neighbours is there for these vectors and images.
+    let shards = ctx.registry.model(ds.workspace(), model).and_then(|m| {
+        let vectors = ctx.registry.vectors(ds.workspace(), &m)?;
+        let view = curate_stdlib::vectors::View::of(&ds, &vectors)?;
+        Ok(curate_stdlib::dedupe::shards_saved(&vectors, view.rows(), curate_stdlib::dedupe::NEIGHBOURS))
+    });
+    let opts = DuplicatesOptions { model: model.map(str::to_string), ..Default::default() };
+    let result = shards.and_then(|shards| Ok((shards, duplicates(ctx, &ds, &opts)?)));
+    match result {
+        Ok((shards, dups)) => {
+            use polars::prelude::col;
+            let table = match dups.lazy().select([col("id"), col("cluster"), col("cluster_size"), col("similarity"), col("leak")]).collect() {
+                Ok(t) => t,
+                Err(e) => return fail(&curate_stdlib::CurateError::from(e)),
+            };
+            let clusters = table.column("cluster").ok().and_then(|c| c.n_unique().ok()).unwrap_or(0);
+            let leaks = table.column("leak").ok().and_then(|c| c.bool().ok().map(|b| b.sum().unwrap_or(0) as usize)).unwrap_or(0);
+            let from = match shards {
+                Some(n) => format!("the neighbours of {n} shards"),
+                None => "neighbours computed here".to_string(),
+            };
+            let seconds = started.elapsed().as_secs_f64();
+            if json {
+                let rows = curate_stdlib::output::TableView { head: table.clone(), total_rows: table.height() }.to_json();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({"images": table.height(), "clusters": clusters, "leaks": leaks, "shards": shards, "seconds": seconds, "duplicates": rows["rows"]}))
+                        .unwrap_or_default()
+                );
+            } else {
+                println!("{} images in {clusters} clusters of duplicates, {leaks} of them in clusters across splits ({from}, {seconds:.1} s)", table.height());
             }
             0
         }

@@ -13,10 +13,20 @@
 # command on the workspace (any `curate embed`, `similar`, ...) merges the parts into the store.
 # Workers with their own copies of the workspace: collect the copies on one machine and run
 # `curate -C MAIN merge COPY...`.
+#
+# CURATE_STEP picks the sharded step (default embed): embed, predict, index (the ANN index of
+# the shard's vectors; `similar` searches a whole set) or dedupe (nearest neighbours and
+# perceptual hashes for `duplicates`; run it once the vectors are merged). The import's scan
+# shards too: `curate -C WS import SRC --shard I/N`, then `curate -C WS import SRC`.
 set -euo pipefail
 ws="${1:?usage: embed-shard.sh WORKSPACE COUNT [INDEX] [MODEL]}"
 count="${2:?usage: embed-shard.sh WORKSPACE COUNT [INDEX] [MODEL]}"
 index="${3:-${SLURM_ARRAY_TASK_ID:-${JOB_COMPLETION_INDEX:-${CURATE_SHARD_INDEX:?no shard index: pass INDEX or set SLURM_ARRAY_TASK_ID / JOB_COMPLETION_INDEX / CURATE_SHARD_INDEX}}}}"
 model=()
 [ -n "${4:-}" ] && model=(--model "$4")
-exec "${CURATE:-curate}" -C "$ws" embed --shard "$index/$count" "${model[@]}"
+step="${CURATE_STEP:-embed}"
+case "$step" in
+    embed | predict | index | dedupe) ;;
+    *) echo "CURATE_STEP=$step: expected embed, predict, index or dedupe" >&2; exit 2 ;;
+esac
+exec "${CURATE:-curate}" -C "$ws" "$step" --shard "$index/$count" "${model[@]}"

@@ -470,10 +470,17 @@ pub fn exact_search(store: &Store, metric: Metric, query: &[f32], k: usize, rows
 /// for sets up to [`knn::EXACT_SELF_LIMIT`], beyond that by an inverted-file search (k-means
 /// lists, exact products within the lists each row is near).
 pub fn knn_within(store: &Store, metric: Metric, rows: &[usize], k: usize) -> Vec<Vec<Neighbour>> {
+    let all: Vec<usize> = (0..rows.len()).collect();
+    knn_within_of(store, metric, rows, &all, k)
+}
+
+/// [`knn_within`] for the rows at `queries` (positions in `rows`) only, each exactly as
+/// [`knn_within`] gives it: how shards of the dedupe stage split the work.
+pub fn knn_within_of(store: &Store, metric: Metric, rows: &[usize], queries: &[usize], k: usize) -> Vec<Vec<Neighbour>> {
     let rows32: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
-    let hits = knn::knn_self(store.matrix(), store.dim(), &rows32, k, metric.scoring(store), &knn::IvfParams::default());
+    let hits = knn::knn_self_of(store.matrix(), store.dim(), &rows32, queries, k, metric.scoring(store), &knn::IvfParams::default());
     hits.into_iter()
-        .zip(rows)
+        .zip(queries.iter().map(|&i| &rows[i]))
         .map(|(near, &r)| {
             let q = metric.point(store, r);
             near.into_iter().map(|(row, score)| Neighbour { row: row as usize, distance: metric.distance(&q, score) }).collect()

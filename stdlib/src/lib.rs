@@ -7,6 +7,7 @@
 pub mod atomic;
 pub mod config;
 pub mod dataset;
+pub mod dedupe;
 pub mod edits;
 pub mod embed;
 pub mod error;

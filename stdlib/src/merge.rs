@@ -71,6 +71,16 @@ pub fn merge(ws: &Workspace, sources: &[&Path], progress: &dyn Progress) -> Resu
                     crate::atomic::write_atomic(&to, |f| std::io::copy(&mut from, f).map(|_| ()).map_err(|e| CurateError::io(&part, e)))?;
                     entry.2.parts += 1;
                 }
+                // The dedupe stage's shards (`curate dedupe --shard`), keyed by the vectors they
+                // were computed on: used here once the stores match, which equal work gives.
+                for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                    let name = e.file_name().to_string_lossy().to_string();
+                    let to = target.join(&name);
+                    if name.starts_with("knn-") && name.ends_with(".arrow") && !to.exists() {
+                        let mut from = std::fs::File::open(e.path()).map_err(|err| CurateError::io(&e.path(), err))?;
+                        crate::atomic::write_atomic(&to, |f| std::io::copy(&mut from, f).map(|_| ()).map_err(|err| CurateError::io(&e.path(), err)))?;
+                    }
+                }
                 let stored = Store::open(&dir)?;
                 if stored.is_empty() {
                     continue;
@@ -88,6 +98,7 @@ pub fn merge(ws: &Workspace, sources: &[&Path], progress: &dyn Progress) -> Resu
                 }
             }
         }
+        crate::phash::merge_cache(ws, src)?;
         progress.advance(1);
         if progress.is_cancelled() {
             progress.finish();

@@ -12,6 +12,29 @@ fn cache_path(ws: &Workspace) -> std::path::PathBuf {
     ws.cache_dir().join("phash.parquet")
 }
 
+/// Add another workspace's cached hashes to this one's (`curate merge`).
+pub fn merge_cache(ws: &Workspace, other: &Workspace) -> Result<()> {
+    let theirs = match std::fs::File::open(cache_path(other)) {
+        Ok(f) => ParquetReader::new(f).finish().ok().filter(|df| df.column("hash").is_ok() && df.column("phash").is_ok()),
+        Err(_) => None,
+    };
+    let Some(theirs) = theirs else { return Ok(()) };
+    let dir = ws.cache_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| CurateError::io(&dir, e))?;
+    let _lock = crate::store::lock_file(&dir, "phash.lock")?;
+    let path = cache_path(ws);
+    let mine = match std::fs::File::open(&path) {
+        Ok(f) => ParquetReader::new(f).finish().ok().filter(|df| df.column("hash").is_ok() && df.column("phash").is_ok()),
+        Err(_) => None,
+    };
+    let theirs = theirs.select(["hash", "phash"])?;
+    let mut all = match mine {
+        Some(m) => m.select(["hash", "phash"])?.vstack(&theirs)?.unique_stable(Some(&["hash".into()]), UniqueKeepStrategy::First, None)?,
+        None => theirs,
+    };
+    crate::atomic::write_atomic(&path, |f| ParquetWriter::new(f).finish(&mut all).map(|_| ()).map_err(|e| CurateError::io(&path, e)))
+}
+
 /// The 64-bit DCT hash of each (content hash, manifest path), in order; `None` where the image
 /// cannot be read or decoded (the caller falls back to the embedding alone).
 pub fn hashes(ws: &Workspace, items: &[(String, String)], progress: &dyn Progress) -> Result<Vec<Option<u64>>> {
@@ -66,6 +89,16 @@ pub fn hashes(ws: &Workspace, items: &[(String, String)], progress: &dyn Progres
         }
     }
     if !new_h.is_empty() {
+        // Shards of the dedupe stage share the cache: read it again under a lock, so that one
+        // process's hashes do not overwrite another's.
+        let dir = ws.cache_dir();
+        std::fs::create_dir_all(&dir).map_err(|e| CurateError::io(&dir, e))?;
+        let _lock = crate::store::lock_file(&dir, "phash.lock")?;
+        let cached = match std::fs::File::open(&path) {
+            Ok(f) => ParquetReader::new(f).finish().ok(),
+            Err(_) => None,
+        }
+        .filter(|df| df.column("hash").is_ok() && df.column("phash").is_ok());
         let added = df!("hash" => new_h, "phash" => new_p)?;
         let mut all = match cached {
             Some(c) => c.select(["hash", "phash"])?.vstack(&added)?.unique_stable(Some(&["hash".into()]), UniqueKeepStrategy::First, None)?,

@@ -227,7 +227,12 @@ impl Registry {
             return Err(CurateError::NotEmbedded { model: model.name.clone(), missing: view.missing });
         }
         let rows = view.rows().to_vec();
-        let neighbours = crate::index::knn_within(&vectors, Metric::Cosine, &rows, k);
+        // A whole set of shards' neighbours (`curate dedupe --shard i/n`) for exactly these
+        // vectors and images is read, not computed again.
+        let neighbours = match crate::dedupe::load(&vectors, &rows, k) {
+            Some(n) => n,
+            None => crate::index::knn_within(&vectors, Metric::Cosine, &rows, k),
+        };
         Ok((view, rows, neighbours))
     }
 }

@@ -153,6 +153,73 @@ fn the_index_built_per_shard_answers_as_one() {
     t.run_with(&["index", "--shard", "4/4"]).code(2);
 }
 
+/// A workspace of 48 real photos, 8 of them again as resized, re-encoded copies and 4 as
+/// byte-identical copies: the near-duplicates a dedupe must find.
+fn photos_with_copies() -> Test {
+    let t = Test::new();
+    std::fs::copy(crate::util::example_dir().join("curate.toml"), t.path().join("curate.toml")).expect("config");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(crate::util::example_dir().join("models"), t.path().join("models")).expect("link models");
+    let src = crate::util::example_dir().join("media/cifar/train");
+    let dir = t.path().join("images");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let classes = ["cat", "dog", "ship", "truck", "horse", "frog"];
+    for (c, class) in classes.iter().enumerate() {
+        for i in 0..8 {
+            let from = src.join(class).join(format!("{i:04}.jpg"));
+            let name = format!("{class}-{i}.jpg");
+            std::fs::copy(&from, dir.join(&name)).expect("copy");
+            if i == 0 || (i == 1 && c < 2) {
+                let img = image::open(&from).expect("decode").resize_exact(28, 28, image::imageops::FilterType::Triangle).to_rgb8();
+                let mut out = std::fs::File::create(dir.join(format!("{class}-{i}-small.jpg"))).expect("create");
+                image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 60).encode_image(&img).expect("encode");
+            }
+            if i == 2 && c < 4 {
+                std::fs::copy(&from, dir.join(format!("{class}-{i}-copy.jpg"))).expect("copy");
+            }
+        }
+    }
+    t.run_with(&["import", "images"]).success();
+    t.run_with(&["embed", "--model", "mobilenet"]).success();
+    t
+}
+
+#[test]
+fn dedupe_shards_give_one_process_clusters() {
+    let t = photos_with_copies();
+    let out = t.run_with(&["dedupe", "--model", "mobilenet", "--json"]).success();
+    let single: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    assert!(single["shards"].is_null(), "{single}");
+    assert!(single["clusters"].as_u64() >= Some(8), "the copies are found: {single}");
+    // Four shard processes at once, then the same dedupe reads their neighbours.
+    let children: Vec<_> = (0..4)
+        .map(|i| {
+            Command::new(env!("CARGO_BIN_EXE_curate"))
+                .current_dir(t.path())
+                .args(["dedupe", "--model", "mobilenet", "--shard", &format!("{i}/4"), "--json"])
+                .env("CI", "true")
+                .output()
+                .expect("a shard runs")
+        })
+        .collect();
+    let mut images = 0;
+    for out in children {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        images += r["images"].as_u64().expect("images");
+    }
+    assert_eq!(images, 56, "every distinct image in one shard (the 4 byte-identical copies share a vector)");
+    let out = t.run_with(&["dedupe", "--model", "mobilenet", "--json"]).success();
+    let sharded: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    assert_eq!(sharded["shards"], 4, "{sharded}");
+    assert_eq!(sharded["duplicates"], single["duplicates"], "the same clusters, row for row");
+    assert_eq!((sharded["clusters"].clone(), sharded["leaks"].clone()), (single["clusters"].clone(), single["leaks"].clone()));
+    // A script's `duplicates()` reads them too, and agrees.
+    let t = t.write("d.rhai", "open().duplicates(#{model: \"mobilenet\"}).len()");
+    let out = t.run_with(&["run", "d.rhai", "--json"]).success();
+    assert!(out.stdout.contains(&format!("\"result\": {}", single["images"])), "{}", out.stdout);
+}
+
 #[test]
 fn shards_on_separate_machines_merge_into_one_workspace() {
     let single = Test::example();

@@ -299,39 +299,51 @@ fn drop_self(mut hits: Vec<(u32, f32)>, row: u32, k: usize) -> Vec<(u32, f32)> {
 /// sample) and each row is compared exactly with the rows of its `probes` nearest lists, so the
 /// work grows like n·√n instead of n².
 pub fn knn_self(base: Matrix<'_>, dim: usize, rows: &[u32], k: usize, scoring: Scoring<'_>, params: &IvfParams) -> Vec<Vec<(u32, f32)>> {
+    let all: Vec<usize> = (0..rows.len()).collect();
+    knn_self_of(base, dim, rows, &all, k, scoring, params)
+}
+
+/// [`knn_self`] for the rows at `queries` (positions in `rows`) only, in that order: each
+/// result is exactly what [`knn_self`] gives that row (the lists come from a seeded sample of
+/// all of `rows`, and ties go to the lower row), so shards of the queries computed apart
+/// (`curate dedupe --shard i/n`) join into one run's results.
+pub fn knn_self_of(base: Matrix<'_>, dim: usize, rows: &[u32], queries: &[usize], k: usize, scoring: Scoring<'_>, params: &IvfParams) -> Vec<Vec<(u32, f32)>> {
     if rows.len() <= params.exact_limit {
-        let mut out = Vec::with_capacity(rows.len());
-        for chunk in rows.chunks(QUERY_BATCH) {
-            let q = gather(base, dim, chunk, scoring);
+        let mut out = Vec::with_capacity(queries.len());
+        for chunk in queries.chunks(QUERY_BATCH) {
+            let query_rows: Vec<u32> = chunk.iter().map(|&i| rows[i]).collect();
+            let q = gather(base, dim, &query_rows, scoring);
             let hits = top_k(&q, dim, base, Some(rows), k + 1, scoring);
-            out.extend(chunk.iter().zip(hits).map(|(&r, h)| drop_self(h, r, k)));
+            out.extend(query_rows.iter().zip(hits).map(|(&r, h)| drop_self(h, r, k)));
         }
         return out;
     }
-    let n = rows.len();
     let (lists, assignment) = ivf_lists(base, dim, rows, params);
-    // The rows (by position) whose primary list each list is, and the rows that probe it.
+    // The rows whose primary list each list is, and the queries (by index in `queries`) that
+    // probe it.
     let mut members: Vec<Vec<u32>> = vec![Vec::new(); lists];
-    let mut probing: Vec<Vec<u32>> = vec![Vec::new(); lists];
     for (i, near) in assignment.iter().enumerate() {
         if let Some(&primary) = near.first() {
             members[primary as usize].push(rows[i]);
         }
-        for &l in near {
-            probing[l as usize].push(i as u32);
+    }
+    let mut probing: Vec<Vec<u32>> = vec![Vec::new(); lists];
+    for (qi, &i) in queries.iter().enumerate() {
+        for &l in &assignment[i] {
+            probing[l as usize].push(qi as u32);
         }
     }
-    let results: Vec<std::sync::Mutex<TopK>> = (0..n).map(|_| std::sync::Mutex::new(TopK::new(k + 1))).collect();
+    let results: Vec<std::sync::Mutex<TopK>> = (0..queries.len()).map(|_| std::sync::Mutex::new(TopK::new(k + 1))).collect();
     (0..lists).into_par_iter().for_each(|l| {
         if members[l].is_empty() {
             return;
         }
         for chunk in probing[l].chunks(QUERY_BATCH) {
-            let query_rows: Vec<u32> = chunk.iter().map(|&i| rows[i as usize]).collect();
+            let query_rows: Vec<u32> = chunk.iter().map(|&qi| rows[queries[qi as usize]]).collect();
             let q = gather(base, dim, &query_rows, scoring);
             let hits = top_k(&q, dim, base, Some(&members[l]), k + 1, scoring);
-            for (&i, h) in chunk.iter().zip(hits) {
-                if let Ok(mut top) = results[i as usize].lock() {
+            for (&qi, h) in chunk.iter().zip(hits) {
+                if let Ok(mut top) = results[qi as usize].lock() {
                     for (r, s) in h {
                         top.push(s, r);
                     }
@@ -341,8 +353,8 @@ pub fn knn_self(base: Matrix<'_>, dim: usize, rows: &[u32], k: usize, scoring: S
     });
     results
         .into_iter()
-        .zip(rows)
-        .map(|(top, &r)| drop_self(top.into_inner().map(TopK::into_sorted).unwrap_or_default(), r, k))
+        .zip(queries)
+        .map(|(top, &i)| drop_self(top.into_inner().map(TopK::into_sorted).unwrap_or_default(), rows[i], k))
         .collect()
 }
 
@@ -411,6 +423,25 @@ mod tests {
         all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         all.truncate(k);
         all
+    }
+
+    #[test]
+    fn shards_of_the_queries_join_into_one_run() {
+        let (n, dim) = (3000, 24);
+        let base = random(n, dim, 9);
+        let rows: Vec<u32> = (0..n as u32).rev().step_by(1).collect();
+        for exact_limit in [n, 100] {
+            let params = IvfParams { exact_limit, ..IvfParams::default() };
+            let whole = knn_self(Matrix::F32(&base), dim, &rows, 5, Scoring::Dot, &params);
+            let mut joined = vec![Vec::new(); n];
+            for shard in 0..3 {
+                let mine: Vec<usize> = (0..n).filter(|i| i % 3 == shard).collect();
+                for (i, hits) in mine.iter().zip(knn_self_of(Matrix::F32(&base), dim, &rows, &mine, 5, Scoring::Dot, &params)) {
+                    joined[*i] = hits;
+                }
+            }
+            assert!(whole == joined, "exact_limit {exact_limit}: shards' results equal one run's, bit for bit");
+        }
     }
 
     #[test]
