@@ -19,30 +19,10 @@ export CARGO_TARGET_DIR="${CURATE_RELEASE_TARGET:-$HOME/.cache/curate-release}"
 [ -n "${CURATE_BIN:-}" ] || cargo build --release --locked -q
 bin="${CURATE_BIN:-$CARGO_TARGET_DIR/release/curate}"
 work=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
-moto=$!
+source benches/cluster/s3.sh
 trap 'kill $moto 2>/dev/null; rm -rf "$work"' EXIT
-export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ALLOW_HTTP=true AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
-for _ in $(seq 50); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.2; done
-"$venv/bin/python" - "$repo/examples/people/media" <<'PY'
-import os, sys, boto3
-s3 = boto3.client("s3")
-s3.create_bucket(Bucket="photos")
-root = sys.argv[1]
-for d, _, fs in os.walk(root):
-    for f in fs:
-        p = os.path.join(d, f)
-        s3.upload_file(p, "photos", "people/" + os.path.relpath(p, root))
-PY
+start_s3
 
-# A workspace whose manifest is the example's, with media local or in the bucket.
-make_ws() { # dir media
-    mkdir -p "$1"
-    sed "s|^media = .*|media = \"$2\"|" examples/people/curate.toml > "$1/curate.toml"
-    sed -i "s|path = \"models/|path = \"$repo/examples/people/models/|" "$1/curate.toml"
-    sed 's|,media/|,|; s|^media/||' examples/people/samples.csv > "$1/samples.csv"
-}
 best() { # command... : prints the best wall time of $runs runs (a fresh copy of the workspace each)
     local best=""
     for _ in $(seq "$runs"); do

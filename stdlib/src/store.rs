@@ -369,6 +369,14 @@ pub fn compact(dir: &Path, layout: Layout) -> Result<usize> {
     for p in merged_before {
         let _ = std::fs::remove_file(p);
     }
+    // A part a killed process was writing stays a temp file; one untouched for an hour is no
+    // live writer's (a part takes seconds), so it goes.
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let stale = e.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok()).is_some_and(|age| age.as_secs() > 3600);
+        if stale && e.file_name().to_string_lossy().starts_with(".curate-tmp-") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
     if parts.is_empty() {
         return Ok(0);
     }
@@ -647,6 +655,22 @@ mod tests {
         let s = Store::open(dir.path()).expect("open");
         assert_eq!((s.len(), s.rows()), (2, 3));
         close(s.raw_row(2), &[0.0, 3.0]);
+    }
+
+    #[test]
+    fn a_part_a_kill_cut_short_goes_once_it_is_stale() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let old = dir.path().join(".curate-tmp-killed");
+        let fresh = dir.path().join(".curate-tmp-writing");
+        for p in [&old, &fresh] {
+            std::fs::write(p, b"half a part").expect("write");
+        }
+        let two_hours = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        std::fs::File::options().write(true).open(&old).and_then(|f| f.set_modified(two_hours)).expect("age it");
+        write_part(dir.path(), hashes(0..1), vec![1.0, 0.0], 2).expect("part");
+        compact(dir.path(), Layout::EMBEDDINGS).expect("compact");
+        assert!(!old.exists(), "an hour-old temp file is no live writer's");
+        assert!(fresh.exists(), "a recent one may be another process's part in the making");
     }
 
     #[test]
