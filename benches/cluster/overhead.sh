@@ -27,7 +27,8 @@ best() { # command... : prints the best wall time of $runs runs (a fresh copy of
     local best=""
     for _ in $(seq "$runs"); do
         local t
-        t=$( { /usr/bin/time -f "%e" "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
+        /usr/bin/time -f "%e" -o "$work/time" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
+        t=$(cat "$work/time")
         if [ -z "$best" ] || awk "BEGIN{exit !($t < $best)}"; then best=$t; fi
     done
     echo "$best"
@@ -37,13 +38,13 @@ import_embed() { # media
     "$bin" -C "$work/ws" import samples.csv >/dev/null && "$bin" -C "$work/ws" embed --model "$model" >/dev/null
 }
 sharded_embed() {
-    rm -rf "$work/ws"; make_ws "$work/ws" "$repo/examples/people/media"
+    rm -rf "$work/ws"; make_ws "$work/ws" local
     "$bin" -C "$work/ws" import samples.csv >/dev/null
     for i in $(seq 0 $((shards - 1))); do "$bin" -C "$work/ws" embed --model "$model" --shard "$i/$shards" >/dev/null; done
     "$bin" -C "$work/ws" embed --model "$model" >/dev/null
 }
 single_embed() {
-    rm -rf "$work/ws"; make_ws "$work/ws" "$repo/examples/people/media"
+    rm -rf "$work/ws"; make_ws "$work/ws" local
     "$bin" -C "$work/ws" import samples.csv >/dev/null
     "$bin" -C "$work/ws" embed --model "$model" >/dev/null
 }
@@ -59,13 +60,20 @@ single_import() {
 export -f make_ws import_embed sharded_embed single_embed sharded_import single_import
 export bin work repo model shards
 
-local_s=$(best bash -c 'import_embed "$repo/examples/people/media"')
-s3_s=$(best bash -c 'import_embed "s3://photos/people"')
-one=$(best bash -c single_embed)
-many=$(best bash -c sharded_embed)
-imp_local=$(best bash -c 'single_import "$repo/examples/people/media"')
-imp_s3=$(best bash -c 'single_import "s3://photos/people"')
-imp_sharded=$(best bash -c 'sharded_import "s3://photos/people"')
+# Every run must have embedded all 1,400 images (the last run's workspace is checked).
+embedded() {
+    "$bin" -C "$work/ws" embed --model "$model" --json | grep -q '"cached": 1400' || { echo "not every image was embedded in $1" >&2; exit 1; }
+}
+scanned() {
+    "$bin" -C "$work/ws" run /dev/stdin <<< 'open().filter("hash IS NULL").len()' | grep -qx 0 || { echo "unreadable images in $1" >&2; exit 1; }
+}
+local_s=$(best bash -c 'import_embed local'); embedded "import + embed, local"
+s3_s=$(best bash -c 'import_embed s3'); embedded "import + embed, S3"
+one=$(best bash -c single_embed); embedded "one process"
+many=$(best bash -c sharded_embed); embedded "shards"
+imp_local=$(best bash -c 'single_import local'); scanned "import, local"
+imp_s3=$(best bash -c 'single_import s3'); scanned "import, S3"
+imp_sharded=$(best bash -c 'sharded_import s3'); scanned "import shards, S3"
 n=1400
 printf "%-52s %8s %10s %8s\n" "step (1,400 images, $model)" "seconds" "images/s" "ratio"
 printf "%-52s %8s %10.0f %8s\n" "import + embed, local disk" "$local_s" "$(echo "$n / $local_s" | bc -l)" "1.00"

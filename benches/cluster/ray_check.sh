@@ -16,12 +16,12 @@ export CARGO_TARGET_DIR="${CURATE_RELEASE_TARGET:-$HOME/.cache/curate-release}"
 export CURATE="${CURATE_BIN:-$CARGO_TARGET_DIR/release/curate}"
 work=$(mktemp -d)
 source benches/cluster/s3.sh
-cleanup() { "$venv/bin/ray" stop --force >/dev/null 2>&1 || true; kill "$moto" 2>/dev/null || true; rm -rf "$work"; }
+cleanup() { "$venv/bin/ray" stop --force >/dev/null 2>&1 || true; kill "$moto" 2>/dev/null || true; rm -rf "$work" "/tmp/ray-$$"; }
 trap cleanup EXIT
 start_s3
 export CI=true
 
-make_ws "$work/single" "s3://photos/people"
+make_ws "$work/single" s3
 "$CURATE" -C "$work/single" import samples.csv >/dev/null
 cp -r "$work/single" "$work/ray"
 started=$(date +%s.%N)
@@ -29,18 +29,19 @@ started=$(date +%s.%N)
 echo "one process: $(echo "$(date +%s.%N) - $started" | bc) s"
 
 # Workers inherit the head's environment: the AWS_* variables and CURATE.
-"$venv/bin/ray" start --head --num-cpus=2 --disable-usage-stats --temp-dir="$work/ray-tmp" >/dev/null
+"$venv/bin/ray" start --head --num-cpus=2 --disable-usage-stats --temp-dir="/tmp/ray-$$" > "$work/ray-start.log" 2>&1 || { echo "ray start failed:"; tail -20 "$work/ray-start.log"; exit 1; }
 started=$(date +%s.%N)
 RAY_ADDRESS=auto "$venv/bin/python" examples/cluster/ray_driver.py "$work/ray" 4 "$model" > "$work/driver.out" 2> "$work/driver.err" &
 driver=$!
-# Kill shard 2's curate once it has run for 3 s (it has written a part or two by then).
-for _ in $(seq 600); do pgrep -f -- "embed --shard 2/4" >/dev/null && break; sleep 0.1; done
-sleep 3
-victim=$(pgrep -f -- "curate -C .* embed --shard 2/4" | head -1)
-parts=$(ls "$work"/ray/.curate/embeddings/*/part-*.arrow 2>/dev/null | wc -l)
+# Kill shard 2's curate mid-run: once the shards have written two parts (256 images each).
+count_parts() { find "$work/ray/.curate/embeddings" -name 'part-*.arrow' 2>/dev/null | wc -l; }
+for _ in $(seq 1200); do [ "$(count_parts)" -ge 2 ] && break; sleep 0.1; done
+victim=$(pgrep -f -- "curate -C .* embed --shard 2/4" | head -1 || true)
+[ -n "$victim" ] || { echo "shard 2/4 was not running when the others had written two parts"; exit 1; }
+parts=$(count_parts)
 kill -9 "$victim"
 echo "killed shard 2/4 (pid $victim) with $parts parts written by all shards so far"
-wait "$driver"
+wait "$driver" || { echo "the driver failed:"; tail -20 "$work/driver.err"; exit 1; }
 echo "4 shards (one killed and retried by Ray) + merge: $(echo "$(date +%s.%N) - $started" | bc) s"
 cat "$work/driver.out"
 

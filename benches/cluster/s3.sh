@@ -21,10 +21,15 @@ for d, _, fs in os.walk(root):
 PY
 }
 
-# A workspace in $1 whose manifest will be the example's, with its media at $2 (a folder or a URL).
+# A workspace in $1 whose manifest will be the example's (`import samples.csv`), with its images
+# read from local disk ($2 = local) or from the bucket ($2 = s3: the table's paths are URLs).
 make_ws() {
     mkdir -p "$1"
-    sed "s|^media = .*|media = \"$2\"|" "$repo/examples/people/curate.toml" > "$1/curate.toml"
-    sed -i "s|path = \"models/|path = \"$repo/examples/people/models/|" "$1/curate.toml"
-    sed 's|,media/|,|' "$repo/examples/people/samples.csv" > "$1/samples.csv"
+    sed "s|\"models/|\"$repo/examples/people/models/|g" "$repo/examples/people/curate.toml" > "$1/curate.toml"
+    if [ "$2" = s3 ]; then
+        sed 's|,media/|,s3://photos/people/|' "$repo/examples/people/samples.csv" > "$1/samples.csv"
+    else
+        cp "$repo/examples/people/samples.csv" "$1/samples.csv"
+        ln -s "$repo/examples/people/media" "$1/media"
+    fi
 }

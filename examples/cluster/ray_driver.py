@@ -16,7 +16,9 @@ import ray
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-@ray.remote(num_cpus=1, max_retries=3)
+# retry_exceptions: a shard whose command failed (killed, a store that stopped answering) is an
+# application error to Ray, which retries only crashed workers unless told.
+@ray.remote(num_cpus=1, max_retries=3, retry_exceptions=True)
 def shard(workspace, count, index, model):
     done = subprocess.run(
         [os.path.join(HERE, "embed-shard.sh"), workspace, str(count), str(index)] + ([model] if model else []),

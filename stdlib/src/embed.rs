@@ -130,18 +130,28 @@ pub fn run_model(ws: &Workspace, model: &Model, kind: Kind, jobs: Vec<Job>, shar
     }
     let dir = cache_dir_of(ws, model, kind);
     std::fs::create_dir_all(&dir).map_err(|e| CurateError::io(&dir, e))?;
-    crate::store::compact(&dir, kind.layout())?;
+    // A shard leaves the parts it finds alone, counting what they hold as done: compacting
+    // them now would make the store's row order depend on when each shard started, and the
+    // merge of N shards would no longer be one process's store, byte for byte.
+    let in_parts: HashSet<String> = match shard {
+        Some(_) => crate::store::part_hashes(&dir)?,
+        None => {
+            crate::store::compact(&dir, kind.layout())?;
+            HashSet::new()
+        }
+    };
     let store = crate::store::Store::open(&dir)?;
     let known = Column::new("hash".into(), jobs.iter().map(|j| j.hash.clone()).collect::<Vec<Option<String>>>());
     let stored = store.rows_of(&known)?;
     // Hashes learnt only while reading a file are checked against the store's table.
-    let cached_later: HashSet<String> = if jobs.iter().any(|j| j.hash.is_none()) { store.entries()?.into_iter().map(|e| e.0).collect() } else { HashSet::new() };
+    let mut cached_later: HashSet<String> = if jobs.iter().any(|j| j.hash.is_none()) { store.entries()?.into_iter().map(|e| e.0).collect() } else { HashSet::new() };
+    cached_later.extend(in_parts.iter().cloned());
     let mut report = EmbedReport { model: model.name.clone(), images: jobs.len(), runtime: model.runtime_description(), ..Default::default() };
     let mut todo = Vec::new();
     let mut queued = HashSet::new();
     for (job, row) in jobs.into_iter().zip(stored) {
         match &job.hash {
-            Some(_) if row.is_some() => report.cached += 1,
+            Some(h) if row.is_some() || in_parts.contains(h) => report.cached += 1,
             Some(h) if shard.is_some_and(|s| !s.owns(h)) => {}
             Some(h) if !queued.insert(h.clone()) => report.cached += 1,
             _ => todo.push(job),

@@ -301,6 +301,15 @@ fn read_part_hashes(part: &Path) -> Result<Vec<String>> {
     Ok(hs.iter().flatten().map(str::to_string).collect())
 }
 
+/// Every hash the parts in `dir` hold (what a shard counts as done without compacting).
+pub fn part_hashes(dir: &Path) -> Result<std::collections::HashSet<String>> {
+    let mut out = std::collections::HashSet::new();
+    for p in part_files(dir)? {
+        out.extend(read_part_hashes(&p)?);
+    }
+    Ok(out)
+}
+
 /// The (hash, vector) rows of a part.
 pub fn read_part(part: &Path) -> Result<(Vec<String>, Vec<f32>, usize)> {
     let file = std::fs::File::open(part).map_err(|e| io(part, e))?;

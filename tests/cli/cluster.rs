@@ -80,9 +80,14 @@ fn four_shard_processes_and_a_merge_give_one_process_stores_byte_for_byte() {
     let want = store_files(&single);
     assert!(want.keys().any(|k| k.starts_with("embeddings/")) && want.keys().any(|k| k.starts_with("predictions/")), "{:?}", want.keys());
 
-    // Four processes at once on one workspace, then the next command merges their parts.
+    // On one workspace: embedding shards one after another (a later shard finds the earlier
+    // ones' parts and must leave them be), prediction shards all at once; then the next command
+    // merges their parts.
     let shared = Test::example();
-    for step in [["embed", "--model", "vww"], ["predict", "--model", "vww"]] {
+    for i in 0..4 {
+        shared.run_with(&["embed", "--model", "vww", "--shard", &format!("{i}/4")]).success();
+    }
+    for step in [["predict", "--model", "vww"]] {
         let children: Vec<_> = (0..4)
             .map(|i| {
                 Command::new(env!("CARGO_BIN_EXE_curate"))
