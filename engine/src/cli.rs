@@ -424,14 +424,9 @@ fn import_cmd(dir: &Path, source: &Path, opts: &ImportOptions, json: bool, cance
 
 fn embed_cmd(dir: &Path, model: Option<&str>, shard: Option<&str>, json: bool, cancel: CancelFlag) -> u8 {
     use curate_stdlib::primitives::embed::{describe, embed_dataset};
-    let shard = match parse_shard(shard) {
+    let (shard, session) = match headless(dir, shard, cancel) {
         Ok(s) => s,
         Err(code) => return code,
-    };
-    let sink: curate_stdlib::primitives::Sink = std::sync::Arc::new(|_| {});
-    let session = match crate::session::Session::new(dir, rhai::Map::new(), cancel, sink) {
-        Ok(s) => s,
-        Err(e) => return fail(&e),
     };
     let result = session.open_workspace().and_then(|ds| embed_dataset(session.context(), &ds, model, shard));
     match result {
@@ -549,14 +544,9 @@ fn index_cmd(dir: &Path, model: Option<&str>, metric: &str, backend: Option<&str
 
 fn predict_cmd(dir: &Path, model: Option<&str>, out: Option<&Path>, shard: Option<&str>, json: bool, cancel: CancelFlag) -> u8 {
     use curate_stdlib::primitives::embed::describe;
-    let shard = match parse_shard(shard) {
+    let (shard, session) = match headless(dir, shard, cancel) {
         Ok(s) => s,
         Err(code) => return code,
-    };
-    let sink: curate_stdlib::primitives::Sink = std::sync::Arc::new(|_| {});
-    let session = match crate::session::Session::new(dir, rhai::Map::new(), cancel, sink) {
-        Ok(s) => s,
-        Err(e) => return fail(&e),
     };
     let result = session.open_workspace().and_then(|ds| {
         if let Some(out) = out {
@@ -586,14 +576,9 @@ fn predict_cmd(dir: &Path, model: Option<&str>, out: Option<&Path>, shard: Optio
 
 fn dedupe_cmd(dir: &Path, model: Option<&str>, shard: Option<&str>, json: bool, cancel: CancelFlag) -> u8 {
     use curate_stdlib::primitives::duplicates::{duplicates, DuplicatesOptions};
-    let shard = match parse_shard(shard) {
+    let (shard, session) = match headless(dir, shard, cancel) {
         Ok(s) => s,
         Err(code) => return code,
-    };
-    let sink: curate_stdlib::primitives::Sink = std::sync::Arc::new(|_| {});
-    let session = match crate::session::Session::new(dir, rhai::Map::new(), cancel, sink) {
-        Ok(s) => s,
-        Err(e) => return fail(&e),
     };
     let ctx = session.context();
     let ds = match session.open_workspace() {
@@ -618,11 +603,7 @@ fn dedupe_cmd(dir: &Path, model: Option<&str>, shard: Option<&str>, json: bool, 
     }
     let started = std::time::Instant::now();
     // Whether a whole set of shards' neighbours is there for these vectors and images.
-    let shards = ctx.registry.model(ds.workspace(), model).and_then(|m| {
-        let vectors = ctx.registry.vectors(ds.workspace(), &m)?;
-        let view = curate_stdlib::vectors::View::of(&ds, &vectors)?;
-        Ok(curate_stdlib::dedupe::shards_saved(&vectors, view.rows(), curate_stdlib::dedupe::NEIGHBOURS))
-    });
+    let shards = ctx.registry.embedded_view(&ds, model).map(|(_, vectors, view)| curate_stdlib::dedupe::shards_saved(&vectors, view.rows(), curate_stdlib::dedupe::NEIGHBOURS));
     let opts = DuplicatesOptions { model: model.map(str::to_string), ..Default::default() };
     let result = shards.and_then(|shards| Ok((shards, duplicates(ctx, &ds, &opts)?)));
     match result {
@@ -653,6 +634,15 @@ fn dedupe_cmd(dir: &Path, model: Option<&str>, shard: Option<&str>, json: bool, 
         }
         Err(e) => fail(&e),
     }
+}
+
+/// A session for a command that runs primitives without a script (nothing is shown as it
+/// happens), and its `--shard`; or the exit code of what failed.
+fn headless(dir: &Path, shard: Option<&str>, cancel: CancelFlag) -> Result<(Option<curate_stdlib::embed::Shard>, crate::session::Session), u8> {
+    let shard = parse_shard(shard)?;
+    let sink: curate_stdlib::primitives::Sink = std::sync::Arc::new(|_| {});
+    let session = crate::session::Session::new(dir, rhai::Map::new(), cancel, sink).map_err(|e| fail(&e))?;
+    Ok((shard, session))
 }
 
 /// `--shard I/N`, or the exit code of its error (rendered as every argument error is).

@@ -23,7 +23,7 @@ use crate::error::{CurateError, Result};
 use crate::index::{Metric, Neighbour};
 use crate::progress::Progress;
 use crate::store::Store;
-use crate::vectors::{Registry, View};
+use crate::vectors::Registry;
 
 /// Neighbours per image that `duplicates` considers.
 pub const NEIGHBOURS: usize = 20;
@@ -132,12 +132,7 @@ pub struct StageReport {
 pub fn stage(registry: &Registry, ds: &crate::Dataset, model: Option<&str>, shard: Shard, progress: &dyn Progress) -> Result<StageReport> {
     let started = std::time::Instant::now();
     let ws = ds.workspace().clone();
-    let model = registry.model(&ws, model)?;
-    let vectors = registry.vectors(&ws, &model)?;
-    let view = View::of(ds, &vectors)?;
-    if view.is_empty() {
-        return Err(CurateError::NotEmbedded { model: model.name.clone(), missing: view.missing });
-    }
+    let (model, vectors, view) = registry.embedded_view(ds, model)?;
     let rows = view.rows().to_vec();
     progress.start("nearest neighbours", 1);
     let hits = write_shard(&vectors, &rows, NEIGHBOURS, shard)?;

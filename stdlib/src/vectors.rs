@@ -216,9 +216,9 @@ impl View {
 }
 
 impl Registry {
-    /// The cosine k nearest neighbours of every embedded sample of `ds` among the others, by
-    /// vector row, with the view that maps rows back to ids. Errors when nothing is embedded.
-    pub fn knn_view(&self, ds: &crate::Dataset, model: Option<&str>, k: usize) -> Result<(View, Vec<usize>, Vec<Vec<crate::index::Neighbour>>)> {
+    /// The model, its vectors and the view of `ds`'s samples onto them; an error when none of
+    /// them is embedded.
+    pub fn embedded_view(&self, ds: &crate::Dataset, model: Option<&str>) -> Result<(Arc<Model>, Arc<Store>, View)> {
         let ws = ds.workspace().clone();
         let model = self.model(&ws, model)?;
         let vectors = self.vectors(&ws, &model)?;
@@ -226,6 +226,13 @@ impl Registry {
         if view.is_empty() {
             return Err(CurateError::NotEmbedded { model: model.name.clone(), missing: view.missing });
         }
+        Ok((model, vectors, view))
+    }
+
+    /// The cosine k nearest neighbours of every embedded sample of `ds` among the others, by
+    /// vector row, with the view that maps rows back to ids. Errors when nothing is embedded.
+    pub fn knn_view(&self, ds: &crate::Dataset, model: Option<&str>, k: usize) -> Result<(View, Vec<usize>, Vec<Vec<crate::index::Neighbour>>)> {
+        let (_, vectors, view) = self.embedded_view(ds, model)?;
         let rows = view.rows().to_vec();
         // A whole set of shards' neighbours (`curate dedupe --shard i/n`) for exactly these
         // vectors and images is read, not computed again.
