@@ -33,14 +33,15 @@ echo "one process: $(echo "$(date +%s.%N) - $started" | bc) s"
 started=$(date +%s.%N)
 RAY_ADDRESS=auto "$venv/bin/python" examples/cluster/ray_driver.py "$work/ray" 4 "$model" > "$work/driver.out" 2> "$work/driver.err" &
 driver=$!
-# Kill shard 2's curate mid-run: once the shards have written two parts (256 images each).
-count_parts() { find "$work/ray/.curate/embeddings" -name 'part-*.arrow' 2>/dev/null | wc -l; }
-for _ in $(seq 1200); do [ "$(count_parts)" -ge 2 ] && break; sleep 0.1; done
+# Kill shard 2's curate mid-run: once it has written its first part (part names carry the pid).
+for _ in $(seq 1200); do pgrep -f -- "curate -C .* embed --shard 2/4" >/dev/null && break; sleep 0.1; done
 victim=$(pgrep -f -- "curate -C .* embed --shard 2/4" | head -1 || true)
-[ -n "$victim" ] || { echo "shard 2/4 was not running when the others had written two parts"; exit 1; }
-parts=$(count_parts)
+[ -n "$victim" ] || { echo "shard 2/4 never started"; exit 1; }
+own_parts() { find "$work/ray/.curate/embeddings" -name "part-*-$victim-*.arrow" 2>/dev/null | wc -l; }
+for _ in $(seq 1200); do [ "$(own_parts)" -ge 1 ] && break; sleep 0.05; done
+parts=$(own_parts)
 kill -9 "$victim"
-echo "killed shard 2/4 (pid $victim) with $parts parts written by all shards so far"
+echo "killed shard 2/4 (pid $victim) after it wrote $parts part(s) of 256 images"
 wait "$driver" || { echo "the driver failed:"; tail -20 "$work/driver.err"; exit 1; }
 echo "4 shards (one killed and retried by Ray) + merge: $(echo "$(date +%s.%N) - $started" | bc) s"
 cat "$work/driver.out"
