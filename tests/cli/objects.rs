@@ -119,6 +119,18 @@ fn a_bucket_is_imported_and_embedded_like_a_folder() {
     let originals: HashSet<Vec<u8>> = std::fs::read_dir(example_dir().join("media/cifar/test/cat")).expect("cats").flatten().map(|e| std::fs::read(e.path()).expect("original")).collect();
     assert!(exported.iter().all(|p| originals.contains(&std::fs::read(p).expect("exported"))), "exported copies are the objects' bytes");
 
+    // A table in the bucket: its relative paths are keys beside it, and it imports like a local
+    // one (an unreadable table names its URL).
+    let list = "path,label\ncifar/test/cat/0000.jpg,cat\ncifar/test/dog/0001.jpg,dog\n";
+    s3.boto(&format!("s3.put_object(Bucket='photos', Key='few.csv', Body={list:?}.encode())"));
+    let tables = s3.env(Test::example().write("p.rhai", "open().col(\"path\")"));
+    let out = tables.run_with(&["import", "s3://photos/few.csv"]).success();
+    assert!(out.stdout.contains("imported 2 samples from s3://photos/few.csv (csv)") && !out.stdout.contains("could not be read"), "{}", out.stdout);
+    let out = tables.run_with(&["run", "p.rhai"]).success();
+    assert!(out.stdout.contains("s3://photos/cifar/test/cat/0000.jpg") && out.stdout.contains("s3://photos/cifar/test/dog/0001.jpg"), "{}", out.stdout);
+    let out = tables.run_with(&["import", "s3://photos/none.csv"]).code(2);
+    assert!(out.stderr.contains("s3://photos/none.csv"), "{}", out.stderr);
+
     // A missing object is one failure that names its URL; the rest is done.
     s3.boto("s3.delete_object(Bucket='photos', Key='cifar/test/cat/0003.jpg')");
     let t = t.write("e.rhai", "open().embed(\"vww\")");

@@ -92,8 +92,15 @@ pub fn import(ws: &Workspace, source: &Path, opts: &ImportOptions, progress: &dy
     if remote.is_none() && !source.exists() {
         return Err(CurateError::import(source, "not found"));
     }
-    // In object storage: a prefix is a folder (tables and COCO files are read from disk).
-    let detected = if remote.is_some() { Some(ImportFormat::Folder) } else { ImportFormat::detect(source) };
+    // In object storage: a table (CSV, JSONL, Parquet) is fetched and read; anything else is a
+    // prefix of images (COCO files are read from disk).
+    let detected = match remote {
+        Some(_) => Some(match ImportFormat::detect(source) {
+            Some(f @ (ImportFormat::Csv | ImportFormat::Jsonl | ImportFormat::Parquet | ImportFormat::Coco)) => f,
+            _ => ImportFormat::Folder,
+        }),
+        None => ImportFormat::detect(source),
+    };
     let format = match opts.format.or(detected) {
         Some(f) => f,
         None => {
@@ -105,7 +112,8 @@ pub fn import(ws: &Workspace, source: &Path, opts: &ImportOptions, progress: &dy
     };
     let rows = match (format, remote) {
         (ImportFormat::Folder, Some(url)) => folder::read_remote(ws, url)?,
-        (_, Some(_)) => return Err(CurateError::import(source, "only image folders (prefixes) are imported from object storage; download a table or COCO file first")),
+        (ImportFormat::Csv | ImportFormat::Jsonl | ImportFormat::Parquet, Some(url)) => table::read_remote(ws, url, format)?,
+        (ImportFormat::Coco, Some(_)) => return Err(CurateError::import(source, "COCO files are imported from local disk; download the JSON first")),
         (ImportFormat::Folder, None) => folder::read(ws, source)?,
         (ImportFormat::Csv | ImportFormat::Jsonl | ImportFormat::Parquet, None) => table::read(ws, source, format)?,
         (ImportFormat::Coco, None) => coco::read(ws, source, &opts.coco)?,

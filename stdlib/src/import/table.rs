@@ -30,8 +30,33 @@ pub fn read_raw(source: &Path, format: ImportFormat) -> Result<DataFrame> {
 }
 
 pub(super) fn read(ws: &Workspace, source: &Path, format: ImportFormat) -> Result<DataFrame> {
-    let bad = |e: PolarsError| CurateError::import(source, e);
     let df = read_raw(source, format)?;
+    with_paths(ws, source, df, None)
+}
+
+/// A table in object storage (`s3://bucket/lists/train.csv`): fetched, then read as a local
+/// one, its relative paths taken as keys beside it (`s3://bucket/lists/` + path).
+pub(super) fn read_remote(ws: &Workspace, url: &str, format: ImportFormat) -> Result<DataFrame> {
+    let source = Path::new(url);
+    let bytes = crate::objects::read_any(source).map_err(|e| CurateError::import(source, e))?;
+    let ext = match format {
+        ImportFormat::Csv => ".csv",
+        ImportFormat::Jsonl => ".jsonl",
+        _ => ".parquet",
+    };
+    let dir = ws.cache_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| CurateError::io(&dir, e))?;
+    let tmp = tempfile::Builder::new().prefix(".curate-tmp-table-").suffix(ext).tempfile_in(&dir).map_err(|e| CurateError::io(&dir, e))?;
+    std::fs::write(tmp.path(), bytes).map_err(|e| CurateError::io(tmp.path(), e))?;
+    // Errors name the URL, not the local copy.
+    let df = read_raw(tmp.path(), format).map_err(|e| CurateError::import(source, e.to_string().replace(&tmp.path().display().to_string(), url)))?;
+    let base = url.rsplit_once('/').map_or(url, |(b, _)| b);
+    with_paths(ws, source, df, Some(base))
+}
+
+/// The table's `path` column as stored paths (relative to the workspace, or URLs), and its ids.
+fn with_paths(ws: &Workspace, source: &Path, df: DataFrame, base_url: Option<&str>) -> Result<DataFrame> {
+    let bad = |e: PolarsError| CurateError::import(source, e);
     let Some(path_col) = df.column("path").ok() else {
         return Err(CurateError::import(
             source,
@@ -61,6 +86,11 @@ pub(super) fn read(ws: &Workspace, source: &Path, format: ImportFormat) -> Resul
             let key = p.split_once("://").and_then(|(_, rest)| rest.split_once('/')).map_or("", |(_, key)| key);
             paths.push(p.clone());
             derived_ids.push(id_from_rel(Path::new(key)));
+            continue;
+        }
+        if let Some(base_url) = base_url {
+            paths.push(crate::objects::join(base_url, p));
+            derived_ids.push(id_from_rel(Path::new(p)));
             continue;
         }
         let file = if Path::new(p).is_absolute() { Path::new(p).to_path_buf() } else { base.join(p) };
