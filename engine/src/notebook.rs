@@ -38,7 +38,8 @@ pub fn magic(source: &str) -> Result<Magic, String> {
     let mut code = String::with_capacity(source.len());
     for (i, line) in source.split_inclusive('\n').enumerate() {
         let t = line.trim();
-        if let Some(rest) = t.strip_prefix('%') {
+        // `%name` is a magic; `% b` (a modulo continued on its own line) is code.
+        if let Some(rest) = t.strip_prefix('%').filter(|r| r.starts_with(|c: char| c.is_ascii_alphabetic())) {
             let (name, arg) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
             if name != "workspace" {
                 return Err(format!("line {}: unknown magic `%{name}`; the curate kernel knows only `%workspace PATH`", i + 1));
@@ -171,7 +172,8 @@ mod tests {
         assert!(magic("let a = 1;\n%workspace\n").unwrap_err().starts_with("line 2"));
         let later = r#"{"nbformat": 4, "cells": [{"cell_type": "code", "source": "1"}, {"cell_type": "code", "source": "%workspace x\n2"}]}"#;
         assert!(parse(later).expect("parses").script().unwrap_err().contains("cell 2"));
-        // `%` inside code (the modulo operator) is not a magic.
+        // `%` inside code (the modulo operator) is not a magic, even at the start of a line.
         assert_eq!(magic("let x = 5 % 2;\n").expect("code").workspace, None);
+        assert_eq!(magic("let x = 5\n    % 2;\n").expect("code").code, "let x = 5\n    % 2;\n");
     }
 }

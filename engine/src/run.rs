@@ -160,8 +160,18 @@ pub fn run(dir: &Path, opts: &RunOptions, cancel: CancelFlag) -> u8 {
     if let (Some(script), Some(e)) = (&script, &outcome.error) {
         if let Some((first, index, code)) = e.line.and_then(|l| script.cell_at(l)) {
             let e = e.clone().relocated(&format!("{name}, cell {index}"), code, *first);
-            if let Some(r) = outcome.records.iter_mut().find(|r| r.status == Status::Failed) {
-                r.error = Some(render(&e, false));
+            // The record of the cell the error is in (a misspelt variable is found before any
+            // cell runs, and was marked on the first).
+            let rendered = render(&e, false);
+            for r in outcome.records.iter_mut() {
+                if r.status == Status::Failed {
+                    r.status = Status::NotRun;
+                    r.error = None;
+                }
+            }
+            if let Some(r) = outcome.records.iter_mut().rev().find(|r| r.line <= *first) {
+                r.status = Status::Failed;
+                r.error = Some(rendered);
             }
             outcome.error = Some(e);
         }

@@ -130,9 +130,13 @@ impl ScanCache {
         self.by_path.is_empty()
     }
 
-    /// The cached scan of `path`, if it still holds.
+    /// The cached scan of `path`, if it still holds. A file a shard could not read is read
+    /// again (the failure may have been the network's).
     fn get(&self, path: &Path) -> Option<FileFacts> {
         let (mtime, facts) = self.by_path.get(path.to_string_lossy().as_ref())?;
+        if facts.error.is_some() {
+            return None;
+        }
         if mtime.is_some() {
             let meta = std::fs::metadata(path).ok()?;
             if Some(meta.len()) != facts.bytes || modified(path) != *mtime {

@@ -187,6 +187,7 @@ fn a_notebook_runs_on_the_kernel_with_tables_pictures_errors_and_an_interrupt() 
     assert_eq!(replies["run_all"], json!(["error", "aborted"]), "{replies}");
     assert_eq!(replies["after_run_all"], "ok", "{replies}");
     assert_eq!(replies["heartbeat"], true, "{replies}");
+    assert_eq!(replies["after_bad_message"], "ok", "{replies}");
     assert_eq!(replies["alive_after_shutdown"], false, "{replies}");
 
     // The same notebook headless: it stops at the error, shown in its cell (the 7th).
@@ -288,4 +289,12 @@ fn notebooks_run_headless_on_the_workspace_they_name() {
     assert!(out.stderr.contains("bad.ipynb") && out.stderr.contains("no `nbformat` field"), "{}", out.stderr);
     let out = t.run_with(&["run", "magic.ipynb"]).code(2);
     assert!(out.stderr.contains("cell 2, line 1: unknown magic `%time`"), "{}", out.stderr);
+    // A misspelt variable is found before anything runs, and shown in its own cell.
+    let t = t.write("typo.ipynb", &notebook(&[code("let a = 1;"), code("print(a);"), code("let c = 2;\nprint(b);")]));
+    let out = t.run_with(&["run", "typo.ipynb", "--json", "--report", "typo.md"]).code(2);
+    let doc: Value = serde_json::from_str(&out.stdout).expect("json");
+    assert_eq!((doc["error"]["file"].as_str(), doc["error"]["line"].as_u64()), (Some("typo.ipynb, cell 3"), Some(2)), "{doc}");
+    let report = std::fs::read_to_string(t.path().join("typo.md")).expect("report");
+    let failed = report.find("typo.ipynb, cell 3").expect("the error in the report");
+    assert!(report[..failed].contains("print(b)"), "the error is under the cell that has it:\n{report}");
 }

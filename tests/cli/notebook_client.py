@@ -63,6 +63,12 @@ failing = kc.execute("let s = 0;\nfor i in 0..100000 { s += i; }\ns.no_such_meth
 queued = kc.execute('print("never")')
 out["run_all"] = [shell_reply(failing)["status"], shell_reply(queued)["status"]]
 out["after_run_all"] = shell_reply(kc.execute("1 + 1"))["status"]
+# A message signed with the wrong key is dropped, and the kernel answers the next one.
+from jupyter_client.session import Session
+
+Session(key=b"not-the-key").send(kc.shell_channel.socket, "kernel_info_request", {})
+out["after_bad_message"] = shell_reply(kc.kernel_info())["status"]
+
 # The heartbeat answers (jupyter_client pings every few seconds; give it one round).
 deadline = time.monotonic() + 10
 while not kc.hb_channel.is_beating() and time.monotonic() < deadline:

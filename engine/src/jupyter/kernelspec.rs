@@ -38,7 +38,15 @@ fn data_dir(target: &Target) -> Result<PathBuf, CurateError> {
                         .args(["-c", "import sys; print(sys.prefix)"])
                         .output()
                         .map_err(|e| fail(format!("--sys-prefix: no active environment (VIRTUAL_ENV, CONDA_PREFIX) and {} did not run: {e}", python.to_string_lossy())))?;
-                    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+                    let prefix = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                    if !out.status.success() || prefix.is_empty() {
+                        return Err(fail(format!(
+                            "--sys-prefix: no active environment (VIRTUAL_ENV, CONDA_PREFIX) and {} did not give its sys.prefix: {}",
+                            python.to_string_lossy(),
+                            String::from_utf8_lossy(&out.stderr).trim()
+                        )));
+                    }
+                    PathBuf::from(prefix)
                 }
             };
             prefix.join("share/jupyter")

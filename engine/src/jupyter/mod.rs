@@ -121,7 +121,15 @@ async fn serve(info: ConnectionInfo, dir: PathBuf, cancel: CancelFlag) -> jupyte
     let interrupt = cancel.clone();
     tokio::spawn(async move {
         let mut shutdown = Some(shutdown);
-        while let Ok(msg) = control.read().await {
+        loop {
+            let msg = match control.read().await {
+                Ok(m) => m,
+                Err(e) if fatal(&e) => break,
+                Err(e) => {
+                    eprintln!("curate kernel: a control message was dropped: {e}");
+                    continue;
+                }
+            };
             let reply = match &msg.content {
                 JupyterMessageContent::InterruptRequest(_) => {
                     interrupt.cancel();
@@ -168,7 +176,13 @@ async fn serve(info: ConnectionInfo, dir: PathBuf, cancel: CancelFlag) -> jupyte
                 Some(m) => m,
                 None => match shell_in.read().await {
                     Ok(m) => (m, false),
-                    Err(_) => break,
+                    Err(e) if fatal(&e) => break,
+                    // One message that does not decode (a bad signature, an unknown field) is
+                    // dropped, not the kernel.
+                    Err(e) => {
+                        eprintln!("curate kernel: a shell message was dropped: {e}");
+                        continue;
+                    }
                 },
             };
             let _ = publish.send(Status::busy().as_child_of(&msg));
@@ -186,7 +200,7 @@ async fn serve(info: ConnectionInfo, dir: PathBuf, cancel: CancelFlag) -> jupyte
                 }
             };
             let failed = matches!(reply.as_ref().map(|r| &r.content), Some(JupyterMessageContent::ExecuteReply(r)) if r.status == ReplyStatus::Error);
-            if failed && matches!(&msg.content, JupyterMessageContent::ExecuteRequest(r) if r.stop_on_error) {
+            if failed && matches!(&msg.content, JupyterMessageContent::ExecuteRequest(r) if r.stop_on_error && !r.silent) {
                 while let Ok(Ok(m)) = tokio::time::timeout(std::time::Duration::from_millis(1), shell_in.read()).await {
                     queued.push_back((m, true));
                 }
@@ -209,6 +223,11 @@ async fn serve(info: ConnectionInfo, dir: PathBuf, cancel: CancelFlag) -> jupyte
     // Let the last replies leave before the sockets close.
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     Ok(())
+}
+
+/// Whether a read error means the socket is gone (else it was one undecodable message).
+fn fatal(e: &jupyter_zmq_client::RuntimeError) -> bool {
+    matches!(e, jupyter_zmq_client::RuntimeError::ZmqError(_) | jupyter_zmq_client::RuntimeError::IoError(_))
 }
 
 fn kernel_info() -> KernelInfoReply {

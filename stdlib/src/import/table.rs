@@ -49,7 +49,10 @@ pub(super) fn read_remote(ws: &Workspace, url: &str, format: ImportFormat) -> Re
     let tmp = tempfile::Builder::new().prefix(".curate-tmp-table-").suffix(ext).tempfile_in(&dir).map_err(|e| CurateError::io(&dir, e))?;
     std::fs::write(tmp.path(), bytes).map_err(|e| CurateError::io(tmp.path(), e))?;
     // Errors name the URL, not the local copy.
-    let df = read_raw(tmp.path(), format).map_err(|e| CurateError::import(source, e.to_string().replace(&tmp.path().display().to_string(), url)))?;
+    let df = read_raw(tmp.path(), format).map_err(|e| match e {
+        CurateError::Import { message, .. } => CurateError::import(source, message),
+        other => CurateError::import(source, other.to_string().replace(&tmp.path().display().to_string(), url)),
+    })?;
     let base = url.rsplit_once('/').map_or(url, |(b, _)| b);
     with_paths(ws, source, df, Some(base))
 }
