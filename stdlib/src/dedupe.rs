@@ -48,8 +48,8 @@ fn io(path: &Path, e: impl std::fmt::Display) -> CurateError {
 
 /// Compute and save the neighbours of the shard's rows (positions of `rows` whose content hash
 /// the shard owns) among all `rows`. Returns them, by position.
-pub fn write_shard(store: &Store, rows: &[usize], k: usize, shard: Shard) -> Result<Vec<(usize, Vec<Neighbour>)>> {
-    let hash_of: HashMap<u32, String> = store.entries()?.into_iter().map(|(h, r)| (r, h)).collect();
+/// `hash_of` maps the store's rows to their content hashes.
+pub fn write_shard(store: &Store, rows: &[usize], k: usize, shard: Shard, hash_of: &HashMap<u32, String>) -> Result<Vec<(usize, Vec<Neighbour>)>> {
     let queries: Vec<usize> = (0..rows.len()).filter(|&i| hash_of.get(&(rows[i] as u32)).is_some_and(|h| shard.owns(h))).collect();
     let hits = crate::index::knn_within_of(store, Metric::Cosine, rows, &queries, k);
     let (mut row, mut near, mut distance) = (Vec::new(), Vec::new(), Vec::new());
@@ -134,8 +134,9 @@ pub fn stage(registry: &Registry, ds: &crate::Dataset, model: Option<&str>, shar
     let ws = ds.workspace().clone();
     let (model, vectors, view) = registry.embedded_view(ds, model)?;
     let rows = view.rows().to_vec();
+    let hash_of: HashMap<u32, String> = vectors.entries()?.into_iter().map(|(h, r)| (r, h)).collect();
     progress.start("nearest neighbours", 1);
-    let hits = write_shard(&vectors, &rows, NEIGHBOURS, shard)?;
+    let hits = write_shard(&vectors, &rows, NEIGHBOURS, shard, &hash_of)?;
     progress.advance(1);
     progress.finish();
     // The perceptual hashes `duplicates` will want for this shard's candidates.
@@ -153,7 +154,6 @@ pub fn stage(registry: &Registry, ds: &crate::Dataset, model: Option<&str>, shar
     }
     involved.sort_unstable();
     involved.dedup();
-    let hash_of: HashMap<u32, String> = vectors.entries()?.into_iter().map(|(h, r)| (r, h)).collect();
     let df = ds.lazy().select([col("id"), col("path")]).collect()?;
     let path_of: HashMap<&str, &str> = df.column("id")?.str()?.iter().zip(df.column("path")?.str()?.iter()).filter_map(|(i, p)| Some((i?, p?))).collect();
     let items: Vec<(String, String)> = involved

@@ -76,8 +76,8 @@ fn scan_file(path: &Path, fetched: crate::objects::Fetched) -> FileFacts {
 
 /// A local file's modification time (ns since the epoch): with its size, what says a shard's
 /// scan of it still holds. Objects have none (their scans hold for the import they serve).
-fn modified(path: &Path) -> Option<i64> {
-    let t = std::fs::metadata(path).ok()?.modified().ok()?;
+fn modified(meta: &std::fs::Metadata) -> Option<i64> {
+    let t = meta.modified().ok()?;
     Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos() as i64)
 }
 
@@ -139,7 +139,7 @@ impl ScanCache {
         }
         if mtime.is_some() {
             let meta = std::fs::metadata(path).ok()?;
-            if Some(meta.len()) != facts.bytes || modified(path) != *mtime {
+            if Some(meta.len()) != facts.bytes || modified(&meta) != *mtime {
                 return None;
             }
         }
@@ -175,7 +175,7 @@ pub fn scan_part(
     let paths = str_column(&df, "path")?;
     let (facts, report) = scan_facts(&df, resolve, progress, None)?;
     let resolved: Vec<String> = paths.iter().map(|p| resolve(p).to_string_lossy().to_string()).collect();
-    let mtimes: Vec<Option<i64>> = resolved.iter().map(|p| if crate::objects::is_url(p) { None } else { modified(Path::new(p)) }).collect();
+    let mtimes: Vec<Option<i64>> = resolved.iter().map(|p| if crate::objects::is_url(p) { None } else { std::fs::metadata(p).ok().as_ref().and_then(modified) }).collect();
     let mut part = DataFrame::new(
         facts.len(),
         vec![
