@@ -144,8 +144,9 @@ pub enum Command {
         /// cosine (default) or l2.
         #[arg(long, default_value = "cosine", value_parser = ["cosine", "l2"])]
         metric: String,
-        /// usearch (the default: 52x faster to build at 20k than instant-distance, same recall) or hnsw (instant-distance, pure Rust).
-        #[arg(long, value_parser = ["usearch", "hnsw"])]
+        /// usearch (HNSW, f16), ivf (k-means lists searched exactly) or hnsw (instant-distance,
+        /// pure Rust). By default chosen by the number of vectors (see the README's crossover).
+        #[arg(long, value_parser = ["usearch", "ivf", "hnsw"])]
         backend: Option<String>,
         /// Index only shard I of N of the vectors (by content hash), e.g. --shard 0/4, one per
         /// machine; once every shard's index is built, `similar` searches them all and merges.

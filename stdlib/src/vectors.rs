@@ -127,7 +127,7 @@ impl Registry {
         if let Some(idx) = AnnIndex::load_fresh(&AnnIndex::path_of(store.dir(), metric, shard), store, metric).filter(|i| backend.is_none_or(|b| b == i.backend)) {
             return Ok((idx, IndexAction::Fresh));
         }
-        let updated = if backend != Some(Backend::Hnsw) { AnnIndex::update(store, metric, shard, progress)? } else { None };
+        let updated = if backend != Some(Backend::Hnsw) { AnnIndex::update(store, metric, shard, backend, progress)? } else { None };
         let (idx, action) = match updated {
             Some(idx) => (idx, IndexAction::Updated),
             None => (AnnIndex::build_shard(store, metric, backend.unwrap_or(Backend::for_size(store.len())), shard, progress)?, IndexAction::Built),

@@ -361,8 +361,29 @@ pub fn knn_self_of(base: Matrix<'_>, dim: usize, rows: &[u32], queries: &[usize]
 /// Spherical k-means on a seeded sample of `rows`, then each row's `probes` nearest lists
 /// (nearest first). Returns the number of lists and the assignment by position in `rows`.
 pub fn ivf_lists(base: Matrix<'_>, dim: usize, rows: &[u32], params: &IvfParams) -> (usize, Vec<Vec<u32>>) {
+    let centroids = kmeans(base, dim, rows, params);
+    let lists = centroids.len() / dim.max(1);
+    let mut assignment = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(QUERY_BATCH * 8) {
+        assignment.extend(nearest_lists(base, dim, chunk, &centroids, params.probes));
+    }
+    (lists, assignment)
+}
+
+/// Spherical k-means (unit centroids, scored by dot product) fitted on a seeded sample of
+/// `rows`: `lists × dim` centroids, row-major. The same rows and parameters give the same
+/// centroids, bit for bit.
+pub fn kmeans(base: Matrix<'_>, dim: usize, rows: &[u32], params: &IvfParams) -> Vec<f32> {
+    kmeans_until(base, dim, rows, params, &|| false).unwrap_or_default()
+}
+
+/// [`kmeans`], asking `stop` before each iteration: `None` when it said stop.
+pub fn kmeans_until(base: Matrix<'_>, dim: usize, rows: &[u32], params: &IvfParams, stop: &dyn Fn() -> bool) -> Option<Vec<f32>> {
     let n = rows.len();
-    let lists = params.lists.unwrap_or((n as f64).sqrt() as usize).clamp(1, n.max(1));
+    if n == 0 || dim == 0 {
+        return Some(Vec::new());
+    }
+    let lists = params.lists.unwrap_or((n as f64).sqrt() as usize).clamp(1, n);
     let mut rng = crate::SplitMix(params.seed);
     // Partial Fisher-Yates: a seeded sample of positions.
     let take = (lists * params.sample_per_list.max(1)).min(n);
@@ -375,6 +396,9 @@ pub fn ivf_lists(base: Matrix<'_>, dim: usize, rows: &[u32], params: &IvfParams)
     let sample = gather(base, dim, &sample_rows, Scoring::Dot);
     let mut centroids: Vec<f32> = sample[..lists * dim].to_vec();
     for _ in 0..params.iterations {
+        if stop() {
+            return None;
+        }
         let nearest = top_k(&sample, dim, Matrix::F32(&centroids), None, 1, Scoring::Dot);
         let mut sums = vec![0f32; lists * dim];
         let mut counts = vec![0usize; lists];
@@ -399,13 +423,16 @@ pub fn ivf_lists(base: Matrix<'_>, dim: usize, rows: &[u32], params: &IvfParams)
         }
         centroids = sums;
     }
-    let probes = params.probes.clamp(1, lists);
-    let mut assignment = Vec::with_capacity(n);
-    for chunk in rows.chunks(QUERY_BATCH * 8) {
-        let q = gather(base, dim, chunk, Scoring::Dot);
-        assignment.extend(top_k(&q, dim, Matrix::F32(&centroids), None, probes, Scoring::Dot).into_iter().map(|h| h.into_iter().map(|x| x.0).collect::<Vec<u32>>()));
-    }
-    (lists, assignment)
+    Some(centroids)
+}
+
+/// Each of `rows`' `probes` nearest centroids (by dot product with the stored unit row),
+/// nearest first.
+pub fn nearest_lists(base: Matrix<'_>, dim: usize, rows: &[u32], centroids: &[f32], probes: usize) -> Vec<Vec<u32>> {
+    let lists = centroids.len() / dim.max(1);
+    let probes = probes.clamp(1, lists.max(1));
+    let q = gather(base, dim, rows, Scoring::Dot);
+    top_k(&q, dim, Matrix::F32(centroids), None, probes, Scoring::Dot).into_iter().map(|h| h.into_iter().map(|x| x.0).collect()).collect()
 }
 
 #[cfg(test)]
