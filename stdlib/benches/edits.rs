@@ -3,7 +3,8 @@
 //! rows with Polars' CSV writer, so the figures read "costs N plain reads / writes".
 //!
 //! Run: cargo bench --profile dev -p curate-stdlib --bench edits -- [ROWS] [EDITS]
-//! (defaults 1000000 1000000). A plain main: each arm runs once or twice and takes seconds.
+//! (defaults 1000000 1000000; NOEXPORT=1 skips the export arm). A plain main: each arm runs
+//! once or twice and takes seconds.
 
 use std::time::Instant;
 
@@ -55,6 +56,9 @@ fn main() {
     println!("read + parse the log: {read:.3} s = {:.1}x baseline", read / baseline);
     println!("replay + collect: {replay:.3} s = {:.1}x baseline ({} rows, {} columns after replay)", replay / baseline, view.height(), view.width());
     println!("open() with 1M edits = read + replay: {:.3} s = {:.1}x baseline", read + replay, (read + replay) / baseline);
+    if std::env::var_os("NOEXPORT").is_some() {
+        return;
+    }
 
     // Export: a workspace with the same rows and no edits.
     let wsdir = dir.path().join("ws");

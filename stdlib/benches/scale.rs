@@ -3,11 +3,12 @@
 //! resident memory during the step and the growth exponent from one size to the next.
 //!
 //! Run: cargo bench -p curate-stdlib --bench scale -- [SIZES] [DIM] [fast] [manifest=SIZES]
-//!      [steps=LIST]   (a release build)
+//!      [steps=LIST] [backend=LIST]   (a release build)
 //!      SIZES: vector sizes, default 10000,100000,1000000; DIM default 1280;
 //!      manifest=SIZES: manifest sizes, default 10000,100000,1000000,30000000 (`manifest=` skips);
 //!      steps: from store,knn,within,index,probe,manifest (all by default); `fast` drops
-//!      within, index and probe (minutes at 1M).
+//!      within, index and probe (minutes at 1M); backend: usearch,ivf,hnsw for the index step
+//!      (default: the one `curate index` picks for the size).
 //! A plain main rather than criterion: the large sizes take minutes, so each is measured once
 //! (sizes up to 100k take the best of three).
 //!
@@ -191,7 +192,10 @@ fn main() {
             within_steps(&s, &unit, dim, &all, &mut rows);
         }
         if step("index") {
-            index_steps(&s, &unit, dim, &all, &mut rows);
+            let backends: Vec<Backend> = named("backend").map_or_else(|| vec![Backend::for_size(n)], |b| b.split(',').filter_map(Backend::parse).collect());
+            for backend in backends {
+                index_steps(&s, &unit, dim, &all, backend, &mut rows);
+            }
         }
         if step("probe") {
             // 10 classes, each 20 of the 200 clusters: 5-fold out-of-fold probabilities (what
@@ -260,7 +264,7 @@ fn within_steps(s: &Store, unit: &[f32], dim: usize, all: &[u32], rows: &mut Vec
 
 /// The persisted ANN index (usearch, f16): build, then 1000 queries one at a time, recall@10
 /// against the exact top 10 of the same queries.
-fn index_steps(s: &Store, unit: &[f32], dim: usize, all: &[u32], rows: &mut Vec<Row>) {
+fn index_steps(s: &Store, unit: &[f32], dim: usize, all: &[u32], backend: Backend, rows: &mut Vec<Row>) {
     let n = all.len();
     let m = 1000.min(n);
     // Queries: stored rows perturbed, so each is near its row but is not a copy of it.
@@ -268,15 +272,23 @@ fn index_steps(s: &Store, unit: &[f32], dim: usize, all: &[u32], rows: &mut Vec<
     let queries: Vec<Vec<f32>> = (0..m).map(|i| unit[(i * 7919 % n) * dim..(i * 7919 % n + 1) * dim].iter().map(|x| (x + 0.02 * rng.gauss()).max(0.0)).collect()).collect();
     let flat: Vec<f32> = queries.iter().flatten().copied().collect();
     let (exact_secs, exact) = time(1, || knn::top_k(&flat, dim, s.matrix(), Some(all), 10, Scoring::Dot));
-    let (build, build_mb, index) = measure(1, || AnnIndex::build(s, Metric::Cosine, Backend::Usearch, &curate_stdlib::progress::Silent).expect("build"));
-    // A rebuild from scratch is the cost the index replaces: exact kNN of every row.
-    rows.push(Row { step: "index build (usearch f16)", n, seconds: build, baseline: "exact batch of 1000 queries", base_seconds: exact_secs, peak_mb: build_mb, note: "M=16, ef_construction=128".into() });
+    let (build, build_mb, index) = measure(1, || AnnIndex::build(s, Metric::Cosine, backend, &curate_stdlib::progress::Silent).expect("build"));
+    let (step, params) = match backend {
+        Backend::Usearch => ("index build (usearch f16)", "M=16, ef_construction=128".to_string()),
+        Backend::Ivf => ("index build (ivf)", format!("{} lists, {} probed", (n as f64).sqrt() as usize, curate_stdlib::index::IVF_PROBES)),
+        Backend::Hnsw => ("index build (instant-distance)", "M=16, ef_construction=128".to_string()),
+    };
+    rows.push(Row { step, n, seconds: build, baseline: "exact batch of 1000 queries", base_seconds: exact_secs, peak_mb: build_mb, note: params });
     let t = Instant::now();
     let ann: Vec<Vec<usize>> = queries.iter().map(|q| index.search(q, 10, 10).into_iter().map(|h| h.row).collect()).collect();
     let secs = t.elapsed().as_secs_f64();
     let hits: usize = ann.iter().zip(&exact).map(|(a, e)| a.iter().filter(|r| e.iter().any(|h| h.0 as usize == **r)).count()).sum();
     rows.push(Row {
-        step: "index: 1000 queries, 1 thread",
+        step: match backend {
+            Backend::Usearch => "index (usearch): 1000 queries, 1 thread",
+            Backend::Ivf => "index (ivf): 1000 queries, 1 thread",
+            Backend::Hnsw => "index (hnsw): 1000 queries, 1 thread",
+        },
         n,
         seconds: secs,
         baseline: "exact batch of 1000 queries",

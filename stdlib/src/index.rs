@@ -197,7 +197,7 @@ struct IvfIndex {
 
 /// Lists searched per query by default. Measured by the `ann` bench (recall@10 against exact
 /// search): see [`Backend::for_size`].
-pub const IVF_PROBES: usize = 16;
+pub const IVF_PROBES: usize = 8;
 
 impl IvfLists {
     /// The lists of `rows` given their nearest centroid each.
@@ -476,6 +476,15 @@ impl AnnIndex {
         progress.finish();
         index.change_expansion_search(EF_SEARCH);
         Ok(Some(AnnIndex { metric, backend: Backend::Usearch, fingerprint: store.fingerprint().to_string(), live: index.size(), shard, inner: Inner::Usearch(index) }))
+    }
+
+    /// The sizes of an inverted-file index's lists (empty for other backends).
+    pub fn list_sizes(&self) -> Vec<usize> {
+        match &self.inner {
+            Inner::Ivf(ivf) => ivf.lists.offsets.windows(2).map(|w| (w[1] - w[0]) as usize).collect(),
+            Inner::Shards(parts) => parts.iter().flat_map(AnnIndex::list_sizes).collect(),
+            Inner::Hnsw(_) | Inner::Usearch(_) => vec![],
+        }
     }
 
     /// Whether this is a set of shards' indexes searched as one.

@@ -231,34 +231,40 @@ fn a_killed_index_build_leaves_search_working() {
     assert_eq!(out.stdout.trim(), ids[9], "the index finds the same neighbour");
 }
 
-/// usearch: built, then grown by the rows of a later import without a rebuild; a killed update
-/// leaves the previous index committed.
+/// usearch and the inverted lists: built, then grown by the rows of a later import without a
+/// rebuild; a killed update leaves the previous index committed.
 #[test]
-fn a_usearch_index_grows_with_the_store() {
-    let t = Test::example();
-    let ids = manifest_ids(&t, 60);
-    let first: Vec<Vec<f32>> = (0..50).map(|i| vector(i, None)).collect();
-    write_parquet(&t.path().join("a.parquet"), "id", &ids[..50], &first);
-    t.run_with(&["import-embeddings", "a.parquet"]).success();
-    let out = t.run_with(&["index", "--backend", "usearch"]).success();
-    assert!(out.stdout.contains("index of 50 `mobilenet` vectors ready (usearch, built)"), "{}", out.stdout);
-    let out = t.run_with(&["index"]).success();
-    assert!(out.stdout.contains("(usearch, fresh)"), "{}", out.stdout);
+fn a_growable_index_grows_with_the_store() {
+    for backend in ["usearch", "ivf"] {
+        let t = Test::example();
+        let ids = manifest_ids(&t, 60);
+        let first: Vec<Vec<f32>> = (0..50).map(|i| vector(i, None)).collect();
+        write_parquet(&t.path().join("a.parquet"), "id", &ids[..50], &first);
+        t.run_with(&["import-embeddings", "a.parquet"]).success();
+        let out = t.run_with(&["index", "--backend", backend]).success();
+        assert!(out.stdout.contains(&format!("index of 50 `mobilenet` vectors ready ({backend}, built)")), "{}", out.stdout);
+        let out = t.run_with(&["index"]).success();
+        assert!(out.stdout.contains(&format!("({backend}, fresh)")), "{}", out.stdout);
 
-    // Ten more images; the last is near the first.
-    let more: Vec<Vec<f32>> = (50..60).map(|i| vector(i, (i == 59).then_some(2))).collect();
-    write_parquet(&t.path().join("b.parquet"), "id", &ids[50..], &more);
-    t.run_with(&["import-embeddings", "b.parquet"]).success();
-    run_killed_at(&t, "index:writing", &["index"]);
-    let sidecar: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(store_dir(&t).join("index-cosine.json")).expect("sidecar")).expect("json");
-    assert_eq!(sidecar["live"], 50, "the previous index stays committed: {sidecar}");
-    let out = t.run_with(&["index"]).success();
-    assert!(out.stdout.contains("index of 60 `mobilenet` vectors ready (usearch, updated)"), "{}", out.stdout);
-    let t = t.write("s.rhai", &format!("print(open().similar(\"{}\", 1).ids()[0]);", ids[59]));
-    let out = t.run_with(&["run", "s.rhai"]).success();
-    assert_eq!(out.stdout.trim(), ids[2]);
-    let files: Vec<String> = std::fs::read_dir(store_dir(&t)).expect("ls").flatten().map(|e| e.file_name().to_string_lossy().to_string()).filter(|n| n.ends_with(".usearch")).collect();
-    assert_eq!(files.len(), 1, "the previous generation is removed: {files:?}");
+        // Ten more images; the last is near the first.
+        let more: Vec<Vec<f32>> = (50..60).map(|i| vector(i, (i == 59).then_some(2))).collect();
+        write_parquet(&t.path().join("b.parquet"), "id", &ids[50..], &more);
+        t.run_with(&["import-embeddings", "b.parquet"]).success();
+        run_killed_at(&t, "index:writing", &["index"]);
+        let sidecar: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(store_dir(&t).join("index-cosine.json")).expect("sidecar")).expect("json");
+        assert_eq!(sidecar["live"], 50, "{backend}: the previous index stays committed: {sidecar}");
+        let out = t.run_with(&["index"]).success();
+        assert!(out.stdout.contains(&format!("index of 60 `mobilenet` vectors ready ({backend}, updated)")), "{}", out.stdout);
+        let t = t.write("s.rhai", &format!("print(open().similar(\"{}\", 1).ids()[0]);", ids[59]));
+        let out = t.run_with(&["run", "s.rhai"]).success();
+        assert_eq!(out.stdout.trim(), ids[2], "{backend}");
+        let files: Vec<String> = std::fs::read_dir(store_dir(&t)).expect("ls").flatten().map(|e| e.file_name().to_string_lossy().to_string()).filter(|n| n.ends_with(&format!(".{backend}"))).collect();
+        assert_eq!(files.len(), 1, "{backend}: the previous generation is removed: {files:?}");
+        // Asking for the other backend builds it anew.
+        let other = if backend == "ivf" { "usearch" } else { "ivf" };
+        let out = t.run_with(&["index", "--backend", other]).success();
+        assert!(out.stdout.contains(&format!("index of 60 `mobilenet` vectors ready ({other}, built)")), "{}", out.stdout);
+    }
 }
 
 #[test]
