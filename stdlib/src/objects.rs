@@ -206,6 +206,43 @@ pub fn fetch_objects(locations: &[&std::path::Path]) -> crate::error::Result<Vec
     Ok(locations.iter().map(|p| url(p).and_then(|_| got.next())).collect())
 }
 
+/// What identifies an object's content: its ETag, else its version id, else size and time.
+fn version_of(meta: &object_store::ObjectMeta) -> String {
+    meta.e_tag.clone().or_else(|| meta.version.clone()).unwrap_or_else(|| format!("{}@{}", meta.size, meta.last_modified.to_rfc3339()))
+}
+
+/// The version of the object at `url` (one HEAD request), `None` when there is no such object.
+pub fn version(url: &str) -> Result<Option<String>, String> {
+    let (store, path) = locate(url)?;
+    match runtime().block_on(store.head(&path)) {
+        Ok(meta) => Ok(Some(version_of(&meta))),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(format!("cannot read {url}: {}", describe(&e))),
+    }
+}
+
+/// The whole object at `url` and its version, from one request.
+pub fn read_versioned(url: &str) -> Result<(Vec<u8>, String), String> {
+    let (store, path) = locate(url)?;
+    runtime().block_on(async {
+        let got = store.get(&path).await.map_err(|e| failure(url, &e).to_string())?;
+        let version = version_of(&got.meta);
+        let bytes = got.bytes().await.map_err(|e| failure(url, &e).to_string())?;
+        Ok((bytes.to_vec(), version))
+    })
+}
+
+/// Write `bytes` as the object at `url` (one request: readers see the previous object or this
+/// one, never a part) and return its new version.
+pub fn write(url: &str, bytes: Vec<u8>) -> Result<String, String> {
+    let (store, path) = locate(url)?;
+    let put = runtime().block_on(store.put(&path, bytes.into())).map_err(|e| format!("cannot write {url}: {}", describe(&e)))?;
+    match put.e_tag.or(put.version) {
+        Some(v) => Ok(v),
+        None => version(url)?.ok_or_else(|| format!("cannot write {url}: the store does not show the object written")),
+    }
+}
+
 /// Every object under the prefix `url` (a "folder": `s3://bucket/photos/`), as (URL, size),
 /// sorted by URL.
 pub fn list(url: &str) -> Result<Vec<(String, u64)>, String> {

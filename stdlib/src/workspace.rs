@@ -82,8 +82,58 @@ impl Workspace {
         &self.root
     }
 
+    /// The manifest's local file: the manifest itself, or for a manifest in object storage
+    /// ([`Workspace::manifest_url`]) the copy of it that [`Workspace::sync_manifest`] keeps.
     pub fn manifest_path(&self) -> PathBuf {
-        self.root.join(&self.config.manifest)
+        match self.manifest_url() {
+            Some(_) => self.cache_dir().join("remote").join("manifest.parquet"),
+            None => self.root.join(&self.config.manifest),
+        }
+    }
+
+    /// The manifest's URL when `curate.toml` puts it in object storage (`manifest =
+    /// "s3://bucket/ds/manifest.parquet"`): curate reads a local copy, fetched again whenever
+    /// the object's version changes, and an import uploads the manifest it writes. The edit
+    /// log stays in the workspace, beside the scripts.
+    pub fn manifest_url(&self) -> Option<&str> {
+        crate::objects::is_url(&self.config.manifest).then_some(self.config.manifest.as_str())
+    }
+
+    /// Bring the local copy of a manifest in object storage up to date: one HEAD request when
+    /// it is current, else a download written atomically (so the replayed-view cache, keyed by
+    /// the local file's identity, follows). `false` when there is no such object (its stale
+    /// copy is removed). Always `true` for a local manifest.
+    pub fn sync_manifest(&self) -> Result<bool> {
+        let Some(url) = self.manifest_url() else { return Ok(true) };
+        let local = self.manifest_path();
+        let stamp = local.with_extension("version");
+        let named = |m: String| CurateError::manifest(Path::new(url), m);
+        let Some(version) = crate::objects::version(url).map_err(named)? else {
+            let _ = std::fs::remove_file(&local);
+            let _ = std::fs::remove_file(&stamp);
+            return Ok(false);
+        };
+        if local.is_file() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(version.as_str()) {
+            return Ok(true);
+        }
+        let (bytes, version) = crate::objects::read_versioned(url).map_err(named)?;
+        crate::atomic::write_bytes_atomic(&local, &bytes)?;
+        crate::atomic::write_bytes_atomic(&stamp, version.as_bytes())?;
+        Ok(true)
+    }
+
+    /// Write the manifest: atomically in place, or for a manifest in object storage, to a
+    /// pending local file that is uploaded and only then becomes the local copy. A failed
+    /// upload names the URL and keeps the pending file, so nothing written is lost.
+    pub fn write_manifest(&self, df: &mut DataFrame) -> Result<()> {
+        let local = self.manifest_path();
+        let Some(url) = self.manifest_url() else { return manifest::write(&local, df) };
+        let pending = local.with_extension("pending.parquet");
+        manifest::write(&pending, df)?;
+        let bytes = std::fs::read(&pending).map_err(|e| CurateError::io(&pending, e))?;
+        let version = crate::objects::write(url, bytes).map_err(|m| CurateError::manifest(Path::new(url), format!("{m}; the new manifest is kept in {}", pending.display())))?;
+        std::fs::rename(&pending, &local).map_err(|e| CurateError::io(&local, e))?;
+        crate::atomic::write_bytes_atomic(&local.with_extension("version"), version.as_bytes())
     }
 
     pub fn media_root(&self) -> PathBuf {
@@ -132,6 +182,10 @@ impl Workspace {
     }
 
     fn scan_at_caching(&self, at: Option<&crate::edits::At>, save: bool) -> Result<LazyFrame> {
+        if !self.sync_manifest()? {
+            let url = self.manifest_url().unwrap_or_default();
+            return Err(CurateError::manifest(Path::new(url), format!("manifest not found at {url} (`curate import` writes it)")));
+        }
         let key = if at.is_none() { self.view_key() } else { None };
         if let Some(key) = &key {
             let cached = self.view_cache_path(key);

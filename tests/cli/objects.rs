@@ -131,6 +131,16 @@ fn a_bucket_is_imported_and_embedded_like_a_folder() {
     let out = tables.run_with(&["import", "s3://photos/none.csv"]).code(2);
     assert!(out.stderr.contains("s3://photos/none.csv"), "{}", out.stderr);
 
+    // COCO JSON in the bucket: its images are keys beside it.
+    let coco = r#"{"images": [{"id": 1, "file_name": "cat/0000.jpg", "width": 32, "height": 32}, {"id": 2, "file_name": "dog/0001.jpg", "width": 32, "height": 32}], "annotations": [{"id": 10, "image_id": 1, "category_id": 1, "bbox": [0, 0, 16, 20]}], "categories": [{"id": 1, "name": "person"}]}"#;
+    s3.boto(&format!("s3.put_object(Bucket='photos', Key='cifar/test/instances_val.json', Body={coco:?}.encode())"));
+    let cocos = s3.env(Test::example().write("p.rhai", "let ds = open(); print(ds.col(\"path\")); print(ds.col(\"label\")); print(ds.filter(\"width = 32\").len());"));
+    let out = cocos.run_with(&["import", "s3://photos/cifar/test/instances_val.json"]).success();
+    assert!(out.stdout.contains("imported 2 samples from s3://photos/cifar/test/instances_val.json (coco)") && !out.stdout.contains("could not be read"), "{}", out.stdout);
+    let out = cocos.run_with(&["run", "p.rhai"]).success();
+    assert!(out.stdout.contains("s3://photos/cifar/test/cat/0000.jpg") && out.stdout.contains("s3://photos/cifar/test/dog/0001.jpg"), "{}", out.stdout);
+    assert!(out.stdout.contains("\"person\", \"no_person\"") && out.stdout.trim().ends_with('2'), "labels from the boxes, sizes from the scanned objects: {}", out.stdout);
+
     // A missing object is one failure that names its URL; the rest is done.
     s3.boto("s3.delete_object(Bucket='photos', Key='cifar/test/cat/0003.jpg')");
     let t = t.write("e.rhai", "open().embed(\"vww\")");
@@ -215,4 +225,63 @@ fn a_server_that_stops_mid_run_loses_nothing() {
     assert_eq!((rows, all.len()), (1400, 1400), "nothing lost, nothing twice");
     let kept: HashSet<&String> = first.keys().collect();
     assert!(kept.iter().all(|h| all[*h] == first[*h]), "finished work is kept as it was");
+}
+
+/// The manifest itself in a bucket (`manifest = "s3://…"` in curate.toml): a missing one names
+/// its URL, an import writes it there, `open()` reads its current version (fetched again when
+/// the object changes), an append adds to the current version, the edit log replays over it,
+/// and an unreachable store names the URL and keeps the local copy.
+#[test]
+fn a_manifest_in_a_bucket_is_read_and_written_there() {
+    let mut s3 = S3::start();
+    s3.upload("data", &example_dir().join("media/cifar/test"), "cifar/");
+    s3.upload("faces", &example_dir().join("media/lfw/face"), "face/");
+    let url = "s3://data/ws/manifest.parquet";
+    let t = s3.env(Test::example().write("n.rhai", "print(open().len());"));
+    let config = std::fs::read_to_string(t.path().join("curate.toml")).expect("config").replace("manifest = \"manifest.parquet\"", &format!("manifest = \"{url}\""));
+    let t = t.write("curate.toml", &config);
+    std::fs::remove_file(t.path().join("manifest.parquet")).expect("no local manifest");
+
+    let out = t.run_with(&["run", "n.rhai"]).code(2);
+    assert!(out.stderr.contains(url) && out.stderr.contains("not found"), "{}", out.stderr);
+
+    let out = t.run_with(&["import", "s3://data/cifar/"]).success();
+    assert!(out.stdout.contains("imported 200 samples"), "{}", out.stdout);
+    let local = t.path().join(".curate/remote/manifest.parquet");
+    let uploaded = t.path().join("uploaded.parquet");
+    s3.boto(&format!("s3.download_file('data', 'ws/manifest.parquet', '{}')", uploaded.display()));
+    assert_eq!(std::fs::read(&uploaded).expect("object"), std::fs::read(&local).expect("local copy"), "the import wrote the object");
+    assert!(!t.path().join("manifest.parquet").exists(), "nothing written beside the config");
+    let out = t.run_with(&["run", "n.rhai"]).success();
+    assert_eq!(out.stdout.trim(), "200");
+
+    // An append adds to the object's current version, and uploads the result.
+    let out = t.run_with(&["import", "s3://faces/face/", "--append"]).success();
+    assert!(out.stdout.contains("imported 100 samples"), "{}", out.stdout);
+    std::fs::remove_dir_all(t.path().join(".curate/remote")).expect("drop the local copy");
+    let out = t.run_with(&["run", "n.rhai"]).success();
+    assert_eq!(out.stdout.trim(), "300", "read back from the bucket");
+
+    // Someone replaces the object: the next open reads the new version, and the local edit log
+    // replays over it.
+    s3.boto(&format!("s3.upload_file('{}', 'data', 'ws/manifest.parquet')", example_dir().join("manifest.parquet").display()));
+    let out = t.run_with(&["run", "n.rhai"]).success();
+    assert_eq!(out.stdout.trim(), "1400", "the new version was fetched");
+    let t = t.write("e.rhai", "open().remove([\"lfw/face/001\"], \"duplicate\"); print(open().len());");
+    let out = t.run_with(&["run", "e.rhai"]).success();
+    assert_eq!(out.stdout.trim(), "1399", "{}", out.stderr);
+
+    // The store stops answering: the URL is named, and the local copy is kept.
+    s3.stop();
+    let out = t.run_with(&["run", "n.rhai"]).code(2);
+    assert!(out.stderr.contains(url), "{}", out.stderr);
+    assert!(local.is_file(), "the local copy is kept");
+    let out = t.run_with(&["import", "s3://data/cifar/"]).code(2);
+    assert!(out.stderr.contains("s3://data/cifar/"), "{}", out.stderr);
+    // An import of local files scans them, then cannot upload: the new manifest is kept.
+    let out = t.run_with(&["import", "media/lfw/face"]).code(2);
+    let pending = t.path().join(".curate/remote/manifest.pending.parquet");
+    assert!(out.stderr.contains(url) && out.stderr.contains("kept in"), "{}", out.stderr);
+    assert!(pending.is_file(), "the manifest the import wrote is kept");
+    assert!(local.is_file(), "the local copy of the object is untouched");
 }

@@ -64,7 +64,16 @@ struct CocoCategory {
 }
 
 pub(super) fn read(ws: &Workspace, source: &Path, opts: &CocoOptions) -> Result<DataFrame> {
-    let text = std::fs::read_to_string(source).map_err(|e| CurateError::io(source, e))?;
+    let url = |p: &Path| p.to_str().filter(|s| crate::objects::is_url(s)).map(str::to_string);
+    let text = match url(source) {
+        Some(u) => String::from_utf8(crate::objects::read(&u).map_err(|e| CurateError::import(source, e))?).map_err(|e| CurateError::import(source, format!("not UTF-8 text: {e}")))?,
+        None => std::fs::read_to_string(source).map_err(|e| CurateError::io(source, e))?,
+    };
+    // Images in object storage: under `--images` when it is a URL, else beside a JSON that is.
+    let base_url = match &opts.images {
+        Some(dir) => url(dir),
+        None => url(source).map(|u| u.rsplit_once('/').map_or(u.clone(), |(b, _)| b.to_string())),
+    };
     let coco: Coco = serde_json::from_str(&text).map_err(|e| CurateError::import(source, format!("not COCO instances JSON: {e}")))?;
     let names: HashMap<i64, &str> = coco.categories.iter().map(|c| (c.id, c.name.as_str())).collect();
     let image_ids: BTreeSet<i64> = coco.images.iter().map(|i| i.id).collect();
@@ -108,7 +117,10 @@ pub(super) fn read(ws: &Workspace, source: &Path, opts: &CocoOptions) -> Result<
         let area = person_area.get(&img.id).copied().unwrap_or(0.0);
         let person = person_area.contains_key(&img.id) && area >= opts.min_person_area;
         ids.push(Path::new(&img.file_name).with_extension("").to_string_lossy().into_owned());
-        paths.push(stored_path(ws, &base.join(&img.file_name)));
+        paths.push(match &base_url {
+            Some(b) => crate::objects::join(b, &img.file_name),
+            None => stored_path(ws, &base.join(&img.file_name)),
+        });
         labels.push(if person { "person" } else { "no_person" });
         coco_ids.push(img.id);
         let list: Vec<&str> = cats.get(&img.id).map(|s| s.iter().copied().collect()).unwrap_or_default();

@@ -92,8 +92,8 @@ pub fn import(ws: &Workspace, source: &Path, opts: &ImportOptions, progress: &dy
     if remote.is_none() && !source.exists() {
         return Err(CurateError::import(source, "not found"));
     }
-    // In object storage: a table (CSV, JSONL, Parquet) is fetched and read; anything else is a
-    // prefix of images (COCO files are read from disk).
+    // In object storage: a table (CSV, JSONL, Parquet) or COCO JSON is fetched and read;
+    // anything else is a prefix of images.
     let detected = match remote {
         Some(_) => Some(match ImportFormat::detect(source) {
             Some(f @ (ImportFormat::Csv | ImportFormat::Jsonl | ImportFormat::Parquet | ImportFormat::Coco)) => f,
@@ -113,10 +113,9 @@ pub fn import(ws: &Workspace, source: &Path, opts: &ImportOptions, progress: &dy
     let rows = match (format, remote) {
         (ImportFormat::Folder, Some(url)) => folder::read_remote(ws, url)?,
         (ImportFormat::Csv | ImportFormat::Jsonl | ImportFormat::Parquet, Some(url)) => table::read_remote(ws, url, format)?,
-        (ImportFormat::Coco, Some(_)) => return Err(CurateError::import(source, "COCO files are imported from local disk; download the JSON first")),
         (ImportFormat::Folder, None) => folder::read(ws, source)?,
         (ImportFormat::Csv | ImportFormat::Jsonl | ImportFormat::Parquet, None) => table::read(ws, source, format)?,
-        (ImportFormat::Coco, None) => coco::read(ws, source, &opts.coco)?,
+        (ImportFormat::Coco, _) => coco::read(ws, source, &opts.coco)?,
     };
     let mut rows = finish_rows(rows, opts).map_err(|e| CurateError::import(source, e))?;
     manifest::check_ids(source, &rows)?;
@@ -137,6 +136,10 @@ pub fn import(ws: &Workspace, source: &Path, opts: &ImportOptions, progress: &dy
     let cache = scan::ScanCache::load(&scan::cache_dir(ws))?;
     let (scanned, report) = scan::scan_with(std::mem::take(&mut rows), &resolve, progress, Some(&cache))?;
     let manifest_path = ws.manifest_path();
+    // Appending to a manifest in object storage appends to its current version.
+    if opts.append {
+        ws.sync_manifest()?;
+    }
     let mut out = if opts.append && manifest_path.is_file() {
         let existing = manifest::scan(&manifest_path)?;
         let both = concat_lf_diagonal([existing, scanned.lazy()], UnionArgs::default())?.collect()?;
@@ -145,7 +148,7 @@ pub fn import(ws: &Workspace, source: &Path, opts: &ImportOptions, progress: &dy
     } else {
         scanned
     };
-    manifest::write(&manifest_path, &mut out)?;
+    ws.write_manifest(&mut out)?;
     cache.remove();
     Ok(ImportReport {
         format,
