@@ -14,7 +14,7 @@ pub const CONFIG_FILE: &str = "curate.toml";
 pub struct Config {
     /// A short name for the dataset, shown in prompts and reports.
     pub name: String,
-    /// The manifest, relative to the workspace root.
+    /// The manifest, relative to the workspace root, or a URL in object storage (`s3://…`).
     #[serde(default = "default_manifest")]
     pub manifest: String,
     /// Where relative image paths in the manifest are resolved from, relative to the workspace.
