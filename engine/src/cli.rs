@@ -145,7 +145,8 @@ pub enum Command {
         #[arg(long, default_value = "cosine", value_parser = ["cosine", "l2"])]
         metric: String,
         /// usearch (HNSW, f16), ivf (k-means lists searched exactly) or hnsw (instant-distance,
-        /// pure Rust). By default chosen by the number of vectors (see the README's crossover).
+        /// pure Rust). By default chosen by the number of vectors (usearch below 200,000, ivf
+        /// from there; see the README), also when an index grows.
         #[arg(long, value_parser = ["usearch", "ivf", "hnsw"])]
         backend: Option<String>,
         /// Index only shard I of N of the vectors (by content hash), e.g. --shard 0/4, one per

@@ -348,11 +348,11 @@ impl AnnIndex {
         match &self.inner {
             Inner::Hnsw(hnsw) => write_atomic(&data_path, |f| {
                 crate::store::failpoint("index:writing");
-                bincode::serialize_into(std::io::BufWriter::new(f), hnsw).map_err(|e| CurateError::io(&data_path, e))
+                serialize_to(&data_path, f, hnsw)
             })?,
             Inner::Ivf(ivf) => write_atomic(&data_path, |f| {
                 crate::store::failpoint("index:writing");
-                bincode::serialize_into(std::io::BufWriter::new(f), &ivf.lists).map_err(|e| CurateError::io(&data_path, e))
+                serialize_to(&data_path, f, &ivf.lists)
             })?,
             Inner::Usearch(index) => {
                 let tmp = store.dir().join(format!(".curate-tmp-{}-{}-{file}", std::process::id(), crate::edits::now().replace([':', '.'], "")));
@@ -428,7 +428,8 @@ impl AnnIndex {
     /// Bring the committed index up to date with a store that has grown: add the new rows and
     /// drop replaced ones, without a rebuild. `None` when there is no such index, when it is
     /// not of `backend` (if given), when it is an instant-distance one (which cannot grow), or
-    /// an inverted-file one that has grown past four times the rows its lists were fitted to.
+    /// an inverted-file one that has no lists or has grown past four times the rows its lists
+    /// were fitted to.
     pub fn update(store: &Store, metric: Metric, shard: Option<Shard>, backend: Option<Backend>, progress: &dyn crate::progress::Progress) -> Result<Option<Self>> {
         let path = Self::path_of(store.dir(), metric, shard);
         let Some(sidecar) = read_sidecar(&path) else { return Ok(None) };
@@ -441,7 +442,7 @@ impl AnnIndex {
         if sidecar.backend == Backend::Ivf {
             // A missing or unreadable index is rebuilt, not a dead end.
             let Some(old) = read_ivf(&data_path, store) else { return Ok(None) };
-            if live.len() > 4 * old.trained.max(1) {
+            if old.len() == 0 || live.len() > 4 * old.trained.max(1) {
                 return Ok(None);
             }
             let mut is_live = vec![false; store.rows()];
@@ -582,6 +583,14 @@ impl AnnIndex {
     }
 }
 
+/// `value` into `f` through a buffer whose flush errors (a full disk) are reported, not dropped.
+fn serialize_to(path: &Path, f: &mut std::fs::File, value: &impl Serialize) -> Result<()> {
+    use std::io::Write;
+    let mut w = std::io::BufWriter::new(f);
+    bincode::serialize_into(&mut w, value).map_err(|e| CurateError::io(path, e))?;
+    w.flush().map_err(|e| CurateError::io(path, e))
+}
+
 fn read_sidecar(path: &Path) -> Option<Sidecar> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
@@ -714,6 +723,16 @@ mod tests {
             let filtered = idx.search_filtered(&query, 10, 10, Some(&even));
             assert_eq!(rows(filtered), rows(exact_search(&s, Metric::Cosine, &query, 10, Some(&even_rows)).expect("exact")));
         }
+        // Euclidean distance too: lists by direction, rows scored by distance.
+        let l2 = AnnIndex::build(&s, Metric::L2, Backend::Ivf, &Silent).expect("build l2");
+        l2.set_probes(lists);
+        for &q in &queries {
+            let query: Vec<f32> = s.raw_row(q).iter().map(|x| x * 1.5).collect();
+            let got = l2.search(&query, 10, 10);
+            let want = exact_search(&s, Metric::L2, &query, 10, None).expect("exact");
+            assert_eq!(got.iter().map(|n| n.row).collect::<Vec<_>>(), want.iter().map(|n| n.row).collect::<Vec<_>>(), "l2 query {q}");
+            assert!(got.iter().zip(&want).all(|(a, b)| (a.distance - b.distance).abs() < 1e-4));
+        }
         // The default probes: a fraction of the lists, still high recall on clustered vectors.
         idx.set_probes(IVF_PROBES);
         let mut found = 0;
@@ -748,6 +767,11 @@ mod tests {
             assert_eq!(rows(updated.search(&query, 10, 10)), rows(exact_search(&grown, Metric::Cosine, &query, 10, Some(&live)).expect("exact")), "query {q}");
         }
         assert!(!rows(updated.search(&s.raw_row(5), 10, 10)).contains(&5), "the replaced row left the lists");
+        // With the default probes (a few of the lists), each new row is found in its list.
+        updated.set_probes(IVF_PROBES);
+        for q in 3000..3030 {
+            assert_eq!(rows(updated.search(&grown.raw_row(q), 1, 1)), vec![q], "new row {q} joined its nearest list");
+        }
         updated.save(&grown, grown.rows()).expect("save");
         assert!(AnnIndex::load_fresh(&AnnIndex::path(grown.dir(), Metric::Cosine), &grown, Metric::Cosine).is_some());
         // A torn or foreign lists file is rebuilt, not trusted.

@@ -103,6 +103,36 @@ pub fn python_with(packages: &[&str]) -> PathBuf {
     python
 }
 
+/// The executable `bin` of the npm package `spec` (`name@version`), for tests that need a real
+/// peer written in JavaScript (Azurite, the Azure Storage emulator): installed with `npm` into
+/// `$CURATE_TEST_NODE`, else `~/.cache/curate-test-node`, on first use and reused after.
+/// Concurrent tests take turns through a file lock. Panics with what failed.
+pub fn node_package(bin: &str, spec: &str) -> PathBuf {
+    let dir = std::env::var_os("CURATE_TEST_NODE").map(PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+        home.join(".cache/curate-test-node")
+    });
+    std::fs::create_dir_all(&dir).expect("the test node folder");
+    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.with_extension("lock")).expect("the test node lock file");
+    fs4::FileExt::lock(&lock).expect("lock the test node folder");
+    let (name, version) = spec.rsplit_once('@').unwrap_or((spec, ""));
+    let manifest = dir.join("node_modules").join(name).join("package.json");
+    let current = std::fs::read_to_string(&manifest).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()).and_then(|v| v["version"].as_str().map(str::to_string));
+    if current.as_deref() != Some(version) {
+        let out = std::process::Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir)
+            .arg(spec)
+            .output()
+            .unwrap_or_else(|e| panic!("npm install {spec}: cannot run npm (the tests need Node.js with npm): {e}"));
+        assert!(out.status.success(), "npm install {spec} failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+    let _ = fs4::FileExt::unlock(&lock);
+    let path = dir.join("node_modules/.bin").join(bin);
+    assert!(path.is_file(), "npm installed {spec} but there is no {}", path.display());
+    path
+}
+
 /// The onnxruntime shared library from the test venv's wheel.
 pub fn onnxruntime_library() -> PathBuf {
     let python = python_with(&[ONNXRUNTIME_WHEEL]);

@@ -87,7 +87,8 @@ impl Registry {
     }
 
     /// Make the ANN index over `store` current and save it: nothing to do when it is fresh,
-    /// new rows added to a usearch index, else a build with `backend` (by size when `None`).
+    /// new rows added to a usearch or ivf index of `backend`, else a build with it (by size when
+    /// `None`: `Backend::for_size`, also when the index would grow).
     pub fn build_index(&self, model: &Model, store: &Store, metric: Metric, backend: Option<Backend>, progress: &dyn crate::progress::Progress) -> Result<(Arc<AnnIndex>, IndexAction)> {
         if let Some(idx) = self.index_if_built(model, store, metric).filter(|i| i.shard.is_none() && !i.is_sharded()) {
             if backend.is_none_or(|b| b == idx.backend) {
@@ -127,10 +128,13 @@ impl Registry {
         if let Some(idx) = AnnIndex::load_fresh(&AnnIndex::path_of(store.dir(), metric, shard), store, metric).filter(|i| backend.is_none_or(|b| b == i.backend)) {
             return Ok((idx, IndexAction::Fresh));
         }
-        let updated = if backend != Some(Backend::Hnsw) { AnnIndex::update(store, metric, shard, backend, progress)? } else { None };
+        // Without a backend named, the size decides, for a growing index too: an index of the
+        // other kind is rebuilt rather than grown past the crossover.
+        let backend = backend.unwrap_or(Backend::for_size(store.len()));
+        let updated = if backend != Backend::Hnsw { AnnIndex::update(store, metric, shard, Some(backend), progress)? } else { None };
         let (idx, action) = match updated {
             Some(idx) => (idx, IndexAction::Updated),
-            None => (AnnIndex::build_shard(store, metric, backend.unwrap_or(Backend::for_size(store.len())), shard, progress)?, IndexAction::Built),
+            None => (AnnIndex::build_shard(store, metric, backend, shard, progress)?, IndexAction::Built),
         };
         idx.save(store, store.rows())?;
         Ok((idx, action))

@@ -101,11 +101,21 @@ impl Workspace {
 
     /// Bring the local copy of a manifest in object storage up to date: one HEAD request when
     /// it is current, else a download written atomically (so the replayed-view cache, keyed by
-    /// the local file's identity, follows). `false` when there is no such object (its stale
-    /// copy is removed). Always `true` for a local manifest.
+    /// the local file's identity, follows). A manifest an earlier import could not upload is
+    /// uploaded first. `false` when there is no such object (its stale copy is removed).
+    /// Always `true` for a local manifest.
     pub fn sync_manifest(&self) -> Result<bool> {
         let Some(url) = self.manifest_url() else { return Ok(true) };
         let local = self.manifest_path();
+        let dir = local.parent().map(Path::to_path_buf).unwrap_or_else(|| self.cache_dir());
+        std::fs::create_dir_all(&dir).map_err(|e| CurateError::io(&dir, e))?;
+        // One process at a time: the copy and its version stamp change together.
+        let _lock = crate::store::lock_file(&dir, "manifest.lock")?;
+        let pending = local.with_extension("pending.parquet");
+        if pending.is_file() {
+            self.upload_pending(url, &pending)?;
+            return Ok(true);
+        }
         let stamp = local.with_extension("version");
         let named = |m: String| CurateError::manifest(Path::new(url), m);
         let Some(version) = crate::objects::version(url).map_err(named)? else {
@@ -122,18 +132,34 @@ impl Workspace {
         Ok(true)
     }
 
+    /// Upload the manifest waiting in `pending`, then make it the local copy.
+    fn upload_pending(&self, url: &str, pending: &Path) -> Result<()> {
+        let local = self.manifest_path();
+        let bytes = std::fs::read(pending).map_err(|e| CurateError::io(pending, e))?;
+        let version = crate::objects::write(url, bytes).map_err(|m| CurateError::manifest(Path::new(url), format!("{m}; the new manifest is kept in {} and uploaded by the next command that reads it", pending.display())))?;
+        std::fs::rename(pending, &local).map_err(|e| CurateError::io(&local, e))?;
+        crate::atomic::write_bytes_atomic(&local.with_extension("version"), version.as_bytes())
+    }
+
     /// Write the manifest: atomically in place, or for a manifest in object storage, to a
     /// pending local file that is uploaded and only then becomes the local copy. A failed
-    /// upload names the URL and keeps the pending file, so nothing written is lost.
+    /// upload names the URL and keeps the pending file, which the next command that reads the
+    /// manifest uploads first, so nothing written is lost. (Object stores replace an object
+    /// whole, and the last writer wins: two imports into one manifest at once are not merged.)
     pub fn write_manifest(&self, df: &mut DataFrame) -> Result<()> {
         let local = self.manifest_path();
         let Some(url) = self.manifest_url() else { return manifest::write(&local, df) };
+        let dir = local.parent().map(Path::to_path_buf).unwrap_or_else(|| self.cache_dir());
+        std::fs::create_dir_all(&dir).map_err(|e| CurateError::io(&dir, e))?;
+        let _lock = crate::store::lock_file(&dir, "manifest.lock")?;
         let pending = local.with_extension("pending.parquet");
         manifest::write(&pending, df)?;
-        let bytes = std::fs::read(&pending).map_err(|e| CurateError::io(&pending, e))?;
-        let version = crate::objects::write(url, bytes).map_err(|m| CurateError::manifest(Path::new(url), format!("{m}; the new manifest is kept in {}", pending.display())))?;
-        std::fs::rename(&pending, &local).map_err(|e| CurateError::io(&local, e))?;
-        crate::atomic::write_bytes_atomic(&local.with_extension("version"), version.as_bytes())
+        self.upload_pending(url, &pending)
+    }
+
+    /// The manifest's location as users know it: its URL, or its file.
+    pub fn manifest_location(&self) -> PathBuf {
+        self.manifest_url().map_or_else(|| self.manifest_path(), PathBuf::from)
     }
 
     pub fn media_root(&self) -> PathBuf {
@@ -195,7 +221,11 @@ impl Workspace {
                 }
             }
         }
-        let lf = manifest::scan(&self.manifest_path())?;
+        // A copy that cannot be read is reported under the manifest's URL.
+        let lf = manifest::scan(&self.manifest_path()).map_err(|e| match (e, self.manifest_url()) {
+            (CurateError::Manifest { message, .. }, Some(url)) => CurateError::manifest(Path::new(url), message),
+            (e, _) => e,
+        })?;
         let log = crate::edits::read(&crate::edits::path(self))?;
         let n = match at {
             Some(a) => a.resolve(&log)?,

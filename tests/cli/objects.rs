@@ -1,6 +1,7 @@
 //! Images in object storage, against a real S3-compatible server on 127.0.0.1 (`moto_server`
 //! from PyPI, in the test venv): importing a prefix, embedding from it, a missing object, and
-//! a server that stops mid-run.
+//! a server that stops mid-run; the manifest itself in a bucket; and Azure Blob Storage
+//! against Azurite (from npm) on 127.0.0.1.
 
 use std::collections::HashSet;
 use std::net::{TcpListener, TcpStream};
@@ -8,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use curate_stdlib::testing::python_with;
+use curate_stdlib::testing::{node_package, python_with};
 
 use crate::util::{example_dir, stored_embeddings as stored, Test};
 
@@ -255,15 +256,17 @@ fn a_manifest_in_a_bucket_is_read_and_written_there() {
     let out = t.run_with(&["run", "n.rhai"]).success();
     assert_eq!(out.stdout.trim(), "200");
 
-    // An append adds to the object's current version, and uploads the result.
+    // Someone replaces the object: an append adds to that current version (the local copy is
+    // stale until then), and uploads the result.
+    s3.boto(&format!("s3.upload_file('{}', 'data', 'ws/manifest.parquet')", example_dir().join("manifest.parquet").display()));
     let out = t.run_with(&["import", "s3://faces/face/", "--append"]).success();
-    assert!(out.stdout.contains("imported 100 samples"), "{}", out.stdout);
+    assert!(out.stdout.contains("imported 100 samples") && out.stdout.contains(&format!("{url} now holds 1500")), "{}", out.stdout);
     std::fs::remove_dir_all(t.path().join(".curate/remote")).expect("drop the local copy");
     let out = t.run_with(&["run", "n.rhai"]).success();
-    assert_eq!(out.stdout.trim(), "300", "read back from the bucket");
+    assert_eq!(out.stdout.trim(), "1500", "read back from the bucket");
 
-    // Someone replaces the object: the next open reads the new version, and the local edit log
-    // replays over it.
+    // Replaced again: the next open reads the new version, and the local edit log replays
+    // over it.
     s3.boto(&format!("s3.upload_file('{}', 'data', 'ws/manifest.parquet')", example_dir().join("manifest.parquet").display()));
     let out = t.run_with(&["run", "n.rhai"]).success();
     assert_eq!(out.stdout.trim(), "1400", "the new version was fetched");
@@ -284,4 +287,81 @@ fn a_manifest_in_a_bucket_is_read_and_written_there() {
     assert!(out.stderr.contains(url) && out.stderr.contains("kept in"), "{}", out.stderr);
     assert!(pending.is_file(), "the manifest the import wrote is kept");
     assert!(local.is_file(), "the local copy of the object is untouched");
+    // The next command that reads the manifest tries the upload again, and keeps it if the
+    // store is still down.
+    let kept = std::fs::read(&pending).expect("pending");
+    let out = t.run_with(&["run", "n.rhai"]).code(2);
+    assert!(out.stderr.contains(url) && out.stderr.contains("uploaded by the next command"), "{}", out.stderr);
+    assert_eq!(std::fs::read(&pending).expect("still pending"), kept);
+}
+
+const AZURITE: &str = "azurite@3.35.0";
+const AZURE_BLOB: &str = "azure-storage-blob==12.24.0";
+/// The published key of Azurite's development account (`devstoreaccount1`).
+const AZURITE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// A child process killed when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `az://` URLs against Azurite, the Azure Storage emulator, on 127.0.0.1: a container's prefix
+/// imported and embedded, the manifest kept in the container, and a missing blob named by its
+/// URL. curate finds the emulator as Azure's tools do (`AZURE_STORAGE_USE_EMULATOR`).
+#[test]
+fn an_azure_container_serves_images_and_the_manifest() {
+    let azurite = node_package("azurite-blob", AZURITE);
+    let python = python_with(&[AZURE_BLOB]);
+    let port = TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
+    let data = tempfile::tempdir().expect("tempdir");
+    let child = Command::new(azurite)
+        .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string(), "--silent", "--skipApiVersionCheck", "--location"])
+        .arg(data.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("azurite starts");
+    let _server = Server(child);
+    wait_for(port, "azurite");
+    let azure = |code: &str| {
+        let script = format!(
+            "import os\nfrom azure.storage.blob import BlobServiceClient\ns = BlobServiceClient.from_connection_string('DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;')\n{code}"
+        );
+        let out = Command::new(&python).args(["-c", &script]).output().expect("python runs");
+        assert!(out.status.success(), "azure-storage-blob failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    azure(&format!(
+        "c = s.create_container('photos')\nroot = '{}'\nfor d, _, fs in os.walk(root):\n    for f in fs:\n        p = os.path.join(d, f)\n        c.upload_blob('cifar/' + os.path.relpath(p, root), open(p, 'rb'))",
+        example_dir().join("media/cifar/test").display()
+    ));
+    let url = "az://photos/ws/manifest.parquet";
+    let t = Test::example()
+        .env("AZURE_STORAGE_USE_EMULATOR", "true")
+        .env("AZURITE_BLOB_STORAGE_URL", &format!("http://127.0.0.1:{port}"))
+        .write("c.rhai", "let ds = open(); print(ds.len()); print(ds.filter(\"label = 'cat' AND path LIKE 'az://photos/cifar/cat/%' AND width = 32\").len());")
+        .write("e.rhai", "open().embed(\"vww\")");
+    let config = std::fs::read_to_string(t.path().join("curate.toml")).expect("config").replace("manifest = \"manifest.parquet\"", &format!("manifest = \"{url}\""));
+    let t = t.write("curate.toml", &config);
+    std::fs::remove_file(t.path().join("manifest.parquet")).expect("no local manifest");
+
+    let out = t.run_with(&["import", "az://photos/cifar/"]).success();
+    assert!(out.stdout.contains("imported 200 samples from az://photos/cifar/ (folder)") && !out.stdout.contains("could not be read"), "{}", out.stdout);
+    let stored = azure("print(len(s.get_blob_client('photos', 'ws/manifest.parquet').download_blob().readall()))");
+    let local = std::fs::read(t.path().join(".curate/remote/manifest.parquet")).expect("local copy");
+    assert_eq!(stored.trim(), local.len().to_string(), "the manifest was written to the container");
+    std::fs::remove_dir_all(t.path().join(".curate/remote")).expect("drop the local copy");
+    let out = t.run_with(&["run", "c.rhai"]).success();
+    assert_eq!(out.stdout.split_whitespace().collect::<Vec<_>>(), ["200", "20"], "read back from the container: {}", out.stdout);
+
+    // A missing blob is one failure that names its URL; the rest is embedded.
+    azure("s.get_blob_client('photos', 'cifar/cat/0003.jpg').delete_blob()");
+    let out = t.run_with(&["run", "e.rhai"]).success();
+    assert!(out.stdout.contains("200 images, 199 embedded, 0 already cached, 1 failed"), "{}", out.stdout);
+    assert!(out.stdout.contains("az://photos/cifar/cat/0003.jpg") && out.stdout.contains("not found"), "{}", out.stdout);
 }

@@ -250,10 +250,10 @@ fn a_growable_index_grows_with_the_store() {
         let more: Vec<Vec<f32>> = (50..60).map(|i| vector(i, (i == 59).then_some(2))).collect();
         write_parquet(&t.path().join("b.parquet"), "id", &ids[50..], &more);
         t.run_with(&["import-embeddings", "b.parquet"]).success();
-        run_killed_at(&t, "index:writing", &["index"]);
+        run_killed_at(&t, "index:writing", &["index", "--backend", backend]);
         let sidecar: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(store_dir(&t).join("index-cosine.json")).expect("sidecar")).expect("json");
         assert_eq!(sidecar["live"], 50, "{backend}: the previous index stays committed: {sidecar}");
-        let out = t.run_with(&["index"]).success();
+        let out = t.run_with(&["index", "--backend", backend]).success();
         assert!(out.stdout.contains(&format!("index of 60 `mobilenet` vectors ready ({backend}, updated)")), "{}", out.stdout);
         let t = t.write("s.rhai", &format!("print(open().similar(\"{}\", 1).ids()[0]);", ids[59]));
         let out = t.run_with(&["run", "s.rhai"]).success();
@@ -264,6 +264,15 @@ fn a_growable_index_grows_with_the_store() {
         let other = if backend == "ivf" { "usearch" } else { "ivf" };
         let out = t.run_with(&["index", "--backend", other]).success();
         assert!(out.stdout.contains(&format!("index of 60 `mobilenet` vectors ready ({other}, built)")), "{}", out.stdout);
+        if other == "ivf" {
+            // Without --backend, a store that grew is indexed by the size's choice (usearch
+            // below 200,000 vectors), not grown as the other kind.
+            let more: Vec<Vec<f32>> = (0..1).map(|i| vector(60 + i, None)).collect();
+            write_parquet(&t.path().join("c.parquet"), "id", &ids[..1], &more);
+            t.run_with(&["import-embeddings", "c.parquet"]).success();
+            let out = t.run_with(&["index"]).success();
+            assert!(out.stdout.contains("index of 60 `mobilenet` vectors ready (usearch, built)"), "{}", out.stdout);
+        }
     }
 }
 

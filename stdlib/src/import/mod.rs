@@ -128,7 +128,7 @@ pub fn import(ws: &Workspace, source: &Path, opts: &ImportOptions, progress: &dy
         let mine = rows.filter(&mine)?;
         let imported = mine.height();
         let report = scan::scan_part(mine, &resolve, progress, &scan::cache_dir(ws))?;
-        return Ok(ImportReport { format, imported, total: 0, manifest: ws.manifest_path(), scan: report, shard: Some(format!("{}/{}", shard.index, shard.count)) });
+        return Ok(ImportReport { format, imported, total: 0, manifest: ws.manifest_location(), scan: report, shard: Some(format!("{}/{}", shard.index, shard.count)) });
     }
     let imported = rows.height();
 
@@ -154,7 +154,7 @@ pub fn import(ws: &Workspace, source: &Path, opts: &ImportOptions, progress: &dy
         format,
         imported,
         total: out.height(),
-        manifest: manifest_path,
+        manifest: ws.manifest_location(),
         scan: report,
         shard: None,
     })
