@@ -210,6 +210,13 @@ struct IvfIndex {
 /// search): see [`Backend::for_size`].
 pub const IVF_PROBES: usize = 8;
 
+impl IvfIndex {
+    /// Lists over `store`'s rows, searched with the default probes through a mapping of its own.
+    fn open(lists: IvfLists, store: &Store) -> Result<Self> {
+        Ok(IvfIndex { lists, store: Store::open(store.dir())?, probes: IVF_PROBES.into() })
+    }
+}
+
 impl IvfLists {
     /// The lists of `rows` given their nearest centroid each.
     fn from_assignment(dim: usize, centroids: Vec<f32>, rows: &[u32], nearest: &[u32], trained: usize) -> Self {
@@ -322,7 +329,7 @@ impl AnnIndex {
                 let centroids = knn::kmeans_until(store.matrix(), store.dim(), &rows, &params, &|| progress.is_cancelled()).ok_or(CurateError::Interrupted)?;
                 let nearest = ivf_assign(store, &centroids, &rows, progress)?;
                 let lists = IvfLists::from_assignment(store.dim(), centroids, &rows, &nearest, rows.len());
-                Inner::Ivf(Box::new(IvfIndex { lists, store: Store::open(store.dir())?, probes: IVF_PROBES.into() }))
+                Inner::Ivf(Box::new(IvfIndex::open(lists, store)?))
             }
         };
         progress.finish();
@@ -394,7 +401,7 @@ impl AnnIndex {
                 index.change_expansion_search(EF_SEARCH);
                 Inner::Usearch(index)
             }
-            Backend::Ivf => Inner::Ivf(Box::new(IvfIndex { lists: read_ivf(&data_path, store)?, store: Store::open(store.dir()).ok()?, probes: IVF_PROBES.into() })),
+            Backend::Ivf => Inner::Ivf(Box::new(IvfIndex::open(read_ivf(&data_path, store)?, store).ok()?)),
         };
         let shard = sidecar.shard.map(|(index, count)| Shard { index, count });
         Some(AnnIndex { metric, backend: sidecar.backend, fingerprint: sidecar.fingerprint, live: sidecar.live, shard, inner })
@@ -439,15 +446,16 @@ impl AnnIndex {
         let data_path = store.dir().join(&sidecar.file);
         let live = shard_rows(store, shard)?;
         let new: Vec<u32> = live.iter().copied().filter(|&r| r as usize >= sidecar.rows).collect();
+        // Rows replaced by a newer row for the same image leave the index.
+        let mut is_live = vec![false; store.rows()];
+        for &r in &live {
+            is_live[r as usize] = true;
+        }
         if sidecar.backend == Backend::Ivf {
             // A missing or unreadable index is rebuilt, not a dead end.
             let Some(old) = read_ivf(&data_path, store) else { return Ok(None) };
             if old.len() == 0 || live.len() > 4 * old.trained.max(1) {
                 return Ok(None);
-            }
-            let mut is_live = vec![false; store.rows()];
-            for &r in &live {
-                is_live[r as usize] = true;
             }
             progress.start("adding to the index", new.len() as u64);
             let added = ivf_assign(store, &old.centroids, &new, progress)?;
@@ -465,18 +473,13 @@ impl AnnIndex {
             nearest.extend_from_slice(&added);
             let lists = IvfLists::from_assignment(old.dim, old.centroids, &rows, &nearest, old.trained);
             let live = lists.members.len();
-            let inner = Inner::Ivf(Box::new(IvfIndex { lists, store: Store::open(store.dir())?, probes: IVF_PROBES.into() }));
+            let inner = Inner::Ivf(Box::new(IvfIndex::open(lists, store)?));
             return Ok(Some(AnnIndex { metric, backend: Backend::Ivf, fingerprint: store.fingerprint().to_string(), live, shard, inner }));
         }
         // A missing or unreadable index is rebuilt, not a dead end.
         let Ok(index) = usearch::Index::restore(&data_path.to_string_lossy()) else { return Ok(None) };
         if index.dimensions() != store.dim() {
             return Ok(None);
-        }
-        // Rows replaced by a newer row for the same image leave the index.
-        let mut is_live = vec![false; store.rows()];
-        for &r in &live {
-            is_live[r as usize] = true;
         }
         for r in 0..sidecar.rows {
             if !is_live[r] && index.contains(r as u64) {

@@ -107,10 +107,7 @@ impl Workspace {
     pub fn sync_manifest(&self) -> Result<bool> {
         let Some(url) = self.manifest_url() else { return Ok(true) };
         let local = self.manifest_path();
-        let dir = local.parent().map(Path::to_path_buf).unwrap_or_else(|| self.cache_dir());
-        std::fs::create_dir_all(&dir).map_err(|e| CurateError::io(&dir, e))?;
-        // One process at a time: the copy and its version stamp change together.
-        let _lock = crate::store::lock_file(&dir, "manifest.lock")?;
+        let _lock = self.remote_manifest_lock()?;
         let pending = local.with_extension("pending.parquet");
         if pending.is_file() {
             self.upload_pending(url, &pending)?;
@@ -132,6 +129,14 @@ impl Workspace {
         Ok(true)
     }
 
+    /// One process at a time changes the local copy of a manifest in object storage: the copy,
+    /// its version stamp and a pending upload change together.
+    fn remote_manifest_lock(&self) -> Result<std::fs::File> {
+        let dir = self.cache_dir().join("remote");
+        std::fs::create_dir_all(&dir).map_err(|e| CurateError::io(&dir, e))?;
+        crate::store::lock_file(&dir, "manifest.lock")
+    }
+
     /// Upload the manifest waiting in `pending`, then make it the local copy.
     fn upload_pending(&self, url: &str, pending: &Path) -> Result<()> {
         let local = self.manifest_path();
@@ -149,9 +154,7 @@ impl Workspace {
     pub fn write_manifest(&self, df: &mut DataFrame) -> Result<()> {
         let local = self.manifest_path();
         let Some(url) = self.manifest_url() else { return manifest::write(&local, df) };
-        let dir = local.parent().map(Path::to_path_buf).unwrap_or_else(|| self.cache_dir());
-        std::fs::create_dir_all(&dir).map_err(|e| CurateError::io(&dir, e))?;
-        let _lock = crate::store::lock_file(&dir, "manifest.lock")?;
+        let _lock = self.remote_manifest_lock()?;
         let pending = local.with_extension("pending.parquet");
         manifest::write(&pending, df)?;
         self.upload_pending(url, &pending)
