@@ -476,7 +476,9 @@ fn apply_by_row(
         hits.iter().filter_map(|&(row, s)| pos.get(s as usize).filter(|&&p| p != u32::MAX).map(|&p| (row as usize, p as usize)))
     }
     let edited_rows = |pos| edited(&hits, pos);
-    for ((name, (_, vals)), pos) in columns.iter().zip(&positions) {
+    // The edited columns are independent: built in parallel, then set in order.
+    let jobs: Vec<_> = columns.iter().zip(&positions).collect();
+    let built: Vec<Result<Series>> = jobs.into_par_iter().map(|((name, (_, vals)), pos)| -> Result<Series> {
         let mut new = json_series(name, vals);
         let out = match df.column(name) {
             Ok(old) => {
@@ -552,7 +554,10 @@ fn apply_by_row(
                 }
             },
         };
-        df.with_column(out.with_name(name.into()).into_column())?;
+        Ok(out.with_name(name.into()))
+    }).collect();
+    for out in built {
+        df.with_column(out?.into_column())?;
     }
     Ok(df)
 }
