@@ -712,6 +712,10 @@ mod by_row_tests {
             assert_eq!(a.dtype(), b.dtype(), "{}", a.name());
             assert!(a.as_materialized_series().equals_missing(b.as_materialized_series()), "{} differs", a.name());
         }
+        // The collected view is written as the view cache is.
+        let mut view = replay_from(df.clone().lazy(), &edits, 0).expect("replay").collect().expect("collect");
+        let dir = tempfile::tempdir().expect("tmp");
+        ParquetWriter::new(std::fs::File::create(dir.path().join("view.parquet")).expect("create")).finish(&mut view).expect("the replayed view writes as Parquet");
         // And the collected path keeps the manifest's row order.
         let unsorted = replay_from(df.clone().lazy(), &edits, 0).expect("replay").collect().expect("collect");
         assert!(unsorted.column("id").expect("id").as_materialized_series().equals(by_row.column("id").expect("id").as_materialized_series()));

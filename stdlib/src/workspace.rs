@@ -284,7 +284,9 @@ impl Workspace {
         let path = self.view_cache_path(key);
         let mut df = view.collect()?;
         crate::atomic::write_atomic(&path, |f| {
-            ParquetWriter::new(f).finish(&mut df).map(|_| ()).map_err(|e| CurateError::io(&path, e))
+            // LZ4: a local cache is written once per log state and read at every open, so
+            // speed matters more than size (zstd, the default, took most of the first open).
+            ParquetWriter::new(f).with_compression(ParquetCompression::Lz4Raw).finish(&mut df).map(|_| ()).map_err(|e| CurateError::io(&path, e))
         })?;
         if let Some(dir) = path.parent() {
             let mut views: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)
