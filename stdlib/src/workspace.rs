@@ -234,11 +234,14 @@ impl Workspace {
             Some(a) => a.resolve(&log)?,
             None => log.edits.len(),
         };
-        let view = crate::edits::replay(lf, &log.edits[..n])?;
         match key {
-            // A cache that cannot be written (read-only workspace, full disk) costs only speed.
-            Some(key) if save && n >= VIEW_CACHE_MIN_EDITS => Ok(self.save_view(&key, view.clone()).unwrap_or(view)),
-            _ => Ok(view),
+            // The whole view is wanted: collected, saved, and read from the saved copy. A cache
+            // that cannot be written (read-only workspace, full disk) costs only speed.
+            Some(key) if save && n >= VIEW_CACHE_MIN_EDITS => {
+                let view = crate::edits::replay_collected(lf, &log.edits[..n])?;
+                Ok(self.save_view(&key, view.clone()).unwrap_or_else(|_| view.lazy()))
+            }
+            _ => crate::edits::replay(lf, &log.edits[..n]),
         }
     }
 
@@ -280,9 +283,8 @@ impl Workspace {
 
     /// Write the replayed view once (atomically) and read it from there. Only the newest few
     /// views are kept: datasets opened a moment ago may still be reading an older one.
-    fn save_view(&self, key: &str, view: LazyFrame) -> Result<LazyFrame> {
+    fn save_view(&self, key: &str, mut df: DataFrame) -> Result<LazyFrame> {
         let path = self.view_cache_path(key);
-        let mut df = view.collect()?;
         crate::atomic::write_atomic(&path, |f| {
             // LZ4: a local cache is written once per log state and read at every open, so
             // speed matters more than size (zstd, the default, took most of the first open).
