@@ -718,11 +718,11 @@ mod by_row_tests {
         let mut edits = Vec::new();
         // Added rows (with a column of their own), which later edits may touch.
         let mut added = Vec::new();
-        for a in 0..6 {
+        for (a, parent) in ids.iter().enumerate().take(6) {
             let mut row = serde_json::Map::new();
             row.insert("id".into(), Value::from(format!("new/{a}")));
             row.insert("label".into(), Value::from("person"));
-            row.insert("parent_id".into(), Value::from(ids[a].clone()));
+            row.insert("parent_id".into(), Value::from(parent.clone()));
             added.push(row);
         }
         edits.push(Edit { time: now(), action: "add".into(), ids: (0..6).map(|a| format!("new/{a}")).collect(), column: None, value: None, old: vec![], rows: added, reason: String::new(), source: "test".into() });
@@ -763,7 +763,7 @@ mod by_row_tests {
             assert!(a.as_materialized_series().equals_missing(b.as_materialized_series()), "{} differs", a.name());
         }
         // The collected path keeps the manifest's row order (added rows last).
-        let order: std::collections::HashMap<&str, usize> = ids.iter().map(String::as_str).chain((0..6).map(|a| ["new/0", "new/1", "new/2", "new/3", "new/4", "new/5"][a])).enumerate().map(|(i, s)| (s, i)).collect();
+        let order: std::collections::HashMap<&str, usize> = ids.iter().map(String::as_str).chain(["new/0", "new/1", "new/2", "new/3", "new/4", "new/5"]).enumerate().map(|(i, s)| (s, i)).collect();
         let mut view = collect(0);
         let positions: Vec<usize> = view.column("id").expect("id").str().expect("str").iter().flatten().map(|s| order[s]).collect();
         assert!(positions.windows(2).all(|w| w[0] < w[1]), "rows out of the manifest's order");
