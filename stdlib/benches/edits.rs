@@ -24,7 +24,8 @@ fn arm(kind: &str, dir: &std::path::Path) {
     let t = Instant::now();
     let parsed = edits::read(&dir.join(edits::FILE)).expect("read");
     let read = t.elapsed().as_secs_f64();
-    // "replay" is what `open()` does; "joined" forces the lazy join that smaller logs use.
+    // "replay" is what `open()` does to write the view cache (`replay_collected`); "joined" is
+    // the lazy join, which lookups that filter and smaller logs use.
     let from = if kind == "joined" { usize::MAX } else { edits::EAGER_FROM };
     let t = Instant::now();
     let view = edits::replay_from(scan(), &parsed.edits, from).expect("replay").collect().expect("collect");
@@ -89,7 +90,7 @@ fn main() {
     println!("read + parse the log: {read:.3} s = {:.1}x baseline", read / baseline);
     println!("replay + collect: {replay:.3} s = {:.1}x baseline ({shape}; fresh process, best of 2)", replay / baseline);
     println!("open() with {n_edits} edits = read + replay: {:.3} s = {:.1}x baseline", read + replay, (read + replay) / baseline);
-    println!("the lazy join plan (what logs under {} edited ids use) + collect: {joined:.3} s = {:.1}x baseline", edits::EAGER_FROM, joined / baseline);
+    println!("the lazy join plan (`edits::replay`; the view cache uses it under {} edited ids) + collect: {joined:.3} s = {:.1}x baseline", edits::EAGER_FROM, joined / baseline);
     if std::env::var_os("NOEXPORT").is_some() {
         return;
     }
