@@ -70,7 +70,11 @@ impl Session {
         let Some(ws) = &self.ctx.workspace else {
             return Err(CurateError::NotAWorkspace { path: self.ctx.root.clone() });
         };
-        curate_stdlib::Dataset::new(ws.clone(), ws.open_view()?)
+        let lf = ws.open_view()?;
+        if let Some(warning) = ws.take_warning() {
+            (self.ctx.sink)(curate_stdlib::output::Output::Text(warning));
+        }
+        curate_stdlib::Dataset::new(ws.clone(), lf)
     }
 
     /// Ask before an edit touches many samples (the interactive REPL does; scripts do not).

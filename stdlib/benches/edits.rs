@@ -90,7 +90,7 @@ fn main() {
     println!("read + parse the log: {read:.3} s = {:.1}x baseline", read / baseline);
     println!("replay + collect: {replay:.3} s = {:.1}x baseline ({shape}; fresh process, best of 2)", replay / baseline);
     println!("open() with {n_edits} edits = read + replay: {:.3} s = {:.1}x baseline", read + replay, (read + replay) / baseline);
-    println!("the lazy join plan (`edits::replay`; the view cache uses it under {} edited ids) + collect: {joined:.3} s = {:.1}x baseline", edits::EAGER_FROM, joined / baseline);
+    println!("the lazy join plan (`edits::replay`; the view cache uses it when the log names under {} ids) + collect: {joined:.3} s = {:.1}x baseline", edits::EAGER_FROM, joined / baseline);
     if std::env::var_os("NOEXPORT").is_some() {
         return;
     }

@@ -81,9 +81,10 @@ static TRUE: Value = Value::Bool(true);
 static FALSE: Value = Value::Bool(false);
 
 pub fn final_values(edits: &[Edit]) -> Final<'_> {
-    use std::collections::{BTreeMap, HashMap};
-    let mut columns: BTreeMap<String, HashMap<&str, &Value>> = BTreeMap::new();
-    let mut removed: HashMap<&str, bool> = HashMap::new();
+    use std::collections::BTreeMap;
+    // Polars' hasher (foldhash): SipHash over 1M ids was a visible share of a replay.
+    let mut columns: BTreeMap<String, PlHashMap<&str, &Value>> = BTreeMap::new();
+    let mut removed: PlHashMap<&str, bool> = PlHashMap::new();
     let mut defaults: BTreeMap<String, Value> = BTreeMap::new();
     for e in edits {
         let col_name = || e.column.clone().unwrap_or_default();
@@ -247,20 +248,24 @@ pub fn replay(manifest: LazyFrame, edits: &[Edit]) -> Result<LazyFrame> {
     replay_from(manifest, edits, usize::MAX)
 }
 
-/// The whole replayed view, for callers that need every row (the view cache): from
-/// [`EAGER_FROM`] edited ids on, applied to the collected manifest (`apply_by_row`), which at
-/// 30M rows and 1M edits took half the time of collecting the lazy join.
+/// The whole replayed view, for callers that need every row (the view cache): when the log
+/// names [`EAGER_FROM`] ids or more, applied to the collected manifest (`apply_by_row`), which
+/// at 30M rows and 1M edits took a third of the time of collecting the lazy join.
 pub fn replay_collected(manifest: LazyFrame, edits: &[Edit]) -> Result<DataFrame> {
     Ok(replay_from(manifest, edits, EAGER_FROM)?.collect()?)
 }
 
-/// The replay with the switch from the lazy join to the collected path at `eager_from`
-/// edited ids: 0 always collects, `usize::MAX` always joins. The `edits` bench measures both.
+/// The replay with the switch from the lazy join to the collected path at `eager_from` ids
+/// named by the log: 0 always collects, `usize::MAX` always joins. The `edits` bench measures both.
 pub fn replay_from(manifest: LazyFrame, edits: &[Edit], eager_from: usize) -> Result<LazyFrame> {
+    replay_parts(manifest, edits, eager_from, PART_ROWS)
+}
+
+/// [`replay_from`], with the collected path's parts cut to at most `part_rows` rows.
+fn replay_parts(manifest: LazyFrame, edits: &[Edit], eager_from: usize, part_rows: usize) -> Result<LazyFrame> {
     if edits.is_empty() {
         return Ok(manifest);
     }
-    let Final { columns, defaults, removed } = final_values(edits);
     let mut lf = manifest;
     let schema = lf.collect_schema()?;
     // Added samples first: later edits may touch them.
@@ -289,9 +294,11 @@ pub fn replay_from(manifest: LazyFrame, edits: &[Edit], eager_from: usize) -> Re
         let base = lf.collect()?;
         lf = polars::functions::concat_df_diagonal(&[base, df])?.lazy();
     }
-    if columns.values().map(|(ids, _)| ids.len()).sum::<usize>() + removed.len() >= eager_from {
-        return Ok(apply_by_row(lf, &columns, &defaults, &removed)?.lazy());
+    // The ids the log's edits name: at least the number of distinct ids it edits.
+    if edits.iter().filter(|e| e.action != "add").map(|e| e.ids.len()).sum::<usize>() >= eager_from {
+        return Ok(apply_by_row(lf, edits, part_rows)?.lazy());
     }
+    let Final { columns, defaults, removed } = final_values(edits);
     let schema = lf.collect_schema()?;
     // Every edited column's final values in one frame keyed by id, joined in once: one join of
     // the manifest, whatever the number of edited columns (a join per column was 6 passes over
@@ -349,234 +356,295 @@ pub fn replay_from(manifest: LazyFrame, edits: &[Edit], eager_from: usize) -> Re
     Ok(lf)
 }
 
-/// From this many edited ids on, `replay_collected` works on the collected manifest
+/// From this many ids named by the log's edits on, `replay_collected` works on the collected manifest
 /// (`apply_by_row`) instead of collecting the lazy join: at 30M rows and 1M edits the join, the
 /// per-column `when/then` merges and the `is_in` filter were each a full pass over every row.
 /// At 10k edits the two measured 4.7 s and 5.1 s.
 pub const EAGER_FROM: usize = 10_000;
 
-/// The final values applied to the collected manifest, with as few full copies as the result
-/// allows (on a VM, first-touch page faults on fresh memory are most of the cost of a copy):
-/// the `id` column is matched to the edited ids once (a parallel pass against a table keyed by
-/// each id's 64-bit hash, so the 29M rows that miss never compare strings);
-/// removed rows are filtered out chunk by chunk; each edited column is rebuilt chunk by chunk
-/// with one gather (`take`) from the old chunk with its new values appended, or, for a new
-/// weight or tag column, written straight over its default. Same result as the lazy join, in
-/// the manifest's row order.
-fn apply_by_row(
-    lf: LazyFrame,
-    columns: &std::collections::BTreeMap<String, (Vec<&str>, Vec<&Value>)>,
-    defaults: &std::collections::BTreeMap<String, Value>,
-    removed: &[&str],
-) -> Result<DataFrame> {
-    use std::hash::BuildHasher;
-    const NONE: u32 = u32::MAX;
-    let hasher = PlRandomState::default();
-    // One slot per distinct id, found by its hash; ids whose hash another id already took (a
-    // 64-bit collision) go in `spill`, matched by their text.
-    let mut slot: PlHashMap<u64, u32> = PlHashMap::with_capacity(removed.len() + columns.values().map(|(i, _)| i.len()).max().unwrap_or(0));
-    let mut spill: PlHashMap<&str, u32> = PlHashMap::new();
-    let mut slot_ids: Vec<&str> = Vec::new();
-    fn slot_of<'a>(id: &'a str, hasher: &PlRandomState, slot: &mut PlHashMap<u64, u32>, spill: &mut PlHashMap<&'a str, u32>, slot_ids: &mut Vec<&'a str>) -> usize {
-        let h = hasher.hash_one(id);
-        if let Some(&s) = slot.get(&h) {
-            if slot_ids[s as usize] == id {
+/// The most rows `apply_by_row` gives one task: Polars' Parquet reader yields row groups of
+/// this order, and a part's columns then stay in the caches while they are rebuilt.
+const PART_ROWS: usize = 1 << 18;
+
+/// The final values applied to the collected manifest, part by part in parallel, with as few
+/// copies as the result allows (on a VM, first-touch page faults on fresh memory are much of
+/// the cost of a copy): a part's `id` column is matched against a table keyed by each edited id's 64-bit
+/// hash (so the 29M rows that miss never compare strings), its removed rows are dropped, and
+/// its edited columns rebuilt (`ByRow::apply`). Same result as the lazy join, in the
+/// manifest's row order.
+fn apply_by_row(lf: LazyFrame, edits: &[Edit], part_rows: usize) -> Result<DataFrame> {
+    // The manifest is read (by Polars' threads) while the log is worked out here: reading keeps
+    // both cores busy, so this single-threaded work fits in beside it instead of after it.
+    std::thread::scope(|scope| {
+        let reading = scope.spawn(move || lf.collect());
+        let Final { columns, defaults, removed } = final_values(edits);
+        let plan = ByRow::new(&columns, &defaults, &removed);
+        let df = reading.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        plan.run(df, part_rows)
+    })
+}
+
+impl<'a> ByRow<'a> {
+    /// The edited ids' slots, each column's new values and the bits of the hash filter.
+    fn new(
+        columns: &'a std::collections::BTreeMap<String, (Vec<&'a str>, Vec<&'a Value>)>,
+        defaults: &'a std::collections::BTreeMap<String, Value>,
+        removed: &[&'a str],
+    ) -> Self {
+        use std::hash::BuildHasher;
+        const NONE: u32 = u32::MAX;
+        let hasher = PlRandomState::default();
+        // One slot per distinct id, found by its hash; ids whose hash another id already took (a
+        // 64-bit collision) go in `spill`, matched by their text.
+        let mut slot: PlHashMap<u64, u32> = PlHashMap::with_capacity(removed.len() + columns.values().map(|(i, _)| i.len()).max().unwrap_or(0));
+        let mut spill: PlHashMap<&str, u32> = PlHashMap::new();
+        let mut slot_ids: Vec<&str> = Vec::new();
+        fn slot_of<'a>(id: &'a str, hasher: &PlRandomState, slot: &mut PlHashMap<u64, u32>, spill: &mut PlHashMap<&'a str, u32>, slot_ids: &mut Vec<&'a str>) -> usize {
+            let h = hasher.hash_one(id);
+            if let Some(&s) = slot.get(&h) {
+                if slot_ids[s as usize] == id {
+                    return s as usize;
+                }
+                let n = slot_ids.len() as u32;
+                let s = *spill.entry(id).or_insert(n);
+                if s == n {
+                    slot_ids.push(id);
+                }
                 return s as usize;
             }
-            let n = slot_ids.len() as u32;
-            let s = *spill.entry(id).or_insert(n);
-            if s == n {
-                slot_ids.push(id);
-            }
-            return s as usize;
+            let s = slot_ids.len() as u32;
+            slot.insert(h, s);
+            slot_ids.push(id);
+            s as usize
         }
-        let s = slot_ids.len() as u32;
-        slot.insert(h, s);
-        slot_ids.push(id);
-        s as usize
+        // Per column, the position of each slot's value (or NONE); whether each slot is removed.
+        let mut positions: Vec<Vec<u32>> = Vec::with_capacity(columns.len());
+        let mut gone: Vec<bool> = Vec::new();
+        for (ids, vals) in columns.values() {
+            let mut pos = Vec::new();
+            for (p, &id) in ids.iter().enumerate() {
+                // A null value leaves the row as it was, as the lazy plan's `when(is_not_null)`.
+                if vals[p].is_null() {
+                    continue;
+                }
+                let s = slot_of(id, &hasher, &mut slot, &mut spill, &mut slot_ids);
+                if pos.len() <= s {
+                    pos.resize(s + 1, NONE);
+                }
+                pos[s] = p as u32;
+            }
+            positions.push(pos);
+        }
+        for &id in removed {
+            let s = slot_of(id, &hasher, &mut slot, &mut spill, &mut slot_ids);
+            if gone.len() <= s {
+                gone.resize(s + 1, false);
+            }
+            gone[s] = true;
+        }
+        // A bit per 64-bit hash prefix, about 16 bits per edited id: a row whose bit is clear (about
+        // 94% of the 29M rows that miss) is known unedited without probing the table, which is
+        // too large for the caches.
+        let log_bits = (slot.len().max(1) * 16).next_power_of_two().trailing_zeros().clamp(10, 30);
+        let mut filter = vec![0u64; 1 << (log_bits - 6)];
+        for h in slot.keys() {
+            let b = h >> (64 - log_bits);
+            filter[(b >> 6) as usize] |= 1 << (b & 63);
+        }
+        ByRow {
+            filter,
+            log_bits,
+            slot,
+            spill,
+            slot_ids,
+            hasher,
+            gone,
+            // Each column's new values, parsed once; cast per part, for the rows present only.
+            news: columns.iter().zip(positions).map(|((name, (_, vals)), pos)| (name.as_str(), json_series(name, vals), pos)).collect(),
+            defaults,
+        }
     }
-    // Per column, the position of each slot's value (or NONE); whether each slot is removed.
-    let mut positions: Vec<Vec<u32>> = Vec::with_capacity(columns.len());
-    let mut gone: Vec<bool> = Vec::new();
-    for (ids, vals) in columns.values() {
-        let mut pos = Vec::new();
-        for (p, &id) in ids.iter().enumerate() {
-            // A null value leaves the row as it was, as the lazy plan's `when(is_not_null)`.
-            if vals[p].is_null() {
+
+    /// The edits applied to the collected manifest `df`, in parts of at most `part_rows` rows.
+    fn run(&self, mut df: DataFrame, part_rows: usize) -> Result<DataFrame> {
+        // The parts are the collected chunks (the scan's row groups), cut to at most `part_rows`
+        // rows (zero-copy slices) so that both threads stay busy when chunks are few or large
+        // (rows added by the log make `split_chunks` rechunk), and a part's columns stay in the
+        // caches while they are rebuilt.
+        let mut parts: Vec<DataFrame> = Vec::new();
+        for part in df.split_chunks() {
+            let h = part.height();
+            // Cut into equal parts: 263,157 rows into 2 of 131,579, not one of 262,144 and one of 1,013.
+            let size = h.div_ceil(h.div_ceil(part_rows).max(1)).max(1);
+            parts.extend((0..h).step_by(size).map(|o| part.slice(o as i64, size.min(h - o))));
+        }
+        if parts.is_empty() {
+            parts.push(df.clear());
+        }
+        drop(df);
+        let done: Vec<DataFrame> = parts.into_par_iter().map(|part| self.apply(part)).collect::<Result<_>>()?;
+        let mut done = done.into_iter();
+        let mut view = done.next().unwrap_or_default();
+        for part in done {
+            view.vstack_mut_owned(part)?;
+        }
+        Ok(view)
+    }
+}
+
+/// What `apply_by_row` applies to each part: the edited ids' slots (found by hash, with the
+/// rare 64-bit collision in `spill`), whether each slot is removed, and per column its new
+/// values and the position of each slot's value.
+struct ByRow<'a> {
+    filter: Vec<u64>,
+    log_bits: u32,
+    slot: PlHashMap<u64, u32>,
+    spill: PlHashMap<&'a str, u32>,
+    slot_ids: Vec<&'a str>,
+    hasher: PlRandomState,
+    gone: Vec<bool>,
+    news: Vec<(&'a str, Series, Vec<u32>)>,
+    defaults: &'a std::collections::BTreeMap<String, Value>,
+}
+
+impl ByRow<'_> {
+    /// One part of the manifest with the edits applied: its rows whose id was removed are
+    /// dropped, each edited column is rebuilt with one gather from the old chunk plus its new
+    /// values (removed rows skipped), and a new weight or tag column is written over its
+    /// default. A column no edit touches is kept as it is (or filtered).
+    fn apply(&self, part: DataFrame) -> Result<DataFrame> {
+        use std::hash::BuildHasher;
+        let len = part.height();
+        // (row, slot) of every row whose id was edited or removed, in row order. In three
+        // passes, so that the memory accesses of many rows are in flight at once (one fused
+        // loop waited on each row's cache miss in turn): hash every id, keep the rows whose
+        // filter bit is set, then probe the table for those only.
+        let ids = part.column("id")?.str()?.rechunk();
+        let ids = ids.downcast_as_array();
+        let hashes: Vec<u64> = ids.values_iter().map(|id| self.hasher.hash_one(id)).collect();
+        let maybe: Vec<u32> = hashes
+            .iter()
+            .enumerate()
+            .filter(|&(_, &h)| {
+                let b = h >> (64 - self.log_bits);
+                self.filter[(b >> 6) as usize] & (1 << (b & 63)) != 0
+            })
+            .map(|(i, _)| i as u32)
+            .collect();
+        let mut hits: Vec<(u32, u32)> = maybe
+            .into_iter()
+            .filter_map(|i| {
+                // A row without an id is no edited id's row.
+                let id = ids.get(i as usize)?;
+                let s = match self.slot.get(&hashes[i as usize]) {
+                    Some(&s) if self.slot_ids[s as usize] == id => s,
+                    Some(_) => *self.spill.get(id)?,
+                    None => return None,
+                };
+                Some((i, s))
+            })
+            .collect();
+        // Removed rows: dropped, and the hits after them renumbered to their row in the output.
+        let is_gone = |s: u32| self.gone.get(s as usize).copied().unwrap_or(false);
+        let keep: Option<Vec<bool>> = hits.iter().any(|&(_, s)| is_gone(s)).then(|| {
+            let mut keep = vec![true; len];
+            let mut before = 0u32;
+            hits.retain_mut(|(row, s)| {
+                if is_gone(*s) {
+                    keep[*row as usize] = false;
+                    before += 1;
+                    return false;
+                }
+                *row -= before;
+                true
+            });
+            keep
+        });
+        let mask = keep.as_deref().map(|k| BooleanChunked::from_slice("keep".into(), k));
+        let m = keep.as_ref().map_or(len, |k| k.iter().filter(|&&k| k).count());
+        // (row in the output, position of its new value) for one column.
+        let edited = |pos: &[u32]| -> Vec<(usize, usize)> {
+            hits.iter().filter_map(|&(row, s)| pos.get(s as usize).filter(|&&p| p != u32::MAX).map(|&p| (row as usize, p as usize))).collect()
+        };
+        let mut out: Vec<Column> = Vec::with_capacity(part.width() + self.news.len());
+        for c in part.columns() {
+            let Some((_, new, pos)) = self.news.iter().find(|(name, ..)| *name == c.name().as_str()) else {
+                out.push(match &mask {
+                    Some(mask) => c.filter(mask)?,
+                    None => c.clone(),
+                });
+                continue;
+            };
+            let edits = edited(pos);
+            if edits.is_empty() {
+                out.push(match &mask {
+                    Some(mask) => c.filter(mask)?,
+                    None => c.clone(),
+                });
                 continue;
             }
-            let s = slot_of(id, &hasher, &mut slot, &mut spill, &mut slot_ids);
-            if pos.len() <= s {
-                pos.resize(s + 1, NONE);
+            // A gather from the chunk with its new values appended (after a rechunk, which for
+            // strings copies only the views, as the gather does: a gather across chunks copies
+            // every string).
+            let mut take: Vec<IdxSize> = match &keep {
+                Some(k) => (0..len as IdxSize).filter(|&i| k[i as usize]).collect(),
+                None => (0..len as IdxSize).collect(),
+            };
+            let from: Vec<IdxSize> = edits.iter().map(|&(_, p)| p as IdxSize).collect();
+            for (k, &(row, _)) in edits.iter().enumerate() {
+                take[row] = (len + k) as IdxSize;
             }
-            pos[s] = p as u32;
+            let old = c.as_materialized_series();
+            let mut both = old.clone();
+            // Only the values of rows present are cast (strictly, as the lazy plan's join
+            // does): a value for an id the manifest lacks is ignored.
+            both.append(&new.take_slice(&from)?.strict_cast(old.dtype())?)?;
+            out.push(both.rechunk().take_slice(&take)?.into_column());
         }
-        positions.push(pos);
-    }
-    for &id in removed {
-        let s = slot_of(id, &hasher, &mut slot, &mut spill, &mut slot_ids);
-        if gone.len() <= s {
-            gone.resize(s + 1, false);
-        }
-        gone[s] = true;
-    }
-    // (row, slot) of every manifest row whose id was edited or removed, in row order.
-    let mut df = lf.collect()?;
-    let ids = df.column("id")?.str()?.clone();
-    let n = ids.len();
-    if n > u32::MAX as usize {
-        return Err(CurateError::Polars(format!("{n} rows: the replay addresses rows with 32 bits")));
-    }
-    const BLOCK: usize = 1 << 20;
-    let hits: Vec<Vec<(u32, u32)>> = (0..n.div_ceil(BLOCK))
-        .into_par_iter()
-        .map(|b| {
-            let start = b * BLOCK;
-            let part = ids.slice(start as i64, BLOCK.min(n - start));
-            part.iter()
-                .enumerate()
-                .filter_map(|(i, id)| {
-                    let id = id?;
-                    let s = match slot.get(&hasher.hash_one(id)) {
-                        Some(&s) if slot_ids[s as usize] == id => s,
-                        Some(_) => *spill.get(id)?,
-                        None => return None,
-                    };
-                    Some(((start + i) as u32, s))
-                })
-                .collect()
-        })
-        .collect();
-    let mut hits: Vec<(u32, u32)> = hits.into_iter().flatten().collect();
-    // Removed rows are filtered out below; the other hits move up past them.
-    let is_gone = |s: u32| gone.get(s as usize).copied().unwrap_or(false);
-    let drop_rows: Vec<IdxSize> = hits.iter().filter(|&&(_, s)| is_gone(s)).map(|&(r, _)| r as IdxSize).collect();
-    drop(ids);
-    if !drop_rows.is_empty() {
-        // Filtered chunk by chunk (the scan's row groups): one mask over the whole frame was
-        // 3-4x slower at 30M rows. Columns chunked differently (rows added by the log) are
-        // first rechunked alike by `split_chunks`.
-        let mut keep = vec![true; df.height()];
-        for &r in &drop_rows {
-            keep[r as usize] = false;
-        }
-        let mut out: Option<DataFrame> = None;
-        let mut start = 0usize;
-        for part in df.split_chunks() {
-            let len = part.height();
-            let kept = part.filter(&BooleanChunked::from_slice("keep".into(), &keep[start..start + len]))?;
-            start += len;
-            match out.as_mut() {
-                Some(o) => {
-                    o.vstack_mut_owned(kept)?;
-                }
-                None => out = Some(kept),
+        // Columns the manifest lacks: their default (weight 1.0, tag false) or null, with the
+        // edited rows written over it.
+        for (name, new, pos) in &self.news {
+            if part.column(name).is_ok() {
+                continue;
             }
-        }
-        df = out.unwrap_or(df);
-    }
-    let n = df.height();
-    if !drop_rows.is_empty() {
-        let mut before = 0u32;
-        hits.retain_mut(|(row, s)| {
-            if is_gone(*s) {
-                before += 1;
-                return false;
-            }
-            *row -= before;
-            true
-        });
-    }
-    // (row, position of its new value) for one column.
-    fn edited<'a>(hits: &'a [(u32, u32)], pos: &'a [u32]) -> impl Iterator<Item = (usize, usize)> + 'a {
-        hits.iter().filter_map(|&(row, s)| pos.get(s as usize).filter(|&&p| p != u32::MAX).map(|&p| (row as usize, p as usize)))
-    }
-    let edited_rows = |pos| edited(&hits, pos);
-    // The edited columns are independent: built in parallel, then set in order.
-    let jobs: Vec<_> = columns.iter().zip(&positions).collect();
-    let built: Vec<Result<Series>> = jobs.into_par_iter().map(|((name, (_, vals)), pos)| -> Result<Series> {
-        let new = json_series(name, vals);
-        let out = match df.column(name) {
-            Ok(old) => {
-                let old = old.as_materialized_series();
-                // Chunk by chunk (the scan's row groups): a chunk no edit touches is kept as
-                // it is, and each gather reads one chunk plus its new values, which copies only
-                // the views of strings (a gather across chunks copies every string).
-                let mut edits = edited_rows(pos).peekable();
-                let mut out: Option<Series> = None;
-                let mut start = 0usize;
-                for len in old.chunk_lengths().collect::<Vec<_>>() {
-                    let chunk = old.slice(start as i64, len);
-                    let (mut take, mut from) = (Vec::new(), Vec::new());
-                    while let Some(&(row, p)) = edits.peek().filter(|(row, _)| *row < start + len) {
-                        if take.is_empty() {
-                            take = (0..len as IdxSize).collect();
-                        }
-                        take[row - start] = (len + from.len()) as IdxSize;
-                        from.push(p as IdxSize);
-                        edits.next();
-                    }
-                    let part = if take.is_empty() {
-                        chunk
-                    } else {
-                        let mut both = chunk;
-                        // Only the values of rows present are cast (strictly, as the lazy
-                        // plan's join does): a value for an id the manifest lacks is ignored.
-                        both.append(&new.take_slice(&from)?.strict_cast(old.dtype())?)?;
-                        both.rechunk().take_slice(&take)?
-                    };
-                    match out.as_mut() {
-                        Some(o) => {
-                            o.append_owned(part)?;
-                        }
-                        None => out = Some(part),
-                    }
-                    start += len;
-                }
-                out.unwrap_or_else(|| old.clone())
-            }
-            // A column the manifest lacks: its default (weight 1.0, tag false) or null, with the
-            // edited rows written over it.
-            Err(_) => match (defaults.get(name), new.dtype()) {
+            let edits = edited(pos);
+            let s = match (self.defaults.get(*name), new.dtype()) {
                 (Some(Value::Bool(d)), DataType::Boolean) if new.null_count() == 0 => {
                     let vals = new.bool()?;
-                    let mut out = vec![*d; n];
-                    for (row, p) in edited_rows(pos) {
-                        out[row] = vals.get(p).unwrap_or(*d);
-                    }
-                    Series::new(name.into(), out)
+                    Series::new((*name).into(), over_default(m, *d, &edits, |p| vals.get(p)))
                 }
                 (Some(d @ Value::Number(_)), dt) if dt.is_primitive_numeric() && new.null_count() == 0 => {
                     let vals = new.cast(&DataType::Float64)?;
                     let vals = vals.f64()?;
-                    let d = d.as_f64().unwrap_or(0.0);
-                    let mut out = vec![d; n];
-                    for (row, p) in edited_rows(pos) {
-                        out[row] = vals.get(p).unwrap_or(d);
-                    }
-                    Series::new(name.into(), out)
+                    Series::new((*name).into(), over_default(m, d.as_f64().unwrap_or(0.0), &edits, |p| vals.get(p)))
                 }
                 (d, _) => {
                     let first = match d {
                         Some(d) => json_series(name, &[d]).cast(new.dtype())?,
-                        None => Series::full_null(name.into(), 1, new.dtype()),
+                        None => Series::full_null((*name).into(), 1, new.dtype()),
                     };
-                    let mut take: Vec<IdxSize> = vec![0; n];
-                    for (row, p) in edited_rows(pos) {
+                    let mut take: Vec<IdxSize> = vec![0; m];
+                    for &(row, p) in &edits {
                         take[row] = (1 + p) as IdxSize;
                     }
                     let mut all = first;
-                    all.append(&new)?;
+                    all.append(new)?;
                     all.take_slice(&take)?
                 }
-            },
-        };
-        Ok(out.with_name(name.into()))
-    }).collect();
-    for out in built {
-        df.with_column(out?.into_column())?;
+            };
+            out.push(s.into_column());
+        }
+        Ok(DataFrame::new(m, out)?)
     }
-    Ok(df)
+}
+
+/// `m` copies of `default`, with `(row, position)` edits written over them from `value`.
+fn over_default<T: Copy>(m: usize, default: T, edits: &[(usize, usize)], value: impl Fn(usize) -> Option<T>) -> Vec<T> {
+    let mut out = vec![default; m];
+    for &(row, p) in edits {
+        out[row] = value(p).unwrap_or(default);
+    }
+    out
 }
 
 /// A series from JSON values (nulls allowed): booleans, integers, numbers, or else text.
@@ -681,13 +749,15 @@ mod by_row_tests {
     /// not in the manifest.
     #[test]
     fn the_collected_replay_equals_the_lazy_join() {
-        // Two histories: integer and float weights mixed, then integer weights only.
-        for (seed, int_weights) in [(12345u64, false), (777, true)] {
-            collected_equals_joined(seed, int_weights);
+        // Two histories: integer and float weights mixed, then integer weights only. With rows
+        // added, the parts are rechunked into one (then cut into parts of 50 rows); without,
+        // the manifest's five chunks are the parts.
+        for (seed, int_weights, adds, part_rows) in [(12345u64, false, true, PART_ROWS), (777, true, true, 50), (4242, false, false, PART_ROWS), (99, true, false, 50)] {
+            collected_equals_joined(seed, int_weights, adds, part_rows);
         }
     }
 
-    fn collected_equals_joined(seed: u64, int_weights: bool) {
+    fn collected_equals_joined(seed: u64, int_weights: bool, adds: bool, part_rows: usize) {
         let n = 500usize;
         let mut state = seed;
         let mut rnd = |m: usize| {
@@ -725,7 +795,9 @@ mod by_row_tests {
             row.insert("parent_id".into(), Value::from(parent.clone()));
             added.push(row);
         }
-        edits.push(Edit { time: now(), action: "add".into(), ids: (0..6).map(|a| format!("new/{a}")).collect(), column: None, value: None, old: vec![], rows: added, reason: String::new(), source: "test".into() });
+        if adds {
+            edits.push(Edit { time: now(), action: "add".into(), ids: (0..6).map(|a| format!("new/{a}")).collect(), column: None, value: None, old: vec![], rows: added, reason: String::new(), source: "test".into() });
+        }
         // A value that does not fit the column, for an id the manifest lacks: ignored by both.
         edits.push(edit("set", &["missing/x"], Some("width"), Some(Value::from(-1))));
         for k in 0..400 {
@@ -750,7 +822,7 @@ mod by_row_tests {
             };
             edits.push(e);
         }
-        let collect = |eager_from| replay_from(df.clone().lazy(), &edits, eager_from).expect("replay").collect().expect("collect");
+        let collect = |eager_from| replay_parts(df.clone().lazy(), &edits, eager_from, part_rows).expect("replay").collect().expect("collect");
         let sorted = |eager_from| collect(eager_from).sort(["id"], Default::default()).expect("sort");
         let (by_row, joined) = (sorted(0), sorted(usize::MAX));
         assert!(by_row.height() < n && by_row.height() > n / 2, "{}", by_row.height());
@@ -765,6 +837,17 @@ mod by_row_tests {
         // The collected path keeps the manifest's row order (added rows last).
         let order: std::collections::HashMap<&str, usize> = ids.iter().map(String::as_str).chain(["new/0", "new/1", "new/2", "new/3", "new/4", "new/5"]).enumerate().map(|(i, s)| (s, i)).collect();
         let mut view = collect(0);
+        // The parts: the five chunks (one when added rows made the columns chunked unlike each
+        // other), or the rows cut into parts of 50.
+        let parts = view.first_col_n_chunks();
+        assert!(
+            match (part_rows == 50, adds) {
+                (true, _) => parts >= n / 50,
+                (false, true) => parts == 1,
+                (false, false) => parts == 5,
+            },
+            "{parts} parts"
+        );
         let positions: Vec<usize> = view.column("id").expect("id").str().expect("str").iter().flatten().map(|s| order[s]).collect();
         assert!(positions.windows(2).all(|w| w[0] < w[1]), "rows out of the manifest's order");
         // The view is written and read back as the view cache is.

@@ -13,6 +13,8 @@ use crate::manifest;
 pub struct Workspace {
     root: PathBuf,
     pub config: Config,
+    /// Whether a replayed view failed to save, and the warning `open()` has yet to give.
+    unsaved_view: std::sync::Arc<std::sync::Mutex<(bool, Option<String>)>>,
 }
 
 /// Logs with at least this many entries have their replayed view cached in `.curate/views/`,
@@ -33,7 +35,7 @@ impl Workspace {
             return Err(CurateError::NotAWorkspace { path: dir.to_path_buf() });
         }
         let config = Config::load(&config_path)?;
-        Ok(Workspace { root, config })
+        Ok(Workspace { root, config, unsaved_view: Default::default() })
     }
 
     /// Find the workspace containing `dir` (it or one of its parents), like git does.
@@ -71,7 +73,7 @@ impl Workspace {
         if !gitignore.exists() {
             crate::atomic::write_bytes_atomic(&gitignore, b"# caches: embeddings, predictions, indexes. Safe to delete.\n.curate/\n")?;
         }
-        let ws = Workspace { root, config };
+        let ws = Workspace { root, config, unsaved_view: Default::default() };
         manifest::write(&ws.manifest_path(), &mut manifest::empty())?;
         // The config goes last: its presence marks a complete workspace.
         crate::atomic::write_bytes_atomic(&config_path, ws.config.to_toml().as_bytes())?;
@@ -236,13 +238,27 @@ impl Workspace {
         };
         match key {
             // The whole view is wanted: collected, saved, and read from the saved copy. A cache
-            // that cannot be written (read-only workspace, full disk) costs only speed.
+            // that cannot be written (read-only workspace, full disk) costs only speed, and
+            // `open()` says so once.
             Some(key) if save && n >= VIEW_CACHE_MIN_EDITS => {
                 let view = crate::edits::replay_collected(lf, &log.edits[..n])?;
-                Ok(self.save_view(&key, view.clone()).unwrap_or_else(|_| view.lazy()))
+                Ok(self.save_view(&key, view.clone()).unwrap_or_else(|e| {
+                    if let Ok(mut unsaved) = self.unsaved_view.lock() {
+                        if !unsaved.0 {
+                            *unsaved = (true, Some(format!("warning: the replayed view could not be saved or read back ({e}), so every open() replays the {n} edits in the log")));
+                        }
+                    }
+                    view.lazy()
+                }))
             }
             _ => crate::edits::replay(lf, &log.edits[..n]),
         }
+    }
+
+    /// The warning of a replayed view that could not be saved, once per `Workspace` value (and
+    /// its clones).
+    pub fn take_warning(&self) -> Option<String> {
+        self.unsaved_view.lock().ok()?.1.take()
     }
 
     /// What the replayed view depends on, cheaply: curate's version, the manifest file's

@@ -270,22 +270,7 @@ print(`${gone.len()} ${open().restore([id]).len()} ${open().filter(`id = '${id}'
 /// still read them), and the cached view equals a fresh replay.
 #[test]
 fn a_long_logs_view_is_cached_until_the_log_changes() {
-    let t = Test::example().write("one.rhai", "open().relabel(\"cifar/test/cat/0000\", \"person\", \"seed\").len()");
-    t.run_with(&["run", "one.rhai"]).success();
-    let log_path = t.path().join("edits.jsonl");
-    let line = std::fs::read_to_string(&log_path).expect("log");
-    let line = line.trim_end();
-    // 1,200 relabels of distinct cat and dog images, in the format the primitive wrote.
-    let mut text = String::new();
-    for class in ["cat", "dog", "frog", "ship", "truck", "horse", "bird", "deer", "automobile", "airplane"] {
-        for (split, n) in [("train", 100), ("test", 20)] {
-            for i in 0..n {
-                text.push_str(&line.replace("cifar/test/cat/0000", &format!("cifar/{split}/{class}/{i:04}")));
-                text.push('\n');
-            }
-        }
-    }
-    std::fs::write(&log_path, &text).expect("log");
+    let t = with_long_log();
     let views = |t: &Test| -> Vec<String> {
         std::fs::read_dir(t.path().join(".curate/views")).map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect()).unwrap_or_default()
     };
@@ -308,4 +293,42 @@ fn a_long_logs_view_is_cached_until_the_log_changes() {
     let now = views(&t);
     assert_eq!(now.len(), 2, "the newest views are kept: {now:?}");
     assert!(now.contains(&cached[0]) && now.iter().any(|v| v != &cached[0]), "{now:?}");
+}
+
+/// A view that cannot be saved (here `.curate/views` is a file, as a full disk would fail it)
+/// still opens, replayed, and the session is told once.
+#[test]
+fn a_view_that_cannot_be_saved_is_reported_once() {
+    let t = with_long_log();
+    std::fs::create_dir_all(t.path().join(".curate")).expect("mkdir");
+    std::fs::write(t.path().join(".curate/views"), "not a directory").expect("block the cache");
+    let t = t.write("twice.rhai", "print(open().filter(\"label = 'person'\").len());\nprint(open().filter(\"label = 'person'\").len());\nprint(open(#{at: \"current\"}).filter(\"label = 'person'\").len());");
+    let out = t.run_with(&["run", "twice.rhai"]).success();
+    let warned: Vec<&str> = out.stdout.lines().chain(out.stderr.lines()).filter(|l| l.contains("could not be saved")).collect();
+    assert_eq!(warned.len(), 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(warned[0].contains("views") && warned[0].contains("1200 edits"), "{}", warned[0]);
+    let counts: Vec<&str> = out.stdout.lines().filter(|l| !l.contains("could not be saved")).collect();
+    assert_eq!(counts.len(), 3, "{}", out.stdout);
+    assert!(counts[0] == counts[1] && counts[1] == counts[2], "{}", out.stdout);
+}
+
+/// The example workspace with a log of 1,200 relabels, over the view cache's threshold.
+fn with_long_log() -> Test {
+    let t = Test::example().write("one.rhai", "open().relabel(\"cifar/test/cat/0000\", \"person\", \"seed\").len()");
+    t.run_with(&["run", "one.rhai"]).success();
+    let log_path = t.path().join("edits.jsonl");
+    let line = std::fs::read_to_string(&log_path).expect("log");
+    let line = line.trim_end();
+    // 1,200 relabels of distinct cat and dog images, in the format the primitive wrote.
+    let mut text = String::new();
+    for class in ["cat", "dog", "frog", "ship", "truck", "horse", "bird", "deer", "automobile", "airplane"] {
+        for (split, n) in [("train", 100), ("test", 20)] {
+            for i in 0..n {
+                text.push_str(&line.replace("cifar/test/cat/0000", &format!("cifar/{split}/{class}/{i:04}")));
+                text.push('\n');
+            }
+        }
+    }
+    std::fs::write(&log_path, &text).expect("log");
+    t
 }

@@ -1,6 +1,5 @@
 //! `open(path)`: a workspace's samples as a dataset.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use rhai::{Engine, EvalAltResult};
@@ -22,13 +21,6 @@ pub const DOC: Primitive = Primitive {
         Example { code: "let ds = open(); ds.len()", result: Some("1400") },
     ],
 };
-
-/// Open the workspace at `dir` as a dataset.
-pub fn open_dataset(dir: &Path) -> Result<Dataset> {
-    let ws = Arc::new(Workspace::open(dir)?);
-    let lf = ws.open_view()?;
-    Dataset::new(ws, lf)
-}
 
 fn at_of(opts: &rhai::Map) -> Result<Option<crate::edits::At>> {
     for k in opts.keys() {
@@ -63,18 +55,27 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     let c = ctx.clone();
     engine.register_fn("open", move || -> Result<Dataset, Box<EvalAltResult>> {
         match &c.workspace {
-            Some(ws) => Ok(Dataset::new(ws.clone(), ws.open_view()?)?),
+            Some(ws) => Ok(viewed(&c, ws.clone())?),
             None => Err(CurateError::NotAWorkspace { path: c.root.clone() }.into()),
         }
     });
     let c = ctx.clone();
     engine.register_fn("open", move |path: &str| -> Result<Dataset, Box<EvalAltResult>> {
         let dir = crate::workspace::resolve_inside(&c.root, path)?;
-        if let Some(ws) = c.workspace.as_ref().filter(|ws| ws.root() == dir) {
-            return Ok(Dataset::new(ws.clone(), ws.open_view()?)?);
+        match c.workspace.as_ref().filter(|ws| ws.root() == dir) {
+            Some(ws) => Ok(viewed(&c, ws.clone())?),
+            None => Ok(viewed(&c, Arc::new(Workspace::open(&dir)?))?),
         }
-        Ok(open_dataset(&dir)?)
     });
+}
+
+/// The current view of `ws`, with a warning to the session's outputs if it could not be saved.
+fn viewed(ctx: &Context, ws: Arc<Workspace>) -> Result<Dataset> {
+    let lf = ws.open_view()?;
+    if let Some(warning) = ws.take_warning() {
+        (ctx.sink)(crate::output::Output::Text(warning));
+    }
+    Dataset::new(ws, lf)
 }
 
 #[cfg(test)]
