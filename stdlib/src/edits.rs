@@ -368,10 +368,10 @@ const PART_ROWS: usize = 1 << 18;
 
 /// The final values applied to the collected manifest, part by part in parallel, with as few
 /// copies as the result allows (on a VM, first-touch page faults on fresh memory are much of
-/// the cost of a copy): a part's `id` column is matched against a table keyed by each edited id's 64-bit
-/// hash (so the 29M rows that miss never compare strings), its removed rows are dropped, and
-/// its edited columns rebuilt (`ByRow::apply`). Same result as the lazy join, in the
-/// manifest's row order.
+/// the cost of a copy): a part's `id` column is matched against a table keyed by each edited
+/// id's 64-bit hash (so the 29M rows that miss never compare strings), its removed rows are
+/// dropped, and its edited columns rebuilt (`ByRow::apply`). Same result as the lazy join, in
+/// the manifest's row order.
 fn apply_by_row(lf: LazyFrame, edits: &[Edit], part_rows: usize) -> Result<DataFrame> {
     // The manifest is read (by Polars' threads) while the log is worked out here: reading keeps
     // both cores busy, so this single-threaded work fits in beside it instead of after it.
@@ -568,21 +568,14 @@ impl ByRow<'_> {
         };
         let mut out: Vec<Column> = Vec::with_capacity(part.width() + self.news.len());
         for c in part.columns() {
-            let Some((_, new, pos)) = self.news.iter().find(|(name, ..)| *name == c.name().as_str()) else {
+            let edited_here = self.news.iter().find(|(name, ..)| *name == c.name().as_str()).map(|(_, new, pos)| (new, edited(pos)));
+            let Some((new, edits)) = edited_here.filter(|(_, edits)| !edits.is_empty()) else {
                 out.push(match &mask {
                     Some(mask) => c.filter(mask)?,
                     None => c.clone(),
                 });
                 continue;
             };
-            let edits = edited(pos);
-            if edits.is_empty() {
-                out.push(match &mask {
-                    Some(mask) => c.filter(mask)?,
-                    None => c.clone(),
-                });
-                continue;
-            }
             // A gather from the chunk with its new values appended (after a rechunk, which for
             // strings copies only the views, as the gather does: a gather across chunks copies
             // every string).
