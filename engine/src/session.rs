@@ -70,11 +70,7 @@ impl Session {
         let Some(ws) = &self.ctx.workspace else {
             return Err(CurateError::NotAWorkspace { path: self.ctx.root.clone() });
         };
-        let lf = ws.open_view()?;
-        if let Some(warning) = ws.take_warning() {
-            (self.ctx.sink)(curate_stdlib::output::Output::Text(warning));
-        }
-        curate_stdlib::Dataset::new(ws.clone(), lf)
+        curate_stdlib::primitives::open::viewed(&self.ctx, ws.clone())
     }
 
     /// Ask before an edit touches many samples (the interactive REPL does; scripts do not).

@@ -69,8 +69,9 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     });
 }
 
-/// The current view of `ws`, with a warning to the session's outputs if it could not be saved.
-fn viewed(ctx: &Context, ws: Arc<Workspace>) -> Result<Dataset> {
+/// The current view of `ws` as a dataset, with a warning to the session's outputs if the
+/// replayed view could not be saved: what `open()` and the CLI's commands open.
+pub fn viewed(ctx: &Context, ws: Arc<Workspace>) -> Result<Dataset> {
     let lf = ws.open_view()?;
     if let Some(warning) = ws.take_warning() {
         (ctx.sink)(crate::output::Output::Text(warning));
