@@ -226,11 +226,11 @@ fn the_example_notebook_executes_with_nbconvert() {
     }
     assert!(pictures >= 3, "the grid, the chart and the neighbours: {pictures}");
 
-    // The README's excerpt of this notebook shows its real outputs: every cell it quotes, with
+    // The guide's excerpt of this notebook shows its real outputs: every cell it quotes, with
     // that cell's printed lines and pictures' sizes.
-    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README");
-    let quoted: Vec<&&Value> = code_cells.iter().filter(|c| readme.contains(text(&c["source"]).trim())).collect();
-    assert!(quoted.len() >= 3, "the README quotes the notebook's cells");
+    let guide = std::fs::read_to_string(repo().join("docs/guide/notebooks.md")).expect("docs/guide/notebooks.md");
+    let quoted: Vec<&&Value> = code_cells.iter().filter(|c| guide.contains(text(&c["source"]).trim())).collect();
+    assert!(quoted.len() >= 3, "docs/guide/notebooks.md quotes the notebook's cells");
     for cell in quoted {
         for o in outputs(cell) {
             if o["output_type"] == "stream" {
@@ -240,24 +240,24 @@ fn the_example_notebook_executes_with_nbconvert() {
                         Some((head, tail)) => format!("{}… s, {tail}", head.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.')),
                         None => line.to_string(),
                     };
-                    assert!(readme.contains(&line), "README lacks the output {line}");
+                    assert!(guide.contains(&line), "docs/guide/notebooks.md lacks the output {line}");
                 }
             }
             if !o["data"]["image/png"].is_null() {
                 let (w, h) = check_png(o);
-                assert!(readme.contains(&format!("{w}×{h} PNG")), "README lacks the {w}×{h} picture");
+                assert!(guide.contains(&format!("{w}×{h} PNG")), "docs/guide/notebooks.md lacks the {w}×{h} picture");
             }
         }
     }
     let near = code_cells.last().map(|c| text(&outputs(c)[0]["data"]["text/html"])).unwrap_or_default();
-    // The neighbours' distances, nearest and farthest, as the README gives them.
+    // The neighbours' distances, nearest and farthest, as the guide gives them.
     let distances: Vec<f64> = near
         .split("<tr>")
         .filter_map(|row| row.split("<td").nth(12).and_then(|td| td.split(['>', '<']).nth(1)).and_then(|v| v.parse().ok()))
         .collect();
     assert_eq!(distances.len(), 8, "8 neighbours: {near}");
     let range = format!("({:.3} … {:.3})", distances[0], distances[7]);
-    assert!(readme.contains(&range), "README lacks the distances {range}");
+    assert!(guide.contains(&range), "docs/guide/notebooks.md lacks the distances {range}");
 
     // `curate run` runs the same notebook headless, with a report.
     t.run_with(&["run", "explore.ipynb", "--report", "explore.html"]).success();
