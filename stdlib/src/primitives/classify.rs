@@ -44,7 +44,7 @@ pub const SCORE_DOC: Primitive = Primitive {
               last with a null score.",
     options: &[],
     examples: &[Example {
-        code: "let ds = open().filter(\"split = 'test'\"); let p = ds.classify(#{positive: ds.filter(\"class = 'face'\").head(5), negative: ds.filter(\"class != 'face'\").head(5)}); ds.score(p).filter(\"labelled IS NULL\").head(10).filter(\"class = 'face'\").len() >= 8",
+        code: "let ds = open().filter(\"split = 'test'\").embed(); let p = ds.classify(#{positive: ds.filter(\"class = 'face'\").head(5), negative: ds.filter(\"class != 'face'\").head(5)}); ds.score(p).filter(\"labelled IS NULL\").head(10).filter(\"class = 'face'\").len() >= 8",
         result: Some("true"),
     }],
 };
