@@ -123,6 +123,12 @@ mod tests {
         assert_eq!(values("ds.filter(\"label = 'x' AND wi"), vec!["width"]);
         assert_eq!(values(":sch"), vec![":schema"]);
         assert_eq!(values(":help gro"), vec!["group_count"]);
+        // Every documented function completes, the edits and metrics included.
+        assert_eq!(values("ds.unta"), vec!["untag"]);
+        assert_eq!(values(":help none_"), vec!["none_predicted"]);
+        for p in curate_stdlib::primitives::ALL {
+            assert!(values(&format!("ds.{}", p.name)).contains(&p.name.to_string()), "{} does not complete", p.name);
+        }
         let c = candidates("ds.fil", 6, &names());
         assert_eq!(c[0].0, 3, "replaces only the word");
     }

@@ -128,5 +128,9 @@ mod tests {
         assert!(parts.contains(&(Class::String, "\"label = 'x'\"")));
         assert!(parts.contains(&(Class::Comment, "// 3")));
         assert_eq!(classify(":help filter")[0], (Class::Meta, ":help"));
+        for p in curate_stdlib::primitives::ALL {
+            let line = format!("ds.{}(x)", p.name);
+            assert!(classify(&line).contains(&(Class::Primitive, p.name)), "{} is not highlighted", p.name);
+        }
     }
 }

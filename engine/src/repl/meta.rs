@@ -51,25 +51,39 @@ fn quit(_: &mut Repl, _: &str) -> MetaOutcome {
 }
 
 fn help(_: &mut Repl, args: &str) -> MetaOutcome {
-    match help_text(args) {
+    let (cols, _) = viuer::terminal_size();
+    match help_text_at(args, help_width(cols as usize)) {
         Ok(t) => MetaOutcome::Text(t),
         Err(e) => MetaOutcome::Error(e),
     }
 }
 
-/// `:help [NAME]`: the overview, or one primitive's (or command's) help; the REPL and the
-/// Jupyter kernel both answer it.
+/// The width help text is wrapped to where there is no terminal (the Jupyter kernel).
+pub const DEFAULT_WIDTH: usize = 80;
+
+/// The width to wrap help to on a terminal `columns` wide: the terminal's, but no wider than
+/// 100 columns (lines stay readable, as clap's `--help` does) and no narrower than 40.
+pub fn help_width(columns: usize) -> usize {
+    columns.clamp(40, 100)
+}
+
+/// `:help [NAME]` at [`DEFAULT_WIDTH`]; the Jupyter kernel answers it.
 pub fn help_text(args: &str) -> Result<String, String> {
+    help_text_at(args, DEFAULT_WIDTH)
+}
+
+/// `:help [NAME]`: the overview, or one primitive's (or command's) help, wrapped to `width`.
+pub fn help_text_at(args: &str, width: usize) -> Result<String, String> {
     let args = args.trim();
     if args.is_empty() {
-        return Ok(overview());
+        return Ok(overview_at(width));
     }
     let name = args.trim_start_matches(':');
     if let Some(p) = primitives::find(name) {
-        return Ok(primitive_help(p));
+        return Ok(primitive_help_at(p, width));
     }
     if let Some(c) = find(&format!(":{name}")) {
-        return Ok(format!("{} {}\n  {}", c.name, c.args, c.help));
+        return Ok(format!("{} {}\n{}", c.name, c.args, wrap(c.help, width, "  ", "  ")));
     }
     let names: Vec<String> = primitives::ALL.iter().map(|p| p.name.to_string()).collect();
     let hint = match curate_stdlib::error::closest(name, &names) {
@@ -80,25 +94,55 @@ pub fn help_text(args: &str) -> Result<String, String> {
 }
 
 pub fn overview() -> String {
+    overview_at(DEFAULT_WIDTH)
+}
+
+pub fn overview_at(width: usize) -> String {
     let mut s = String::from("Primitives (`:help NAME` for details):\n");
-    let width = primitives::ALL.iter().map(|p| p.name.len()).max().unwrap_or(0);
+    let w = primitives::ALL.iter().map(|p| p.name.len()).max().unwrap_or(0);
+    let indent = " ".repeat(w + 4);
     for p in primitives::ALL {
-        let first = p.summary.split(". ").next().unwrap_or(p.summary).trim_end_matches('.');
-        let _ = writeln!(s, "  {:width$}  {first}", p.name);
+        let first = primitives::reference::first_sentence(p.summary);
+        let _ = writeln!(s, "{}", wrap(first, width, &format!("  {:w$}  ", p.name), &indent));
     }
     s.push_str("\nCommands:\n");
+    let indent = " ".repeat(21);
     for c in COMMANDS {
-        let _ = writeln!(s, "  {:18} {}", format!("{} {}", c.name, c.args), c.help);
+        let _ = writeln!(s, "{}", wrap(c.help, width, &format!("  {:18} ", format!("{} {}", c.name, c.args)), &indent));
     }
     s.trim_end().to_string()
 }
 
+/// One primitive's help at [`DEFAULT_WIDTH`].
 pub fn primitive_help(p: &Primitive) -> String {
-    let mut s = String::new();
+    primitive_help_at(p, DEFAULT_WIDTH)
+}
+
+/// One primitive's help as a `--help` page: its signatures, its summary wrapped at word
+/// boundaries to `width`, its options one per line with their defaults, and its examples.
+/// Code (signatures, examples) is never wrapped, so it can be copied.
+pub fn primitive_help_at(p: &Primitive, width: usize) -> String {
+    let mut s = String::from("Usage:\n");
     for sig in p.signatures {
-        let _ = writeln!(s, "{sig}");
+        let _ = writeln!(s, "  {sig}");
     }
-    let _ = writeln!(s, "\n{}\n\nExamples:", p.summary);
+    let _ = writeln!(s, "\n{}", wrap(p.summary, width, "", ""));
+    if !p.options.is_empty() {
+        s.push_str("\nOptions:\n");
+        let name_width = p.options.iter().map(|o| o.name.len()).max().unwrap_or(0);
+        // Help beside the names when there is room for it, else under each name.
+        let beside = width >= name_width + 4 + 30;
+        for o in p.options {
+            let text = format!("{} [default: {}]", o.help, o.default);
+            if beside {
+                let indent = " ".repeat(name_width + 4);
+                let _ = writeln!(s, "{}", wrap(&text, width, &format!("  {:name_width$}  ", o.name), &indent));
+            } else {
+                let _ = writeln!(s, "  {}\n{}", o.name, wrap(&text, width, "      ", "      "));
+            }
+        }
+    }
+    s.push_str(if p.examples.len() == 1 { "\nExample:\n" } else { "\nExamples:\n" });
     for ex in p.examples {
         let _ = writeln!(s, "  {}", ex.code);
         if let Some(r) = ex.result {
@@ -106,6 +150,32 @@ pub fn primitive_help(p: &Primitive) -> String {
         }
     }
     s.trim_end().to_string()
+}
+
+/// `text` wrapped at word boundaries so that no line is wider than `width` (a word longer than
+/// a line gets a line of its own, unbroken). The first line starts with `first`, the others
+/// with `rest`.
+pub fn wrap(text: &str, width: usize, first: &str, rest: &str) -> String {
+    let mut out = String::from(first);
+    let mut line_len = first.chars().count();
+    let mut at_start = true;
+    for word in text.split_whitespace() {
+        let len = word.chars().count();
+        if !at_start && line_len + 1 + len > width {
+            out.push('\n');
+            out.push_str(rest);
+            line_len = rest.chars().count();
+            at_start = true;
+        }
+        if !at_start {
+            out.push(' ');
+            line_len += 1;
+        }
+        out.push_str(word);
+        line_len += len;
+        at_start = false;
+    }
+    out
 }
 
 fn schema(repl: &mut Repl, _: &str) -> MetaOutcome {
@@ -194,5 +264,58 @@ fn report(repl: &mut Repl, args: &str) -> MetaOutcome {
             MetaOutcome::Text(format!("wrote {} cells to {}", repl.history.len(), path.display()))
         }
         Err(e) => MetaOutcome::Error(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_breaks_at_words_within_the_width() {
+        let text = "the sample's presence adds to the test margin: negative is harmful";
+        let wrapped = wrap(text, 20, "> ", "  ");
+        assert_eq!(wrapped, "> the sample's\n  presence adds to\n  the test margin:\n  negative is\n  harmful");
+        for line in wrapped.lines() {
+            assert!(line.chars().count() <= 20, "{line:?}");
+        }
+        assert_eq!(wrap(&text.replace(' ', "\n  "), 20, "> ", "  "), wrapped, "wrapping ignores the source's line breaks");
+        assert_eq!(wrap("a verylongwordthatdoesnotfit b", 10, "", ""), "a\nverylongwordthatdoesnotfit\nb");
+    }
+
+    #[test]
+    fn influence_help_is_a_help_page() {
+        let p = primitives::find("influence").expect("influence is documented");
+        let text = primitive_help_at(p, 80);
+        insta::assert_snapshot!(text);
+        // Prose lines fit; only code (signatures, examples) may be wider.
+        let code: Vec<String> = p.signatures.iter().chain(p.examples.iter().map(|e| &e.code)).map(|c| format!("  {c}")).collect();
+        for line in text.lines().filter(|l| !code.iter().any(|c| c == l)) {
+            assert!(line.chars().count() <= 80, "wider than 80: {line:?}");
+        }
+        for o in p.options {
+            assert!(text.lines().any(|l| l.starts_with(&format!("  {} ", o.name))), "option {} is not on a line of its own", o.name);
+        }
+    }
+
+    #[test]
+    fn help_finds_every_documented_function() {
+        for p in primitives::ALL {
+            let text = help_text_at(p.name, 60).unwrap_or_else(|e| panic!(":help {}: {e}", p.name));
+            assert!(text.contains(p.signatures[0]), ":help {} lacks its signature", p.name);
+        }
+        let tag = help_text("tag").expect(":help tag");
+        assert!(tag.contains("ds.tag(ids, tag: string) -> Dataset"), "{tag}");
+        assert!(help_text("tga").unwrap_err().contains("did you mean `tag`"));
+    }
+
+    #[test]
+    fn narrow_terminals_put_option_help_under_the_name() {
+        let p = primitives::find("sample").expect("sample is documented");
+        let text = primitive_help_at(p, 40);
+        assert!(text.contains("\n  replace\n      Draw with replacement"), "{text}");
+        for line in text.lines().filter(|l| !l.starts_with("  ds.") && !l.starts_with("  open()") && !l.starts_with("  // =>")) {
+            assert!(line.chars().count() <= 40, "wider than 40: {line:?}");
+        }
     }
 }

@@ -10,6 +10,7 @@ pub const DOC: Primitive = Primitive {
     signatures: &["assert(condition: bool)", "assert(condition: bool, message: string)"],
     summary: "Stop the script when the condition is false. `curate run` then exits with code 1, \
               so a script can gate CI on the data (\"no test image also in train\").",
+    options: &[],
     examples: &[Example { code: "assert(open().len() > 0, \"the manifest is empty\")", result: None }],
 };
 

@@ -13,7 +13,7 @@ use polars::prelude::*;
 use rhai::{NativeCallContext, Dynamic, Engine, EvalAltResult, Map};
 use serde_json::json;
 
-use super::{Context, Primitive};
+use super::{Context, Example, Opt, Primitive};
 use crate::dataset::Dataset;
 use crate::error::{CurateError, Result};
 
@@ -26,8 +26,19 @@ pub const DOC: Primitive = Primitive {
               and `recipe` (the ops and the parameters drawn for that copy). ops: flip, crop, rotate (90/180/270), \
               brightness, contrast, blur, noise, grayscale (all but grayscale by default). \
               Deterministic for a seed. Returns the new samples.",
-    examples: &[],
+    options: &[
+        Opt { name: "ops", default: "all but grayscale", help: "The operations to draw from: flip, crop, rotate (90/180/270), brightness, contrast, blur, noise, grayscale." },
+        Opt { name: "copies", default: "1", help: "Augmented versions per sample." },
+        Opt { name: "seed", default: "0", help: "The random seed; each copy's parameters depend only on (seed, parent id, copy)." },
+    ],
+    examples: &[Example {
+        code: "let added = open().filter(\"class = 'frog'\").head(2).augment(#{copies: 2, ops: [\"flip\", \"blur\"], seed: 7}); [added.len(), open().len()]",
+        result: Some("[4, 1404]"),
+    }],
 };
+
+/// The keys of augment's options map.
+pub const KEYS: &[&str] = &["ops", "copies", "seed"];
 
 pub const OPS: &[&str] = &["flip", "crop", "rotate", "brightness", "contrast", "blur", "noise", "grayscale"];
 
@@ -115,8 +126,8 @@ pub fn apply(img: &DynamicImage, ops: &[String], rng: &mut SplitMix) -> (Dynamic
 pub fn augment(ctx: &Context, ds: &Dataset, opts: &Map, line: Option<usize>) -> Result<Dataset> {
     let bad = |key: &str, m: String| CurateError::InvalidOption { function: "augment".into(), key: key.into(), message: m };
     for k in opts.keys() {
-        if !["ops", "copies", "seed"].contains(&k.as_str()) {
-            return Err(CurateError::UnknownOption { function: "augment".into(), key: k.to_string(), valid: vec!["ops".into(), "copies".into(), "seed".into()] });
+        if !KEYS.contains(&k.as_str()) {
+            return Err(CurateError::UnknownOption { function: "augment".into(), key: k.to_string(), valid: KEYS.iter().map(|k| k.to_string()).collect() });
         }
     }
     let ops: Vec<String> = match opts.get("ops") {
@@ -229,4 +240,12 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
         let part = crate::probe::samples(ds.workspace(), &ids)?;
         Ok(augment(&c, &part, &opts, call.call_position().line())?)
     });
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn examples() {
+        crate::testing::check_examples_in_copy(&super::DOC);
+    }
 }

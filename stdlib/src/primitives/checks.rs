@@ -15,24 +15,144 @@ use crate::error::{CurateError, Result};
 
 pub const DOC: Primitive = Primitive {
     name: "test",
-    signatures: &[
-        "test(name: string, rule: || -> Verdict | bool | [Verdict])",
-        "predictions() -> Dataset",
-        "slice.recall(class) / precision(class) / fpr(class) / accuracy() / mean_score([col]) / count() -> Metric",
-        "metric >= x, metric <= x, metric > x, metric < x -> Verdict",
-        "metric.no_drop(delta) -> Verdict",
-        "slice.every_predicted(class) / none_predicted(class) / min_count(n) -> Verdict",
-    ],
+    signatures: &["test(name: string, rule: || -> Verdict | bool | [Verdict])"],
     summary: "Declare a data unit test in a workspace's tests/*.rhai, run by `curate test`. The \
               rule compares a metric of a slice's predictions with a threshold, e.g. \
               `test(\"faces\", || predictions().filter(\"class = 'face'\").recall(\"person\") >= 0.9)`. \
-              predictions() is the workspace with the predictions `curate test` was given (--model \
-              or --predictions). A metric of an empty slice (no samples, or none of the class) \
-              is an error, not a pass. no_drop(δ) fails when the metric fell by more than δ since \
-              the baseline run (--baseline).",
+              Metrics (recall, precision, fpr, accuracy, mean_score, count) compare with >=, >, \
+              <=, < and == into a Verdict that keeps the value, the threshold, the slice size and \
+              the failing samples; every_predicted, none_predicted, min_count and no_drop give \
+              verdicts directly. A metric of an empty slice (no samples, or none of the class) is \
+              an error, not a pass. Names are unique.",
+    options: &[],
     examples: &[Example {
         code: "let rule = || open().filter(\"class = 'face'\").predict(\"vww\").recall(\"person\") >= 0.5; test(\"faces\", rule); rule.call().to_string()",
         result: Some("recall(person) = 0.000 ≥ 0.5: fail (n=100)"),
+    }],
+};
+
+pub const PREDICTIONS_DOC: Primitive = Primitive {
+    name: "predictions",
+    signatures: &["predictions() -> Dataset"],
+    summary: "The workspace's current view with the predictions `curate test` was given: of \
+              --model (by default the workspace's `[test] model`), or read from --predictions; \
+              computed once per run. What data unit tests slice.",
+    options: &[],
+    examples: &[Example { code: "predictions().filter(\"class = 'nonface'\").group_count(\"pred_label\").len() > 0", result: Some("true") }],
+};
+
+pub const RECALL_DOC: Primitive = Primitive {
+    name: "recall",
+    signatures: &["slice.recall(class: string) -> Metric"],
+    summary: "Of the slice's samples labelled `class`, the share predicted `class`. Failing \
+              samples: the ones missed, most confident first. The slice needs `label` and \
+              `pred_label` (predictions(), ds.predict, ds.load_predictions).",
+    options: &[],
+    examples: &[Example {
+        code: "open().filter(\"class = 'face'\").predict(\"vww\").recall(\"person\").to_string()",
+        result: Some("recall(person) = 0.000 (n=100)"),
+    }],
+};
+
+pub const PRECISION_DOC: Primitive = Primitive {
+    name: "precision",
+    signatures: &["slice.precision(class: string) -> Metric"],
+    summary: "Of the slice's samples predicted `class`, the share labelled `class`. Failing \
+              samples: the false positives, most confident first.",
+    options: &[],
+    examples: &[Example {
+        code: "open().filter(\"class IN ('face', 'nonface')\").predict(\"vww\").precision(\"no_person\").to_string()",
+        result: Some("precision(no_person) = 0.500 (n=200)"),
+    }],
+};
+
+pub const FPR_DOC: Primitive = Primitive {
+    name: "fpr",
+    signatures: &["slice.fpr(class: string) -> Metric"],
+    summary: "False positive rate: of the slice's labelled samples not labelled `class`, the \
+              share predicted `class`. Failing samples: those false positives.",
+    options: &[],
+    examples: &[Example {
+        code: "let v = open().filter(\"class = 'nonface'\").predict(\"vww\").fpr(\"person\") <= 0.01; v.to_string()",
+        result: Some("fpr(person) = 0.000 ≤ 0.01: pass (n=100)"),
+    }],
+};
+
+pub const ACCURACY_DOC: Primitive = Primitive {
+    name: "accuracy",
+    signatures: &["slice.accuracy() -> Metric"],
+    summary: "Of the slice's labelled samples, the share whose prediction is their label.",
+    options: &[],
+    examples: &[Example {
+        code: "open().filter(\"class IN ('face', 'nonface')\").predict(\"vww\").accuracy().to_string()",
+        result: Some("accuracy = 0.500 (n=200)"),
+    }],
+};
+
+pub const MEAN_SCORE_DOC: Primitive = Primitive {
+    name: "mean_score",
+    signatures: &["slice.mean_score() -> Metric", "slice.mean_score(col: string) -> Metric"],
+    summary: "The mean of a numeric column over the slice (`pred_score`, the predicted class's \
+              probability, by default; or a `p_<class>` column). Failing samples: lowest first.",
+    options: &[],
+    examples: &[Example {
+        code: "(open().filter(\"class = 'nonface'\").predict(\"vww\").mean_score(\"p_no_person\") >= 0.5).to_string()",
+        result: Some("mean(p_no_person) = 0.949 ≥ 0.5: pass (n=100)"),
+    }],
+};
+
+pub const COUNT_DOC: Primitive = Primitive {
+    name: "count",
+    signatures: &["slice.count() -> Metric"],
+    summary: "The number of samples in the slice, as a metric: `leaks.count() == 0` is a rule. \
+              Unlike the other metrics, a count of an empty slice is a measurement, not an error.",
+    options: &[],
+    examples: &[Example { code: "(open().filter(\"class = 'face' AND split = 'test'\").count() == 20).to_string()", result: Some("count = 20 == 20: pass (n=20)") }],
+};
+
+pub const MIN_COUNT_DOC: Primitive = Primitive {
+    name: "min_count",
+    signatures: &["slice.min_count(n: int) -> Verdict"],
+    summary: "Passes when the slice has at least n samples: a guard that the slices a suite \
+              depends on are big enough to mean something.",
+    options: &[],
+    examples: &[Example { code: "open().filter(\"class = 'face'\").min_count(50).to_string()", result: Some("count = 100 ≥ 50: pass (n=100)") }],
+};
+
+pub const EVERY_PREDICTED_DOC: Primitive = Primitive {
+    name: "every_predicted",
+    signatures: &["slice.every_predicted(class: string) -> Verdict"],
+    summary: "Passes when every sample of the slice is predicted `class`. Failing samples: the \
+              ones predicted otherwise.",
+    options: &[],
+    examples: &[Example {
+        code: "open().filter(\"class = 'nonface'\").predict(\"vww\").every_predicted(\"no_person\").pass",
+        result: Some("true"),
+    }],
+};
+
+pub const NONE_PREDICTED_DOC: Primitive = Primitive {
+    name: "none_predicted",
+    signatures: &["slice.none_predicted(class: string) -> Verdict"],
+    summary: "Passes when no sample of the slice is predicted `class`: scenes without people \
+              must stay empty. Failing samples: the ones predicted `class`.",
+    options: &[],
+    examples: &[Example {
+        code: "open().filter(\"class = 'nonface'\").predict(\"vww\").none_predicted(\"person\").to_string()",
+        result: Some("share_predicted(person) = 0.000 ≤ 0: pass (n=100)"),
+    }],
+};
+
+pub const NO_DROP_DOC: Primitive = Primitive {
+    name: "no_drop",
+    signatures: &["metric.no_drop(delta: float) -> Verdict"],
+    summary: "Fails when the metric fell by more than `delta` since the baseline run (`curate \
+              test --baseline RUN`), looked up by test and metric. Without a baseline it passes \
+              and says so; with a baseline that lacks this metric it fails.",
+    options: &[],
+    examples: &[Example {
+        code: "open().filter(\"class = 'face'\").count().no_drop(0.01).to_string()",
+        result: Some("count = 100 no_drop (no baseline; pass --baseline RUN): pass (n=100)"),
     }],
 };
 
@@ -355,5 +475,13 @@ mod tests {
     #[test]
     fn examples() {
         crate::testing::check_examples(&super::DOC);
+    }
+
+    #[test]
+    fn metric_and_verdict_examples() {
+        use super::*;
+        for doc in [&PREDICTIONS_DOC, &RECALL_DOC, &PRECISION_DOC, &FPR_DOC, &ACCURACY_DOC, &MEAN_SCORE_DOC, &COUNT_DOC, &MIN_COUNT_DOC, &EVERY_PREDICTED_DOC, &NONE_PREDICTED_DOC, &NO_DROP_DOC] {
+            crate::testing::check_examples_in_copy(doc);
+        }
     }
 }

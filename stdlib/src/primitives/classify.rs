@@ -8,7 +8,7 @@ use std::sync::Arc;
 use polars::prelude::*;
 use rhai::{Dynamic, Engine, EvalAltResult, Map};
 
-use super::{Context, Example, Primitive};
+use super::{Context, Example, Opt, Primitive};
 use crate::dataset::Dataset;
 use crate::error::{CurateError, Result};
 use crate::output::Output;
@@ -23,6 +23,12 @@ pub const DOC: Primitive = Primitive {
               labels of an earlier probe, for the label-a-few-more loop. Images without a cached \
               embedding are embedded first. Use with ds.score(probe); keep it with \
               probe.save(name) and reload it with probe(name).",
+    options: &[
+        Opt { name: "positive", default: "required", help: "The samples of the class: an id, an array of ids or a dataset." },
+        Opt { name: "negative", default: "required", help: "The samples that are not: an id, an array of ids or a dataset." },
+        Opt { name: "model", default: "the [defaults] embedding model", help: "The embedding model whose vectors the probe reads." },
+        Opt { name: "extend", default: "none", help: "An earlier probe whose labels are kept (newer labels win), for the label-a-few-more loop." },
+    ],
     examples: &[Example {
         code: "let ds = open().filter(\"split = 'test'\"); let p = ds.classify(#{positive: ds.filter(\"class = 'ship'\").head(5), negative: ds.filter(\"class != 'ship'\").head(5)}); p.positive.len()",
         result: Some("5"),
@@ -36,8 +42,9 @@ pub const SCORE_DOC: Primitive = Primitive {
               probability of `positive`, highest first, and `labelled` (positive, negative, or \
               null for the samples the probe has not seen). Samples without an embedding come \
               last with a null score.",
+    options: &[],
     examples: &[Example {
-        code: "let ds = open().filter(\"split = 'test'\"); let p = ds.classify(#{positive: ds.filter(\"class = 'face'\").head(5), negative: ds.filter(\"class != 'face'\").head(5)}); ds.score(p).filter(\"labelled IS NULL\").head(10).filter(\"class = 'face'\").len() >= 8",
+        code: "let ds = open().filter(\"split = 'test'\").embed(); let p = ds.classify(#{positive: ds.filter(\"class = 'face'\").head(5), negative: ds.filter(\"class != 'face'\").head(5)}); ds.score(p).filter(\"labelled IS NULL\").head(10).filter(\"class = 'face'\").len() >= 8",
         result: Some("true"),
     }],
 };
@@ -50,16 +57,40 @@ pub const FIT_DOC: Primitive = Primitive {
               predictions: `pred_label`, `pred_score` and a `p_<class>` column per class. Every \
               sample's probabilities come from a model that did not see it, which is what \
               ds.label_issues() needs. Samples with a null label get nulls.",
+    options: &[
+        Opt { name: "model", default: "the [defaults] embedding model", help: "The embedding model whose vectors the probe reads." },
+        Opt { name: "folds", default: "5", help: "The number of cross-validation folds (at least 2)." },
+    ],
     examples: &[Example { code: "open().filter(\"split = 'test'\").fit_probe(\"label\").filter(\"pred_label = label\").len() > 200", result: Some("true") }],
 };
 
 pub const PROBE_DOC: Primitive = Primitive {
     name: "probe",
-    signatures: &["probe(name: string) -> Probe", "probe.save(name: string) -> Probe", "probe.positive -> array", "probe.negative -> array"],
-    summary: "Load a probe saved in the workspace (probes/NAME.json). A probe saved with \
-              p.save(name) keeps its labelled ids, model and weights, so it can be reviewed, \
-              versioned and re-applied to new data with ds.score(name).",
-    examples: &[],
+    signatures: &["probe(name: string) -> Probe", "probe.positive -> array", "probe.negative -> array", "probe.cv_accuracy -> float | ()"],
+    summary: "Load a probe saved in the workspace (probes/NAME.json) with p.save(name). A saved \
+              probe keeps its labelled ids, model and weights, so it can be reviewed, versioned \
+              and re-applied to new data with ds.score(name).",
+    options: &[],
+    examples: &[Example {
+        code: "let ds = open().filter(\"split = 'test'\"); ds.classify(#{positive: ds.filter(\"class = 'ship'\").head(5), negative: ds.filter(\"class = 'cat'\").head(5)}).save(\"ships\"); probe(\"ships\").negative.len()",
+        result: Some("5"),
+    }],
+};
+
+pub const SAVE_DOC: Primitive = Primitive {
+    name: "save",
+    signatures: &["probe.save(name: string) -> Probe", "image.save(path: string)"],
+    summary: "Keep a probe in the workspace as probes/NAME.json (replacing one of that name), for \
+              probe(name) and ds.score(name); or write a picture (grid, plot_*) to a .png file \
+              inside the workspace. Both writes are atomic.",
+    options: &[],
+    examples: &[
+        Example {
+            code: "let ds = open().filter(\"split = 'test'\"); let p = ds.classify(#{positive: ds.filter(\"class = 'ship'\").head(5), negative: ds.filter(\"class = 'cat'\").head(5)}); p.save(\"ships\").positive.len()",
+            result: Some("5"),
+        },
+        Example { code: "let sheet = open().filter(\"class = 'frog'\").grid(#{n: 4}); sheet.save(\"frogs.png\"); sheet.width", result: Some("576") },
+    ],
 };
 
 #[derive(Debug, Default)]
@@ -70,7 +101,7 @@ pub struct ClassifyOptions {
     pub extend: Option<Probe>,
 }
 
-const CLASSIFY_KEYS: &[&str] = &["positive", "negative", "model", "extend"];
+pub const CLASSIFY_KEYS: &[&str] = &["positive", "negative", "model", "extend"];
 
 /// Ids from an array of ids or a dataset.
 pub fn ids_of(function: &str, key: &str, v: &Dynamic) -> Result<Vec<String>> {
@@ -250,5 +281,11 @@ mod tests {
         crate::testing::check_examples(&super::DOC);
         crate::testing::check_examples(&super::SCORE_DOC);
         crate::testing::check_examples(&super::FIT_DOC);
+    }
+
+    #[test]
+    fn saved_probe_examples() {
+        crate::testing::check_examples_in_copy(&super::PROBE_DOC);
+        crate::testing::check_examples_in_copy(&super::SAVE_DOC);
     }
 }

@@ -10,6 +10,7 @@ pub const DOC: Primitive = Primitive {
     name: "col",
     signatures: &["ds.col(name: string) -> array"],
     summary: "The values of one column, in order, as an array (null becomes ()). Reads only that column.",
+    options: &[],
     examples: &[
         Example { code: "open().head(2).col(\"class\")", result: Some("[\"airplane\", \"airplane\"]") },
         Example { code: "open().filter(\"source = 'lfw'\").col(\"width\").len()", result: Some("200") },

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use polars::prelude::*;
 use rhai::{Engine, EvalAltResult, Map};
 
-use super::{Context, Example, Primitive};
+use super::{Context, Example, Opt, Primitive};
 use crate::dataset::Dataset;
 use crate::error::{CurateError, Result};
 use crate::options::{self, Options};
@@ -26,6 +26,14 @@ pub const DOC: Primitive = Primitive {
               needs no embeddings. One row per \
               sample in a cluster, with `cluster`, `cluster_size`, `similarity` (to its closest \
               member) and `leak` (the cluster spans more than one split: train/test leakage).",
+    options: &[
+        Opt { name: "threshold", default: "0.9", help: "The cosine similarity at which a pair may differ in twice `max_hamming` bits, or at which the embedding alone decides when there is no perceptual hash." },
+        Opt { name: "loose", default: "0.7", help: "Pairs below this cosine similarity are never candidates." },
+        Opt { name: "max_hamming", default: "8", help: "The bits in which two 64-bit perceptual hashes may differ for a duplicate." },
+        Opt { name: "phash", default: "true", help: "Confirm candidates with perceptual hashes; false leaves the embedding alone at `threshold`." },
+        Opt { name: "model", default: "the [defaults] embedding model", help: "The embedding model whose neighbours are candidates." },
+        Opt { name: "near", default: "true", help: "Find near duplicates; false finds exact duplicates (same content hash) only, which needs no embeddings." },
+    ],
     examples: &[
         Example { code: "open().duplicates(#{near: false}).len()", result: Some("0") },
         Example { code: "let ds = open().filter(\"split = 'test'\").embed(); ds.duplicates(#{threshold: 0.999, phash: false}).len()", result: Some("0") },

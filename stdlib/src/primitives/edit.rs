@@ -10,33 +10,137 @@ use rhai::{Dynamic, Engine, EvalAltResult, NativeCallContext};
 use serde_json::Value;
 
 use super::classify::ids_of;
-use super::{Context, Primitive};
+use super::{Context, Example, Opt, Primitive};
 use crate::dataset::Dataset;
 use crate::edits::{self, Edit};
 use crate::error::{CurateError, Result};
 
 pub const DOC: Primitive = Primitive {
     name: "relabel",
-    signatures: &[
-        "ds.relabel(ids, label: string, reason: string) -> Dataset",
-        "ds.remove(ids, reason: string) -> Dataset",
-        "ds.restore(ids) -> Dataset",
-        "ds.tag(ids, tag: string) / ds.untag(ids, tag: string) -> Dataset",
-        "ds.set(col: string, ids, value [, reason: string]) -> Dataset",
-        "ds.weight(ids, w: float) / ds.oversample(ids, factor: float) -> Dataset",
-        "ds.checkpoint(name: string) -> Dataset",
-        "ds.balance(col: string) / ds.balance(col: string, #{target: #{value: share}}) -> Dataset",
-    ],
-    summary: "Edit the dataset through its log, edits.jsonl: each call appends one entry with the \
-              ids, the old and new values, the reason, the script and line (or \"repl\") and the \
-              time, and returns the workspace's new current view (the manifest with the log \
-              replayed). `ids` is an id, an array of ids or a dataset. remove hides samples until \
-              restore; tag adds a boolean `tag_<name>` column; weight and oversample set the \
-              `weight` column (oversample multiplies it). checkpoint names the current state for \
-              open(#{at: name}) and `curate diff`. balance sets the weights of ds's samples so that each \
-              value of `col` carries its target share of the total weight (equal shares by \
-              default); train_export(#{expand: true}) turns weights into repeats.",
-    examples: &[],
+    signatures: &["ds.relabel(ids, label: string, reason: string) -> Dataset"],
+    summary: "Give samples a new label through the edit log, edits.jsonl. Every edit (relabel, \
+              remove, restore, tag, untag, set, weight, oversample, balance, checkpoint) appends \
+              entries with the ids, the old and new values, the reason, the script and line (or \
+              \"repl\") and the time, and returns the workspace's new current view: the manifest \
+              with the log replayed, not ds narrowed. `ids` is an id, an array of ids or a \
+              dataset; an id not in the current view is an error. Edits of more samples than the \
+              REPL's limit ask first.",
+    options: &[],
+    examples: &[Example {
+        code: "let ds = open().relabel(\"lfw/nonface/104\", \"person\", \"a face after all\"); ds.get(\"lfw/nonface/104\").label",
+        result: Some("person"),
+    }],
+};
+
+pub const REMOVE_DOC: Primitive = Primitive {
+    name: "remove",
+    signatures: &["ds.remove(ids, reason: string) -> Dataset"],
+    summary: "Hide samples from the current view (and so from exports and tests) through the edit \
+              log, with a reason. The manifest keeps them: restore(ids) brings them back, and \
+              open(#{at: ...}) sees the states before.",
+    options: &[],
+    examples: &[Example { code: "open().remove([\"cifar/test/cat/0003\", \"cifar/test/cat/0004\"], \"blurry\").len()", result: Some("1398") }],
+};
+
+pub const RESTORE_DOC: Primitive = Primitive {
+    name: "restore",
+    signatures: &["ds.restore(ids) -> Dataset"],
+    summary: "Bring removed samples back into the current view (an edit-log entry). The ids are \
+              the manifest's, or those of samples that augment added.",
+    options: &[],
+    examples: &[Example { code: "let ds = open().remove(\"cifar/test/cat/0003\", \"blurry\"); ds.restore(\"cifar/test/cat/0003\").len()", result: Some("1400") }],
+};
+
+pub const TAG_DOC: Primitive = Primitive {
+    name: "tag",
+    signatures: &["ds.tag(ids, tag: string) -> Dataset"],
+    summary: "Mark samples with a tag through the edit log: the view gets a boolean column \
+              `tag_<tag>`, true for the tagged samples and false for the others, to filter on.",
+    options: &[],
+    examples: &[Example {
+        code: "let ds = open().tag([\"lfw/face/000\", \"lfw/face/001\"], \"blue_bg\"); ds.filter(\"tag_blue_bg\").len()",
+        result: Some("2"),
+    }],
+};
+
+pub const UNTAG_DOC: Primitive = Primitive {
+    name: "untag",
+    signatures: &["ds.untag(ids, tag: string) -> Dataset"],
+    summary: "Take a tag off samples (an edit-log entry): their `tag_<tag>` becomes false.",
+    options: &[],
+    examples: &[Example {
+        code: "let ds = open().tag([\"lfw/face/000\", \"lfw/face/001\"], \"blue_bg\"); ds.untag(\"lfw/face/000\", \"blue_bg\").filter(\"tag_blue_bg\").ids()",
+        result: Some("[\"lfw/face/001\"]"),
+    }],
+};
+
+pub const SET_DOC: Primitive = Primitive {
+    name: "set",
+    signatures: &["ds.set(col: string, ids, value) -> Dataset", "ds.set(col: string, ids, value, reason: string) -> Dataset"],
+    summary: "Set a column of samples to a value (text, number or boolean) through the edit log. \
+              A new column is added (null for the other samples); a value must fit an existing \
+              column's type. `id`, `path` and `hash` cannot be set; use relabel for `label` \
+              (set(\"label\", ...) with a reason relabels), weight for `weight`, tag and untag \
+              for `tag_*` columns.",
+    options: &[],
+    examples: &[Example {
+        code: "let ds = open().set(\"scene\", [\"lfw/face/000\", \"lfw/face/001\"], \"indoor\", \"checked by hand\"); ds.filter(\"scene = 'indoor'\").len()",
+        result: Some("2"),
+    }],
+};
+
+pub const WEIGHT_DOC: Primitive = Primitive {
+    name: "weight",
+    signatures: &["ds.weight(ids, w: float) -> Dataset"],
+    summary: "Set the training weight of samples (a finite number >= 0) through the edit log, in \
+              the `weight` column that train_export writes (or, with #{expand: true}, turns into \
+              repeats).",
+    options: &[],
+    examples: &[Example { code: "open().weight(\"lfw/face/007\", 2.5).get(\"lfw/face/007\").weight", result: Some("2.5") }],
+};
+
+pub const OVERSAMPLE_DOC: Primitive = Primitive {
+    name: "oversample",
+    signatures: &["ds.oversample(ids, factor: float) -> Dataset"],
+    summary: "Multiply the training weight of samples by `factor` (> 0) through the edit log: a \
+              sample without a weight counts as 1, one weighted 2 becomes 2 × factor.",
+    options: &[],
+    examples: &[Example {
+        code: "let ds = open().weight(\"lfw/face/007\", 2.0); ds.oversample(ds.filter(\"class = 'face'\"), 3.0).get(\"lfw/face/007\").weight",
+        result: Some("6.0"),
+    }],
+};
+
+/// The keys of balance's options map.
+pub const BALANCE_KEYS: &[&str] = &["target"];
+
+pub const BALANCE_DOC: Primitive = Primitive {
+    name: "balance",
+    signatures: &["ds.balance(col: string) -> Dataset", "ds.balance(col: string, #{target: #{value: share}}) -> Dataset"],
+    summary: "Set the weights of ds's samples (one edit-log entry per value of `col`) so that each \
+              value of `col` carries its target share of the total weight; the total stays the \
+              number of samples. train_export(#{expand: true}) turns the weights into repeats.",
+    options: &[Opt {
+        name: "target",
+        default: "equal shares",
+        help: "The share of the total weight per value of `col`, e.g. #{person: 1, no_person: 3}; values left out get none. Shares are normalised to add up to 1.",
+    }],
+    examples: &[Example {
+        code: "let ds = open().balance(\"label\"); ds.filter(\"label = 'person'\").head(1).col(\"weight\")",
+        result: Some("[7.0]"),
+    }],
+};
+
+pub const CHECKPOINT_DOC: Primitive = Primitive {
+    name: "checkpoint",
+    signatures: &["ds.checkpoint(name: string) -> Dataset"],
+    summary: "Name the current position of the edit log, for open(#{at: name}), `curate diff` and \
+              `curate log`. Numbers and manifest/current/latest are positions, not names.",
+    options: &[],
+    examples: &[Example {
+        code: "open().remove(\"lfw/face/000\", \"blurry\").checkpoint(\"v1\").remove(\"lfw/face/001\", \"blurry\"); [open(#{at: \"v1\"}).len(), open().len()]",
+        result: Some("[1399, 1398]"),
+    }],
 };
 
 /// `path:line` of the call, or "repl".
@@ -202,8 +306,8 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     let c = ctx.clone();
     engine.register_fn("balance", move |call: NativeCallContext, ds: &mut Dataset, column: &str, opts: rhai::Map| -> R<Dataset> {
         for k in opts.keys() {
-            if k.as_str() != "target" {
-                return Err(CurateError::UnknownOption { function: "balance".into(), key: k.to_string(), valid: vec!["target".into()] }.into());
+            if !BALANCE_KEYS.contains(&k.as_str()) {
+                return Err(CurateError::UnknownOption { function: "balance".into(), key: k.to_string(), valid: BALANCE_KEYS.iter().map(|k| k.to_string()).collect() }.into());
             }
         }
         let target = opts.get("target").and_then(|t| t.read_lock::<rhai::Map>().map(|m| m.clone()));
@@ -304,4 +408,14 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
         edits::append(&edits::path(&ws), &[entry("checkpoint", vec![], Some(name), None, vec![], "", source(&c, &call))])?;
         Ok(Dataset::new(ws.clone(), ws.scan_manifest()?)?)
     });
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn examples() {
+        for doc in [&super::DOC, &super::REMOVE_DOC, &super::RESTORE_DOC, &super::TAG_DOC, &super::UNTAG_DOC, &super::SET_DOC, &super::WEIGHT_DOC, &super::OVERSAMPLE_DOC, &super::BALANCE_DOC, &super::CHECKPOINT_DOC] {
+            crate::testing::check_examples_in_copy(doc);
+        }
+    }
 }

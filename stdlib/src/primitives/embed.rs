@@ -19,6 +19,7 @@ pub const DOC: Primitive = Primitive {
               Vectors are cached in .curate/ by content hash and model hash, so only new or \
               changed images are embedded; an interrupted run keeps what it finished. Images \
               that cannot be read are listed, not fatal. Returns ds, for chaining.",
+    options: &[],
     examples: &[Example { code: "open().filter(\"class = 'face'\").embed(\"mobilenet\").len()", result: Some("100") }],
 };
 

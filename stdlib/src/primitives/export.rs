@@ -11,7 +11,7 @@ use std::sync::Arc;
 use polars::prelude::*;
 use rhai::{Engine, EvalAltResult, Map};
 
-use super::{Context, Example, Primitive};
+use super::{Context, Example, Opt, Primitive};
 use crate::atomic::write_atomic;
 use crate::dataset::Dataset;
 use crate::error::{CurateError, Result};
@@ -29,6 +29,12 @@ pub const DOC: Primitive = Primitive {
               Also writes lock.json: the edit-log position and manifest hash, each file's content \
               hash, counts by label, split and weight, and the curate version. Deterministic: \
               the same state exports to the same bytes.",
+    options: &[
+        Opt { name: "format", default: "\"csv\"", help: "\"csv\", \"parquet\", \"jsonl\" or \"imagefolder\"." },
+        Opt { name: "split", default: "all splits", help: "Keep only the samples of this split." },
+        Opt { name: "mode", default: "\"manifest_only\"", help: "\"manifest_only\" (paths point at the media), \"copy\" or \"link\" (files go to dir/images/<label>/, named from their ids)." },
+        Opt { name: "expand", default: "false", help: "Repeat each row round(weight / smallest weight) times instead of writing a weight column." },
+    ],
     examples: &[Example {
         code: "let r = open().filter(\"class = 'face'\").train_export(\"exports/doc\", #{split: \"test\"}); r.rows",
         result: Some("20"),

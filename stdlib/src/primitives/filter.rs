@@ -16,6 +16,7 @@ pub const DOC: Primitive = Primitive {
     summary: "The samples that match a predicate: a SQL expression over the columns, evaluated \
               by Polars (fast, pushed down into the manifest scan), or a closure over a sample \
               map (flexible, runs per row).",
+    options: &[],
     examples: &[
         Example { code: "open().filter(\"label = 'person' AND width >= 25\").len()", result: Some("100") },
         Example { code: "open().filter(\"class IN ('cat', 'dog') AND split = 'test'\").len()", result: Some("40") },

@@ -11,6 +11,7 @@ pub const DOC: Primitive = Primitive {
     name: "get",
     signatures: &["ds.get(id: string) -> map"],
     summary: "One sample by id, as a map of its columns (`s.label`, `s.width`, ...).",
+    options: &[],
     examples: &[
         Example { code: "open().get(\"lfw/face/007\").label", result: Some("person") },
         Example { code: "let s = open().get(\"cifar/train/cat/0003\"); s.width * s.height", result: Some("1024") },

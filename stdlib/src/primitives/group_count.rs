@@ -12,6 +12,7 @@ pub const DOC: Primitive = Primitive {
     signatures: &["ds.group_count(col: string) -> Dataset"],
     summary: "The number of samples for each value of a column, most frequent first (ties by \
               value), as a dataset with columns `<col>` and `count`.",
+    options: &[],
     examples: &[
         Example { code: "open().group_count(\"label\").col(\"count\")", result: Some("[1300, 100]") },
         Example { code: "open().group_count(\"split\").col(\"split\")", result: Some("[\"train\", \"test\"]") },

@@ -12,6 +12,7 @@ pub const DOC: Primitive = Primitive {
     signatures: &["ds.head() -> Dataset", "ds.head(n: int) -> Dataset"],
     summary: "The first n samples (10 by default), in manifest order. A dataset displays as a \
               table with column types and the total row count.",
+    options: &[],
     examples: &[
         Example { code: "open().head(3).len()", result: Some("3") },
         Example { code: "open().head(2).ids()", result: Some("[\"cifar/test/airplane/0000\", \"cifar/test/airplane/0001\"]") },

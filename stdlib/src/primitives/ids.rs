@@ -9,6 +9,7 @@ pub const DOC: Primitive = Primitive {
     name: "ids",
     signatures: &["ds.ids() -> array"],
     summary: "The ids of the samples, in order: the handle other primitives take (get, similar, relabel).",
+    options: &[],
     examples: &[Example { code: "open().filter(\"class = 'face'\").ids()[0]", result: Some("lfw/face/000") }],
 };
 

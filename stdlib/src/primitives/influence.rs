@@ -16,7 +16,7 @@ use curate_kernels::probe::{self as probe_kernel, Design, Scale};
 use polars::prelude::*;
 use rhai::{Dynamic, Engine, EvalAltResult, Map};
 
-use super::{Context, Example, Primitive};
+use super::{Context, Example, Opt, Primitive};
 use crate::dataset::Dataset;
 use crate::error::{CurateError, Result};
 use crate::options::{self, Options};
@@ -36,16 +36,31 @@ pub const DOC: Primitive = Primitive {
               margin of the labelled class) and `query`. `test` is an id, an array of ids (one \
               query each), a dataset (a failing slice: its gradients are summed, one query) or \
               the name of a data unit test (its failing samples in the latest `curate test` run). \
-              `head`: \"model\" (the tested model's own last layer, read from the graph; the \
-              default when `[test] model` declares an `embedding`), \"probe\" (fitted to the \
-              training labels on the embedding model), or a saved probe's name. `method`: \
-              \"exact\" (Koh and Liang with the exact Hessian, default), \"representer\", \
-              \"knn_shapley\", or \"gradients\": per-sample gradient features your own training \
-              pipeline wrote (`gradients`: Parquet or Arrow keyed by `id` or `hash`, or .npy \
-              with a `gradient_ids` table; an optional `weight` column), scored as \
-              wᵢ·φ_testᵀ(ΦᵀΦ + λI)⁻¹φᵢ with λ = `alpha`. `sign`: \"harmful\" (default), \"helpful\", \"both\". `objective`: \
-              \"margin\" (default) or \"loss\". `verify: k` removes the top k harmful samples \
-              and k random ones, retrains the head and reports the new margins and flips.",
+              By default the head is the tested model's own last layer, read from the graph, and \
+              the method is Koh and Liang's with the exact Hessian.",
+    options: &[
+        Opt { name: "k", default: "20", help: "How many training samples to return per query." },
+        Opt {
+            name: "head",
+            default: "\"model\" when `[test] model` declares an `embedding`, else \"probe\"",
+            help: "\"model\" (the tested model's own last layer, read from the graph), \"probe\" (fitted to the training labels on the embedding model), or a saved probe's name.",
+        },
+        Opt {
+            name: "method",
+            default: "\"exact\" (\"gradients\" when `gradients` is given)",
+            help: "\"exact\" (Koh and Liang with the exact Hessian), \"representer\", \"knn_shapley\", or \"gradients\": per-sample gradient features from your own training pipeline, scored as wᵢ·φ_testᵀ(ΦᵀΦ + λI)⁻¹φᵢ with λ = `alpha`.",
+        },
+        Opt { name: "sign", default: "\"harmful\"", help: "\"harmful\", \"helpful\" or \"both\"." },
+        Opt { name: "objective", default: "\"margin\"", help: "\"margin\" or \"loss\": what the influence is measured on." },
+        Opt { name: "label", default: "\"label\"", help: "The column of the training labels." },
+        Opt { name: "model", default: "`[test] model` (head \"model\"), the [defaults] embedding model (\"probe\")", help: "The model whose features the head reads." },
+        Opt { name: "alpha", default: "the head's own", help: "The L2 weight λ of the head's objective: a fitted probe's is cross-validated, a saved probe's kept; the model's head uses the mean of the Hessian's diagonal." },
+        Opt { name: "verify", default: "none", help: "k: remove the top k harmful samples and k random ones, retrain the head and report the new margins and flips." },
+        Opt { name: "seed", default: "0x1f1", help: "The seed of the row sample the Hessian is built from on large sets, and of `verify`'s random removal." },
+        Opt { name: "gradients", default: "none", help: "A file of per-sample gradient features (method \"gradients\"): Parquet or Arrow keyed by `id` or `hash`, or .npy; an optional `weight` column." },
+        Opt { name: "gradient_ids", default: "none", help: "The ids table of a .npy gradient file." },
+        Opt { name: "gradient_column", default: "the table's only vector column", help: "The vector column of a gradient table that has several." },
+    ],
     examples: &[Example {
         code: "let train = open().filter(\"split = 'train' AND class IN ('face', 'nonface')\"); train.influence(\"lfw/face/000\", #{k: 5, head: \"model\"}).len()",
         result: Some("5"),
@@ -54,10 +69,17 @@ pub const DOC: Primitive = Primitive {
 
 pub const SELF_DOC: Primitive = Primitive {
     name: "self_influence",
-    signatures: &["ds.self_influence() -> Dataset", "ds.self_influence(#{head, label, model, alpha}) -> Dataset"],
+    signatures: &["ds.self_influence() -> Dataset", "ds.self_influence(#{head, label, model, alpha, seed}) -> Dataset"],
     summary: "Every training sample's influence on its own loss (∇ℓᵀH⁻¹∇ℓ), highest first, in a \
               `self_influence` column: mislabelled and atypical samples stand out. The head is \
               chosen as for `influence`.",
+    options: &[
+        Opt { name: "head", default: "as for influence", help: "\"model\", \"probe\" or a saved probe's name, as for influence." },
+        Opt { name: "label", default: "\"label\"", help: "The column of the training labels." },
+        Opt { name: "model", default: "as for influence", help: "The model whose features the head reads." },
+        Opt { name: "alpha", default: "the head's own", help: "The L2 weight of the head's objective, as for influence." },
+        Opt { name: "seed", default: "0x1f1", help: "The seed of the row sample the Hessian is built from on large sets." },
+    ],
     examples: &[Example {
         code: "open().filter(\"split = 'train' AND class IN ('face', 'nonface')\").self_influence(#{head: \"model\"}).len()",
         result: Some("160"),

@@ -8,7 +8,7 @@ use polars::prelude::*;
 use rhai::{Engine, EvalAltResult, Map};
 
 use super::predict::{class_column, probabilities_of};
-use super::{Example, Primitive};
+use super::{Example, Opt, Primitive};
 use crate::dataset::Dataset;
 use crate::error::{CurateError, Result};
 use crate::options::{self, Options};
@@ -30,6 +30,10 @@ pub const DOC: Primitive = Primitive {
               of the 10 nearest neighbours labelled otherwise, and self-influence), flagging as \
               many samples as confident learning and the neighbours' majority flag together; \
               each signal is a column.",
+    options: &[
+        Opt { name: "label", default: "\"label\"", help: "The label column to check." },
+        Opt { name: "method", default: "\"prune_by_noise_rate\"", help: "\"prune_by_noise_rate\" (per-class thresholds, the confident joint calibrated to the class counts, the largest margins pruned), \"confident_joint\" (every off-diagonal sample of the joint), \"argmax\" (wherever the most probable class is not the label) or \"combined\" (a probe, the nearest neighbours and self-influence together; needs no probability columns)." },
+    ],
     examples: &[Example {
         code: "open().filter(\"split = 'test'\").fit_probe(\"label\").label_issues().len() < 20",
         result: Some("true"),
@@ -41,6 +45,10 @@ pub const CONFUSION_DOC: Primitive = Primitive {
     signatures: &["ds.confusion() -> Dataset", "ds.confusion(#{label: string, pred: string}) -> Dataset"],
     summary: "The confusion matrix: one row per label value, one count column per predicted \
               value, and the row's `total`. The columns default to `label` and `pred_label`.",
+    options: &[
+        Opt { name: "label", default: "\"label\"", help: "The column of true labels." },
+        Opt { name: "pred", default: "\"pred_label\"", help: "The column of predictions." },
+    ],
     examples: &[Example { code: "open().filter(\"class = 'face'\").predict(\"vww\").confusion().len()", result: Some("1") }],
 };
 
@@ -49,6 +57,10 @@ pub const METRICS_DOC: Primitive = Primitive {
     signatures: &["ds.class_metrics() -> Dataset", "ds.class_metrics(#{label: string, pred: string}) -> Dataset"],
     summary: "Per-class `support` (samples with the label), `predicted`, `correct`, `precision`, \
               `recall` and `f1`, plus an `(all)` row with the accuracy in every metric column.",
+    options: &[
+        Opt { name: "label", default: "\"label\"", help: "The column of true labels." },
+        Opt { name: "pred", default: "\"pred_label\"", help: "The column of predictions." },
+    ],
     examples: &[Example { code: "open().filter(\"split = 'test'\").predict(\"vww\").class_metrics().len()", result: Some("3") }],
 };
 

@@ -9,6 +9,7 @@ pub const DOC: Primitive = Primitive {
     name: "len",
     signatures: &["ds.len() -> int"],
     summary: "The number of samples in the dataset. Counts without reading any column.",
+    options: &[],
     examples: &[Example { code: "open().filter(\"label = 'person'\").len()", result: Some("100") }],
 };
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use rhai::{Engine, EvalAltResult};
 
-use super::{Context, Example, Primitive};
+use super::{Context, Example, Opt, Primitive};
 use crate::dataset::Dataset;
 use crate::error::{CurateError, Result};
 use crate::workspace::Workspace;
@@ -16,16 +16,22 @@ pub const DOC: Primitive = Primitive {
               Without a path, the workspace the session runs in. Paths are relative to that \
               workspace and may not leave it. `at` opens an earlier state: the first N edits, a \
               checkpoint's name, or \"manifest\" for none.",
+    options: &[
+        Opt { name: "at", default: "the current view", help: "An earlier state: the first N edits of the log (an int), a checkpoint's name, or \"manifest\" for none." },
+    ],
     examples: &[
         Example { code: "open(\".\").len()", result: Some("1400") },
         Example { code: "let ds = open(); ds.len()", result: Some("1400") },
     ],
 };
 
+/// The keys of open's options map.
+pub const KEYS: &[&str] = &["at"];
+
 fn at_of(opts: &rhai::Map) -> Result<Option<crate::edits::At>> {
     for k in opts.keys() {
-        if k.as_str() != "at" {
-            return Err(CurateError::UnknownOption { function: "open".into(), key: k.to_string(), valid: vec!["at".into()] });
+        if !KEYS.contains(&k.as_str()) {
+            return Err(CurateError::UnknownOption { function: "open".into(), key: k.to_string(), valid: KEYS.iter().map(|k| k.to_string()).collect() });
         }
     }
     Ok(match opts.get("at") {

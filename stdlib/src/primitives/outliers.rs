@@ -15,6 +15,7 @@ pub const DOC: Primitive = Primitive {
     summary: "Every embedded sample with an `outlier_score`: the mean cosine distance to its k \
               nearest neighbours in ds (k = 10 by default), most isolated first. Odd images, \
               wrong crops and corrupt-looking files float to the top.",
+    options: &[],
     examples: &[Example { code: "let ds = open().filter(\"split = 'test'\").embed(); ds.outliers(5).len()", result: Some("240") }],
 };
 

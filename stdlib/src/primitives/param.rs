@@ -13,6 +13,7 @@ pub const DOC: Primitive = Primitive {
     summary: "A parameter passed with `--param name=value`, or the default when it was not \
               given. The value takes the default's type (int, float, bool or string). All \
               parameters are also in the `params` map.",
+    options: &[],
     examples: &[
         Example { code: "param(\"min_width\", 96)", result: Some("96") },
         Example { code: "param(\"split\", \"train\")", result: Some("train") },

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use polars::prelude::*;
 use rhai::{Array, Engine, EvalAltResult, Map};
 
-use super::{Context, Example, Primitive};
+use super::{Context, Example, Opt, Primitive};
 use crate::dataset::Dataset;
 use crate::error::{CurateError, Result};
 use crate::options::{self, Options};
@@ -28,6 +28,13 @@ pub const GRID_DOC: Primitive = Primitive {
               query first (framed blue), then its neighbours nearest first with their distances. \
               Unreadable files show as marked grey tiles. The PNG goes to .curate/out/; the REPL \
               shows it inline on kitty, iTerm2 and sixel terminals.",
+    options: &[
+        Opt { name: "n", default: "24", help: "How many samples to draw (at most 1000)." },
+        Opt { name: "cols", default: "8", help: "Tiles per row." },
+        Opt { name: "size", default: "128", help: "The side of a thumbnail, in pixels." },
+        Opt { name: "label_by", default: "\"label\"", help: "The column written under each id." },
+        Opt { name: "title", default: "\"N samples\" (\"N of M samples\")", help: "The title above the sheet." },
+    ],
     examples: &[Example { code: "open().filter(\"class = 'frog'\").grid(#{n: 6, cols: 3}).width", result: Some("432") }],
 };
 
@@ -36,6 +43,11 @@ pub const HIST_DOC: Primitive = Primitive {
     signatures: &["ds.plot_hist(column) -> Image", "ds.plot_hist(column, #{bins: int, by: string, title: string}) -> Image", "plot_hist(values: array) -> Image", "plot_hist(values, #{bins, title}) -> Image"],
     summary: "A histogram of a numeric column (or an array of numbers), `bins` (30) wide, stacked \
               by the values of the `by` column when given.",
+    options: &[
+        Opt { name: "bins", default: "30", help: "The number of bins." },
+        Opt { name: "by", default: "none", help: "A column: one stacked series per value (not for an array of values)." },
+        Opt { name: "title", default: "the column and the count of values", help: "The chart's title." },
+    ],
     examples: &[Example { code: "open().plot_hist(\"bytes\", #{by: \"split\"}).height", result: Some("540") }],
 };
 
@@ -44,6 +56,10 @@ pub const COUNTS_DOC: Primitive = Primitive {
     signatures: &["ds.plot_counts(column) -> Image", "ds.plot_counts(column, #{by: string, title: string}) -> Image"],
     summary: "Bars of the sample count per value of a column (most common first; more than 40 \
               values fold into \"(other)\"), one bar per value of `by` (e.g. the split) in each.",
+    options: &[
+        Opt { name: "by", default: "none", help: "A column: one bar per value of it within each value of `column`." },
+        Opt { name: "title", default: "\"samples per <column>\"", help: "The chart's title." },
+    ],
     examples: &[Example { code: "open().plot_counts(\"label\", #{by: \"split\"}).width", result: Some("900") }],
 };
 
@@ -53,6 +69,11 @@ pub const CONFUSION_PLOT_DOC: Primitive = Primitive {
     summary: "The confusion matrix as a heat map: labels down, predictions across, each cell's \
               count written in it and its colour the share of its row (green on the diagonal, \
               red off it). Columns default to `label` and `pred_label`.",
+    options: &[
+        Opt { name: "label", default: "\"label\"", help: "The column of true labels, down the side." },
+        Opt { name: "pred", default: "\"pred_label\"", help: "The column of predictions, across." },
+        Opt { name: "title", default: "the columns, the count and the accuracy", help: "The chart's title." },
+    ],
     examples: &[Example { code: "open().filter(\"split = 'test'\").predict(\"vww\").plot_confusion().height > 100", result: Some("true") }],
 };
 
@@ -62,6 +83,11 @@ pub const PR_DOC: Primitive = Primitive {
     summary: "The precision–recall curve of one class: samples ranked by `score` (the class's \
               p_<class> column), positives where `label` (\"label\") is the class. The title \
               gives the average precision; the model's own predictions (pred_label) are marked.",
+    options: &[
+        Opt { name: "label", default: "\"label\"", help: "The column of true labels; positives are those equal to the class." },
+        Opt { name: "score", default: "\"p_<class>\"", help: "The score column that ranks the samples." },
+        Opt { name: "title", default: "the class and its average precision", help: "The chart's title." },
+    ],
     examples: &[Example { code: "open().filter(\"split = 'test'\").predict(\"vww\").plot_pr(\"person\").width", result: Some("720") }],
 };
 
@@ -72,6 +98,13 @@ pub const EMBEDDING_DOC: Primitive = Primitive {
               by `color` (\"label\"), the `highlight` samples (ids or a dataset: failures, \
               neighbours, a probe's hits) drawn large and ringed. At most `max_points` (20,000) \
               points are drawn, a seeded sample, always with every highlighted one. Embed first.",
+    options: &[
+        Opt { name: "model", default: "the [defaults] embedding model", help: "The embedding model whose vectors are mapped." },
+        Opt { name: "color", default: "\"label\"", help: "The column that colours the points." },
+        Opt { name: "highlight", default: "none", help: "Samples drawn large and ringed: ids or a dataset." },
+        Opt { name: "max_points", default: "20000", help: "At most this many points, a seeded sample that keeps every highlighted one." },
+        Opt { name: "title", default: "the model and the number of samples", help: "The chart's title." },
+    ],
     examples: &[Example { code: "let ds = open().filter(\"split = 'test'\").embed(); ds.plot_embedding(#{color: \"class\"}).height", result: Some("700") }],
 };
 
@@ -106,7 +139,7 @@ impl Options for ChartOptions {
 }
 
 /// Which option keys each chart takes.
-const CHART_KEYS: &[(&str, &[&str])] = &[
+pub(crate) const CHART_KEYS: &[(&str, &[&str])] = &[
     ("plot_hist", &["bins", "by", "title"]),
     ("plot_hist(values)", &["bins", "title"]),
     ("plot_counts", &["by", "title"]),

@@ -25,6 +25,7 @@ pub const DOC: Primitive = Primitive {
               probability column per class (up to 32 classes). Scores are cached in .curate/ by \
               content hash and model hash, so only new images are run. Samples whose image \
               cannot be read get nulls and are listed.",
+    options: &[],
     examples: &[Example {
         code: "open().filter(\"class = 'face'\").predict(\"vww\").group_count(\"pred_label\").len() > 0",
         result: Some("true"),
@@ -39,7 +40,11 @@ pub const LOAD_DOC: Primitive = Primitive {
               `p_<class>` probability column per class, from which pred_label and pred_score are \
               derived. Samples the file does not mention get nulls; ids the file has that ds does \
               not are ignored.",
-    examples: &[],
+    options: &[],
+    examples: &[
+        Example { code: "open().load_predictions(\"pipeline_predictions.csv\").get(\"lfw/face/002\").pred_label", result: Some("no_person") },
+        Example { code: "open().filter(\"class = 'face'\").load_predictions(\"pipeline_predictions.csv\").filter(\"pred_label = 'person'\").len()", result: Some("2") },
+    ],
 };
 
 /// Models with more classes than this get `pred_label` and `pred_score` only.
@@ -253,5 +258,10 @@ mod tests {
     #[test]
     fn examples() {
         crate::testing::check_examples(&super::DOC);
+    }
+
+    #[test]
+    fn load_examples() {
+        crate::testing::check_examples_in_copy(&super::LOAD_DOC);
     }
 }

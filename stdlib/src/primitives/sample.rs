@@ -3,7 +3,7 @@
 use polars::prelude::*;
 use rhai::{Engine, EvalAltResult, Map};
 
-use super::{Example, Primitive};
+use super::{Example, Opt, Primitive};
 use crate::dataset::Dataset;
 use crate::error::{CurateError, Result};
 use crate::options::{self, Options};
@@ -18,6 +18,11 @@ pub const DOC: Primitive = Primitive {
     summary: "A random sample of n samples (all of them if there are fewer, unless replace is \
               set). The same seed gives the same sample; the default seed is 0. With `by`, n \
               samples from each value of that column.",
+    options: &[
+        Opt { name: "seed", default: "0", help: "The random seed: the same seed gives the same sample." },
+        Opt { name: "replace", default: "false", help: "Draw with replacement, so n may exceed the number of samples." },
+        Opt { name: "by", default: "none", help: "A column: draw n samples from each of its values." },
+    ],
     examples: &[
         Example { code: "open().sample(5, 42).len()", result: Some("5") },
         Example { code: "open().sample(5, 42).ids() == open().sample(5, 42).ids()", result: Some("true") },

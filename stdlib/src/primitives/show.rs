@@ -13,6 +13,7 @@ pub const DOC: Primitive = Primitive {
     summary: "Display a value in the middle of a script: a dataset as a table (its first rows, \
               the column types and the row count), anything else as text. In `--json` mode the \
               table comes out as structured rows. A cell's last value is shown without it.",
+    options: &[],
     examples: &[Example { code: "show(open().group_count(\"class\"))", result: None }],
 };
 

@@ -7,7 +7,7 @@ use polars::prelude::*;
 use rayon::prelude::*;
 use rhai::{Dynamic, Engine, EvalAltResult, Map};
 
-use super::{Context, Example, Primitive};
+use super::{Context, Example, Opt, Primitive};
 use crate::dataset::Dataset;
 use crate::error::{CurateError, Result};
 use crate::index::{exact_search, Metric, Neighbour};
@@ -24,11 +24,19 @@ pub const DOC: Primitive = Primitive {
               nearest to. The query is an id, an array of ids, a dataset, or the path of an image \
               file that need not be in the dataset. Queries are left out of the result. Searches \
               exactly, by a blocked matrix product over the memory-mapped vectors, unless \
-              `curate index` has built an HNSW index for the current vectors (`exact: true` \
-              always searches exactly). Embed first with `ds.embed()`.",
+              `curate index` has built an index for the current vectors (`exact: true` always \
+              searches exactly). Embed first with `ds.embed()`.",
+    options: &[
+        Opt { name: "model", default: "the [defaults] embedding model", help: "The embedding model whose vectors are searched." },
+        Opt { name: "exact", default: "false", help: "Search exactly even when a fresh `curate index` exists." },
+        Opt { name: "metric", default: "\"cosine\"", help: "\"cosine\" (distance 1 - cosine similarity) or \"l2\" (Euclidean distance of the raw vectors)." },
+    ],
     examples: &[
-        Example { code: "let ds = open().filter(\"split = 'test'\").embed(); ds.similar(\"cifar/test/cat/0003\", 5).len()", result: Some("5") },
-        Example { code: "let ds = open().filter(\"split = 'test'\").embed(); ds.similar(\"cifar/test/cat/0003\", 3, #{exact: true}).col(\"query\")", result: Some("[\"cifar/test/cat/0003\", \"cifar/test/cat/0003\", \"cifar/test/cat/0003\"]") },
+        Example { code: "let cats = open().filter(\"class = 'cat'\").embed(); cats.similar(\"cifar/test/cat/0003\", 5).len()", result: Some("5") },
+        Example {
+            code: "let cats = open().filter(\"class = 'cat'\").embed(); cats.similar(\"cifar/test/cat/0003\", 3, #{exact: true}).col(\"query\")",
+            result: Some("[\"cifar/test/cat/0003\", \"cifar/test/cat/0003\", \"cifar/test/cat/0003\"]"),
+        },
     ],
 };
 
@@ -199,4 +207,12 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
         let opts: SimilarOptions = options::parse("similar", &opts)?;
         Ok(similar(&c, ds, &q, k, &opts)?)
     });
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn examples() {
+        crate::testing::check_examples_in_copy(&super::DOC);
+    }
 }
