@@ -15,10 +15,12 @@ use std::time::Instant;
 use polars::prelude::*;
 use rayon::prelude::*;
 
+use crate::dataset::Dataset;
 use crate::error::{CurateError, Result};
 use crate::model::Model;
 use crate::progress::Progress;
 use crate::scan::ScanIssue;
+use crate::vectors::Registry;
 use crate::workspace::Workspace;
 
 /// Images per cache part; a kill loses at most one part's work per process.
@@ -105,6 +107,52 @@ pub struct EmbedReport {
     pub seconds: f64,
     /// What ran the model: "tract", or onnxruntime with its version, provider and batch.
     pub runtime: String,
+}
+
+impl EmbedReport {
+    /// What the run did, in a line, then up to ten of the images that could not be read.
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "{}: {} images, {} embedded, {} already cached, {} failed ({:.1} s, {})",
+            self.model,
+            self.images,
+            self.embedded,
+            self.cached,
+            self.failed.len(),
+            self.seconds,
+            self.runtime
+        );
+        for f in self.failed.iter().take(10) {
+            s.push_str(&format!("\n  {} ({}): {}", f.id, f.path, f.message));
+        }
+        if self.failed.len() > 10 {
+            s.push_str(&format!("\n  ... and {} more", self.failed.len() - 10));
+        }
+        s
+    }
+}
+
+/// Embed the images of `ds` with `model` (the only embedding model when `None`) that are not
+/// cached yet; only shard `shard`'s, when given.
+pub fn embed_dataset(registry: &Registry, ds: &Dataset, model: Option<&str>, shard: Option<Shard>, progress: &dyn Progress) -> Result<EmbedReport> {
+    let model = registry.model(ds.workspace(), model)?;
+    run_dataset(ds, &model, Kind::Embedding, shard, progress)
+}
+
+/// Run `model` over the images of `ds` whose `kind` output is not cached yet.
+pub fn run_dataset(ds: &Dataset, model: &Model, kind: Kind, shard: Option<Shard>, progress: &dyn Progress) -> Result<EmbedReport> {
+    let ws = ds.workspace().clone();
+    let df = ds.lazy().select([col("id"), col("path"), col("hash")]).collect()?;
+    let ids = df.column("id")?.str()?.clone();
+    let paths = df.column("path")?.str()?.clone();
+    let hashes = df.column("hash")?.str()?.clone();
+    let jobs: Vec<Job> = ids
+        .iter()
+        .zip(paths.iter())
+        .zip(hashes.iter())
+        .filter_map(|((id, path), hash)| Some(Job { id: id?.to_string(), path: ws.media_path(path?), hash: hash.map(str::to_string) }))
+        .collect();
+    run_model(&ws, model, kind, jobs, shard, progress)
 }
 
 /// One image to embed.

@@ -111,9 +111,9 @@ impl Features {
 
 pub fn features(ctx: &Context, ds: &Dataset, model: &crate::model::Model, embed_missing: bool) -> Result<Features> {
     if embed_missing {
-        let report = crate::primitives::embed::run_dataset(ctx, ds, model, Kind::Embedding, None)?;
+        let report = crate::embed::run_dataset(ds, model, Kind::Embedding, None, ctx.progress.as_ref())?;
         if report.embedded > 0 || !report.failed.is_empty() {
-            (ctx.sink)(crate::output::Output::Text(crate::primitives::embed::describe(&report)));
+            (ctx.sink)(crate::output::Output::Text(report.describe()));
         }
     }
     let store = ctx.registry.vectors(ds.workspace(), model)?;

@@ -168,52 +168,9 @@ pub struct Metric {
     pub failing: Vec<String>,
 }
 
-/// The outcome of a rule.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Verdict {
-    pub pass: bool,
-    pub metric: String,
-    pub value: Option<f64>,
-    pub op: String,
-    pub threshold: Option<f64>,
-    pub n: usize,
-    /// Why it could not be judged (an empty slice, no baseline).
-    pub error: Option<String>,
-    #[serde(default)]
-    pub failing: Vec<String>,
-}
-
-impl Verdict {
-    pub fn describe(&self) -> String {
-        let value = match self.value {
-            Some(v) if self.metric == "count" => format!("{v}"),
-            Some(v) => format!("{v:.3}"),
-            None => "n/a".into(),
-        };
-        let op = match self.op.as_str() {
-            ">=" => "≥",
-            "<=" => "≤",
-            other => other,
-        };
-        let rule = match self.threshold {
-            Some(t) => format!("{} = {value} {op} {}", self.metric, trim(t)),
-            None => format!("{} = {value} {op}", self.metric),
-        };
-        match &self.error {
-            Some(e) => format!("{rule}: error: {e}"),
-            None => format!("{rule}: {} (n={})", if self.pass { "pass" } else { "fail" }, self.n),
-        }
-    }
-}
-
-fn trim(x: f64) -> String {
-    let s = format!("{x}");
-    if s.len() > 8 {
-        format!("{x:.4}")
-    } else {
-        s
-    }
-}
+/// The outcome of a rule (kept in the run records, so defined there).
+pub use crate::runs::Verdict;
+use crate::runs::trim;
 
 /// One declared test.
 #[derive(Clone)]

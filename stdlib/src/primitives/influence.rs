@@ -434,34 +434,11 @@ fn queries(ds: &Dataset, test: &Dynamic) -> Result<Vec<Query>> {
     if known {
         return Ok(vec![Query { name: name.clone(), ids: vec![name] }]);
     }
-    match failing_of_test(ws, &name)? {
+    match crate::runs::failing_in_latest(ws, &name)? {
         Some((run, ids)) if ids.is_empty() => Err(CurateError::arg("influence", format!("the test `{name}` names no failing samples in run {run}: nothing to explain"))),
         Some((_, ids)) => Ok(vec![Query { name, ids }]),
         None => Err(CurateError::arg("influence", format!("`{name}` is neither a sample id nor a test of the latest recorded run (`curate test` records runs)"))),
     }
-}
-
-/// The failing samples of the test `name` in the latest run `curate test` recorded, and the
-/// run's id; `None` when there is no run or it has no such test.
-fn failing_of_test(ws: &crate::workspace::Workspace, name: &str) -> Result<Option<(String, Vec<String>)>> {
-    let dir = ws.cache_dir().join("runs");
-    let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(None) };
-    let mut files: Vec<std::path::PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "json")).collect();
-    files.sort();
-    let Some(latest) = files.pop() else { return Ok(None) };
-    let bytes = std::fs::read(&latest).map_err(|e| CurateError::io(&latest, e))?;
-    let run: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| CurateError::io(&latest, format!("not a test run record: {e}")))?;
-    let id = run.get("id").and_then(|v| v.as_str()).unwrap_or_default().to_string();
-    let Some(test) = run.get("tests").and_then(|t| t.as_array()).and_then(|t| t.iter().find(|t| t.get("name").and_then(|n| n.as_str()) == Some(name))) else { return Ok(None) };
-    let mut ids: Vec<String> = Vec::new();
-    for v in test.get("verdicts").and_then(|v| v.as_array()).into_iter().flatten() {
-        for f in v.get("failing").and_then(|f| f.as_array()).into_iter().flatten().filter_map(|f| f.as_str()) {
-            if !ids.iter().any(|i| i == f) {
-                ids.push(f.to_string());
-            }
-        }
-    }
-    Ok(Some((id, ids)))
 }
 
 /// The test samples' feature rows and label indices under the prepared head.

@@ -2,17 +2,16 @@
 //! "Unit Tests Passed: N / M", record the run in `.curate/runs/`, write JUnit XML, compare runs
 //! and explain failures.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use curate_stdlib::output::Output;
-use curate_stdlib::primitives::checks::{PredictionSource, Verdict};
+use curate_stdlib::primitives::checks::PredictionSource;
 use curate_stdlib::progress::CancelFlag;
+use curate_stdlib::runs::{self, Run, Status, TestResult, Verdict};
 use curate_stdlib::{CurateError, Workspace};
 use rhai::Dynamic;
-use serde::{Deserialize, Serialize};
 
 use crate::diagnostic::{render, ScriptError};
 use crate::report::{CellRecord, Report, Status as ReportStatus};
@@ -30,106 +29,6 @@ pub struct TestOptions {
     pub json: bool,
     pub explain: bool,
     pub report: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Pass,
-    Fail,
-    Error,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TestResult {
-    pub name: String,
-    pub file: String,
-    pub line: usize,
-    pub status: Status,
-    pub verdicts: Vec<Verdict>,
-    /// The error, for a test that could not be judged.
-    pub message: Option<String>,
-    pub seconds: f64,
-}
-
-impl TestResult {
-    /// The value the test measured (its first rule's), for baselines and comparisons.
-    pub fn value(&self) -> Option<f64> {
-        self.verdicts.first().and_then(|v| v.value)
-    }
-
-    fn describe(&self) -> String {
-        match (&self.message, self.verdicts.as_slice()) {
-            (Some(m), _) => m.lines().next().unwrap_or_default().to_string(),
-            (None, []) => "returned true".to_string(),
-            (None, vs) => vs.iter().map(Verdict::describe).collect::<Vec<_>>().join("; "),
-        }
-    }
-}
-
-/// One recorded run of the suite.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Run {
-    pub id: String,
-    pub time: String,
-    pub curate_version: String,
-    pub predictions: String,
-    /// The model's file hash, or the predictions file's content hash.
-    pub predictions_hash: Option<String>,
-    /// The manifest's content hash: the dataset state tested.
-    pub manifest_hash: String,
-    /// The edit log's content hash (None without a log): with the manifest, the state tested.
-    #[serde(default)]
-    pub edits_hash: Option<String>,
-    pub tests: Vec<TestResult>,
-}
-
-impl Run {
-    pub fn count(&self, s: Status) -> usize {
-        self.tests.iter().filter(|t| t.status == s).count()
-    }
-}
-
-fn runs_dir(ws: &Workspace) -> PathBuf {
-    ws.cache_dir().join("runs")
-}
-
-/// A run by id, by `latest` / `previous`, or by the path of its JSON file.
-pub fn load_run(ws: &Workspace, which: &str) -> Result<Run, CurateError> {
-    let dir = runs_dir(ws);
-    let path = if which == "latest" || which == "previous" {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "json")).collect())
-            .unwrap_or_default();
-        files.sort();
-        let back = if which == "latest" { 1 } else { 2 };
-        files.len().checked_sub(back).map(|i| files[i].clone()).ok_or_else(|| {
-            CurateError::arg("--baseline", format!("no {which} run in {}: run `curate test` first", dir.display()))
-        })?
-    } else if which.ends_with(".json") {
-        PathBuf::from(which)
-    } else {
-        dir.join(format!("{which}.json"))
-    };
-    let bytes = std::fs::read(&path).map_err(|e| CurateError::io(&path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| CurateError::io(&path, format!("not a test run record: {e}")))
-}
-
-/// A new run's id and time. Ids start with a sequence number, so that they sort in the order
-/// the runs were made even within one second: `00007-20261125-215221`.
-fn new_run_id(dir: &Path) -> (String, String) {
-    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let compact = stamp.replace(['-', ':'], "").trim_end_matches('Z').replace('T', "-");
-    let mut seq = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()?.file_name().to_str()?.split('-').next()?.parse::<u64>().ok()).max().unwrap_or(0))
-        .unwrap_or(0);
-    loop {
-        seq += 1;
-        let id = format!("{seq:05}-{compact}");
-        if !dir.join(format!("{id}.json")).exists() {
-            return (id, stamp);
-        }
-    }
 }
 
 /// Run the suite; the exit code is 0 when every test passed, 1 when any failed or errored.
@@ -178,13 +77,9 @@ fn run_inner(dir: &Path, opts: &TestOptions, cancel: CancelFlag) -> Result<u8, C
         *s = Some(source);
     }
     if let Some(b) = &opts.baseline {
-        let base = load_run(&ws, b)?;
+        let base = runs::load(&ws, b)?;
         if let Ok(mut map) = ctx.tests.baseline.lock() {
-            *map = base
-                .tests
-                .iter()
-                .flat_map(|t| t.verdicts.iter().filter_map(move |v| v.value.map(|x| (curate_stdlib::primitives::checks::baseline_key(&t.name, &v.metric), x))))
-                .collect();
+            *map = base.values().into_iter().map(|(test, metric, x)| (curate_stdlib::primitives::checks::baseline_key(&test, &metric), x)).collect();
         }
     }
     let tests_dir = ws.root().join("tests");
@@ -247,21 +142,8 @@ fn run_inner(dir: &Path, opts: &TestOptions, cancel: CancelFlag) -> Result<u8, C
             None => "the test files declare no tests: use test(name, || rule)".to_string(),
         }));
     }
-    let manifest = std::fs::read(ws.manifest_path()).map_err(|e| CurateError::io(ws.manifest_path(), e))?;
-    let (id, time) = new_run_id(&runs_dir(&ws));
-    let run = Run {
-        id,
-        time,
-        curate_version: env!("CARGO_PKG_VERSION").to_string(),
-        predictions: label,
-        predictions_hash: hash,
-        manifest_hash: blake3::hash(&manifest).to_hex().to_string(),
-        edits_hash: std::fs::read(curate_stdlib::edits::path(&ws)).ok().map(|b| blake3::hash(&b).to_hex().to_string()),
-        tests: results,
-    };
-    let path = runs_dir(&ws).join(format!("{}.json", run.id));
-    let bytes = serde_json::to_vec_pretty(&run).map_err(|e| CurateError::io(&path, e))?;
-    curate_stdlib::atomic::write_atomic(&path, |f| f.write_all(&bytes).map_err(|e| CurateError::io(&path, e)))?;
+    let run = Run::new(&ws, label, hash, results)?;
+    let path = runs::save(&ws, &run)?;
     if let Some(junit) = &opts.junit {
         let xml = junit_xml(&run);
         let target = if junit.is_absolute() { junit.clone() } else { dir.join(junit) };
@@ -307,20 +189,14 @@ fn failing_grid(ctx: &curate_stdlib::primitives::Context, t: &TestResult) -> Res
     if t.status == Status::Pass {
         return Ok(None);
     }
-    let mut failing: Vec<String> = Vec::new();
-    for id in t.verdicts.iter().flat_map(|v| v.failing.iter()) {
-        if !failing.contains(id) {
-            failing.push(id.clone());
-        }
-    }
+    let mut failing = t.failing();
     if failing.is_empty() {
         return Ok(None);
     }
     let total = failing.len();
     failing.truncate(SHOWN);
     let ds = curate_stdlib::primitives::checks::predictions(ctx)?;
-    let order = polars::prelude::DataFrame::new(failing.len(), vec![polars::prelude::Column::new("id".into(), failing)])?;
-    let shown = ds.derive(ds.annotate(order))?;
+    let shown = runs::samples(&ds, failing)?;
     let more = if total > SHOWN { format!(", first {SHOWN} shown") } else { String::new() };
     let title = format!("{}: {total} failing{more}, most confident mistakes first", t.name);
     let opts = curate_stdlib::primitives::plot::GridOptions { n: Some(SHOWN as i64), title: Some(title), ..Default::default() };
@@ -335,12 +211,7 @@ fn harmful_training(ctx: &curate_stdlib::primitives::Context, t: &TestResult) ->
     if t.status == Status::Pass {
         return vec![];
     }
-    let mut failing: Vec<String> = Vec::new();
-    for id in t.verdicts.iter().flat_map(|v| v.failing.iter()) {
-        if !failing.contains(id) {
-            failing.push(id.clone());
-        }
-    }
+    let failing = t.failing();
     if failing.is_empty() {
         return vec![];
     }
@@ -561,61 +432,36 @@ pub fn compare(dir: &Path, a: &str, b: &str, json: bool) -> u8 {
             return 2;
         }
     };
-    let (ra, rb) = match (load_run(&ws, a), load_run(&ws, b)) {
+    let (ra, rb) = match (runs::load(&ws, a), runs::load(&ws, b)) {
         (Ok(x), Ok(y)) => (x, y),
         (Err(e), _) | (_, Err(e)) => {
             eprint!("{}", render(&e, crate::run::color()));
             return 2;
         }
     };
-    let before: HashMap<&str, &TestResult> = ra.tests.iter().map(|t| (t.name.as_str(), t)).collect();
-    let mut rows = Vec::new();
-    for t in &rb.tests {
-        let old = before.get(t.name.as_str());
-        let change = match old.map(|o| o.status) {
-            None => "new",
-            Some(Status::Pass) if t.status != Status::Pass => "broken",
-            Some(s) if s != Status::Pass && t.status == Status::Pass => "fixed",
-            Some(s) if s != t.status => "changed",
-            _ => "same",
-        };
-        let delta = match (old.and_then(|o| o.value()), t.value()) {
-            (Some(x), Some(y)) => Some(y - x),
-            _ => None,
-        };
-        rows.push(serde_json::json!({
-            "name": t.name, "change": change,
-            "before": old.map(|o| o.status), "after": t.status,
-            "value_before": old.and_then(|o| o.value()), "value_after": t.value(), "delta": delta,
-        }));
-    }
-    for t in &ra.tests {
-        if !rb.tests.iter().any(|x| x.name == t.name) {
-            rows.push(serde_json::json!({"name": t.name, "change": "removed", "before": t.status, "after": null}));
-        }
-    }
-    let count = |c: &str| rows.iter().filter(|r| r["change"] == c).count();
-    let broken = count("broken");
+    let c = runs::compare(&ra, &rb);
     if json {
-        let doc = serde_json::json!({"a": ra.id, "b": rb.id, "fixed": count("fixed"), "broken": broken, "tests": rows});
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        println!("{}", serde_json::to_string_pretty(&c).unwrap_or_default());
     } else {
         println!("{} ({}) -> {} ({})", ra.id, ra.predictions, rb.id, rb.predictions);
-        let width = rows.iter().filter_map(|r| r["name"].as_str()).map(|n| n.chars().count()).max().unwrap_or(0);
-        for r in &rows {
-            let v = |k: &str| r[k].as_f64().map(|x| format!("{x:.3}")).unwrap_or_else(|| "-".into());
-            let delta = r["delta"].as_f64().map(|d| format!(" ({d:+.3})")).unwrap_or_default();
+        let width = c.tests.iter().map(|t| t.name.chars().count()).max().unwrap_or(0);
+        let status = |s: Option<Status>| s.map_or("-", Status::as_str);
+        // As JSON shows them: a value that is not a finite number is none.
+        let value = |v: Option<f64>| v.filter(|x| x.is_finite()).map(|x| format!("{x:.3}")).unwrap_or_else(|| "-".into());
+        for t in &c.tests {
+            let values = t.values.as_ref();
+            let delta = values.and_then(|v| v.delta).filter(|d| d.is_finite()).map(|d| format!(" ({d:+.3})")).unwrap_or_default();
             println!(
                 "  {:8} {:width$}  {} -> {}   {} -> {}{delta}",
-                r["change"].as_str().unwrap_or_default(),
-                r["name"].as_str().unwrap_or_default(),
-                r["before"].as_str().unwrap_or("-"),
-                r["after"].as_str().unwrap_or("-"),
-                v("value_before"),
-                v("value_after"),
+                t.change.as_str(),
+                t.name,
+                status(t.before),
+                status(t.after),
+                value(values.and_then(|v| v.value_before)),
+                value(values.and_then(|v| v.value_after)),
             );
         }
-        println!("\nfixed {}, broken {broken}, passing {} -> {}", count("fixed"), ra.count(Status::Pass), rb.count(Status::Pass));
+        println!("\nfixed {}, broken {}, passing {} -> {}", c.fixed, c.broken, ra.count(Status::Pass), rb.count(Status::Pass));
     }
-    u8::from(broken > 0)
+    u8::from(c.broken > 0)
 }

@@ -1,15 +1,29 @@
-//! The command line: `curate init | import | repl | run`. With no command, the REPL.
+//! The command line: the clap definitions and the dispatch; each command is a file of its own,
+//! which calls the stdlib's operations and renders what they return. With no command, the REPL.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use curate_stdlib::import::{self, CocoOptions, ImportFormat, ImportOptions};
+use curate_stdlib::import::{CocoOptions, ImportFormat, ImportOptions};
 use curate_stdlib::progress::CancelFlag;
-use curate_stdlib::Workspace;
+use curate_stdlib::{CurateError, Dataset, Workspace};
 
 use crate::diagnostic::render;
-use crate::progress_bar::Bar;
 use crate::run::{color, RunOptions};
+
+mod dedupe;
+mod diff;
+mod embed;
+mod import;
+mod import_embeddings;
+mod index;
+mod init;
+mod jupyter;
+mod log;
+mod merge;
+mod predict;
+pub mod test;
 
 #[derive(Parser, Debug)]
 #[command(name = "curate", version, about = "Curate computer-vision training data: a REPL, scripts and data unit tests")]
@@ -306,42 +320,32 @@ pub fn main() -> u8 {
             let report = report.map(|r| if r.is_absolute() { r } else { dir.join(r) });
             crate::run::run(&dir, &RunOptions { script, explicit_dir: cli.chdir.is_some(), params, json, report }, cancel)
         }
-        Some(Command::Init { dir: target, name }) => {
-            let target = target.map(|t| dir.join(t)).unwrap_or(dir);
-            match Workspace::init(&target, name.as_deref()) {
-                Ok(ws) => {
-                    println!("created workspace `{}` in {}", ws.config.name, target.display());
-                    println!("next: curate -C {} import IMAGES_OR_TABLE", target.display());
-                    0
-                }
-                Err(e) => fail(&e),
-            }
-        }
+        Some(Command::Init { dir: target, name }) => init::run(&target.map(|t| dir.join(t)).unwrap_or(dir), name.as_deref()),
         Some(Command::Test { pattern, model, predictions, baseline, junit, json, explain, report, compare }) => match compare {
-            Some(runs) => crate::test_cmd::compare(&dir, &runs[0], &runs[1], json),
+            Some(runs) => test::compare(&dir, &runs[0], &runs[1], json),
             None => {
                 let report = report.map(|r| if r.is_absolute() { r } else { dir.join(r) });
-                crate::test_cmd::run_tests(&dir, &crate::test_cmd::TestOptions { pattern, model, predictions, baseline, junit, json, explain, report }, cancel)
+                test::run_tests(&dir, &test::TestOptions { pattern, model, predictions, baseline, junit, json, explain, report }, cancel)
             }
         },
-        Some(Command::Log { json }) => crate::log_cmd::log(&dir, json),
-        Some(Command::Diff { a, b, json }) => crate::log_cmd::diff(&dir, &a, &b, json),
+        Some(Command::Log { json }) => log::run(&dir, json),
+        Some(Command::Diff { a, b, json }) => diff::run(&dir, &a, &b, json),
         Some(Command::Predict { model, out, shard, json }) => {
             let out = out.map(|o| if o.is_absolute() { o } else { dir.join(o) });
-            predict_cmd(&dir, model.as_deref(), out.as_deref(), shard.as_deref(), json, cancel)
+            predict::run(&dir, model.as_deref(), out.as_deref(), shard.as_deref(), json, cancel)
         }
         Some(Command::ImportEmbeddings { files, model, ids, column, shard, json }) => {
             let abs = |p: PathBuf| if p.is_absolute() { p } else { dir.join(p) };
             let files: Vec<PathBuf> = files.into_iter().map(abs).collect();
-            import_embeddings_cmd(&dir, &files, model.as_deref(), ids.map(abs).as_deref(), column.as_deref(), shard.as_deref(), json, cancel)
+            import_embeddings::run(&dir, &files, model.as_deref(), ids.map(abs).as_deref(), column.as_deref(), shard.as_deref(), json, cancel)
         }
         Some(Command::Merge { workspaces, json }) => {
             let abs = |p: PathBuf| if p.is_absolute() { p } else { dir.join(p) };
             let sources: Vec<PathBuf> = workspaces.into_iter().map(abs).collect();
-            merge_cmd(&dir, &sources, json, cancel)
+            merge::run(&dir, &sources, json, cancel)
         }
-        Some(Command::Index { model, metric, backend, shard, json }) => index_cmd(&dir, model.as_deref(), &metric, backend.as_deref(), shard.as_deref(), json, cancel),
-        Some(Command::Dedupe { model, shard, json }) => dedupe_cmd(&dir, model.as_deref(), shard.as_deref(), json, cancel),
+        Some(Command::Index { model, metric, backend, shard, json }) => index::run(&dir, model.as_deref(), &metric, backend.as_deref(), shard.as_deref(), json, cancel),
+        Some(Command::Dedupe { model, shard, json }) => dedupe::run(&dir, model.as_deref(), shard.as_deref(), json, cancel),
         Some(Command::Jupyter { command: JupyterCommand::Kernel { connection_file } }) => {
             let file = if connection_file.is_absolute() { connection_file } else { dir.join(connection_file) };
             crate::jupyter::kernel(&file, &dir, cancel)
@@ -352,16 +356,9 @@ pub fn main() -> u8 {
                 (false, Some(p)) => crate::jupyter::Target::Prefix(if p.is_absolute() { p } else { dir.join(p) }),
                 (false, None) => crate::jupyter::Target::User,
             };
-            match crate::jupyter::install(&target, &name, &display_name) {
-                Ok(folder) => {
-                    println!("installed kernel `{name}` in {}", folder.display());
-                    println!("next: jupyter lab, then pick \"{display_name}\" as the kernel (or `curate run NOTEBOOK.ipynb` headless)");
-                    0
-                }
-                Err(e) => fail(&e),
-            }
+            jupyter::install(&target, &name, &display_name)
         }
-        Some(Command::Embed { model, shard, json }) => embed_cmd(&dir, model.as_deref(), shard.as_deref(), json, cancel),
+        Some(Command::Embed { model, shard, json }) => embed::run(&dir, model.as_deref(), shard.as_deref(), json, cancel),
         Some(Command::Import { source, format, split, id_prefix, append, images, person_category, min_person_area, shard, json }) => {
             let shard = match parse_shard(shard.as_deref()) {
                 Ok(s) => s,
@@ -377,285 +374,37 @@ pub fn main() -> u8 {
             };
             let remote = source.to_str().is_some_and(curate_stdlib::objects::is_url);
             let source = if source.is_absolute() || remote { source } else { dir.join(source) };
-            import_cmd(&dir, &source, &opts, json, cancel)
+            import::run(&dir, &source, &opts, json, cancel)
         }
     }
 }
 
-fn import_cmd(dir: &Path, source: &Path, opts: &ImportOptions, json: bool, cancel: CancelFlag) -> u8 {
+/// The current view of the workspace containing `dir` (the manifest with the edit log
+/// replayed), as a script's `open()` gives it.
+fn open_dataset(dir: &Path) -> Result<Dataset, CurateError> {
     let ws = match Workspace::discover(dir) {
-        Ok(ws) => ws,
-        Err(e) => return fail(&e),
+        Ok(ws) => Arc::new(ws),
+        // Named by its full path, as a session outside a workspace names its root.
+        Err(CurateError::NotAWorkspace { .. }) => return Err(CurateError::NotAWorkspace { path: dir.canonicalize().map_err(|e| CurateError::io(dir, e))? }),
+        Err(e) => return Err(e),
     };
-    let bar = Bar::new(cancel);
-    match import::import(&ws, source, opts, &bar) {
-        Ok(report) => {
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
-                return 0;
-            }
-            if let Some(shard) = &report.shard {
-                println!("scanned shard {shard}: {} images of {}; the same import without --shard writes the manifest", report.imported, source.display());
-                return 0;
-            }
-            if report.scan.reused > 0 {
-                println!("{} of {} images taken from the shards' scans", report.scan.reused, report.scan.scanned);
-            }
-            println!(
-                "imported {} samples from {} ({}); {} now holds {}",
-                report.imported,
-                source.display(),
-                format!("{:?}", report.format).to_lowercase(),
-                report.manifest.display(),
-                report.total
-            );
-            if !report.scan.issues.is_empty() {
-                println!("{} files could not be read (their size, format and hash are null):", report.scan.issues.len());
-                for issue in report.scan.issues.iter().take(20) {
-                    println!("  {}: {}", issue.path, issue.message);
-                }
-                if report.scan.issues.len() > 20 {
-                    println!("  ... and {} more (see --json)", report.scan.issues.len() - 20);
-                }
-            }
-            0
-        }
-        Err(e) => fail(&e),
-    }
-}
-
-fn embed_cmd(dir: &Path, model: Option<&str>, shard: Option<&str>, json: bool, cancel: CancelFlag) -> u8 {
-    use curate_stdlib::primitives::embed::{describe, embed_dataset};
-    let (shard, session) = match headless(dir, shard, cancel) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let result = session.open_workspace().and_then(|ds| embed_dataset(session.context(), &ds, model, shard));
-    match result {
-        Ok(report) => {
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
-            } else {
-                println!("{}", describe(&report));
-            }
-            0
-        }
-        Err(e) => fail(&e),
-    }
-}
-
-fn merge_cmd(dir: &Path, sources: &[PathBuf], json: bool, cancel: CancelFlag) -> u8 {
-    let ws = match Workspace::discover(dir) {
-        Ok(ws) => ws,
-        Err(e) => return fail(&e),
-    };
-    let bar = Bar::new(cancel);
-    let sources: Vec<&Path> = sources.iter().map(PathBuf::as_path).collect();
-    match curate_stdlib::merge::merge(&ws, &sources, &bar) {
-        Ok(r) => {
-            if json {
-                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-                return 0;
-            }
-            if r.stores.is_empty() {
-                println!("nothing to merge from {}", r.sources.join(", "));
-            }
-            for s in &r.stores {
-                println!("{}: {} parts and {} stored rows merged; it now holds {}", s.store, s.parts, s.rows, s.stored);
-            }
-            0
-        }
-        Err(e) => fail(&e),
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn import_embeddings_cmd(dir: &Path, files: &[PathBuf], model: Option<&str>, ids: Option<&Path>, column: Option<&str>, shard: Option<&str>, json: bool, cancel: CancelFlag) -> u8 {
-    let shard = match parse_shard(shard) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let ws = match Workspace::discover(dir) {
-        Ok(ws) => ws,
-        Err(e) => return fail(&e),
-    };
-    let registry = curate_stdlib::vectors::Registry::default();
-    let bar = Bar::new(cancel);
-    let files: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
-    let result = registry.model(&ws, model).and_then(|m| curate_stdlib::import::vectors::import_vectors(&ws, &m, &files, ids, column, shard, &bar));
-    match result {
-        Ok(r) => {
-            if json {
-                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-                return 0;
-            }
-            println!("imported {} of {} vectors ({}-d) into `{}` in {:.1} s; the store now holds {}", r.imported, r.rows, r.dim, r.model, r.seconds, r.stored);
-            if r.unknown_count > 0 {
-                println!("{} ids are not in the manifest (skipped), e.g. {}", r.unknown_count, r.unknown_ids.join(", "));
-            }
-            if r.without_hash > 0 {
-                println!("{} samples have no content hash (unreadable images), so their vectors were skipped", r.without_hash);
-            }
-            0
-        }
-        Err(e) => fail(&e),
-    }
-}
-
-fn index_cmd(dir: &Path, model: Option<&str>, metric: &str, backend: Option<&str>, shard: Option<&str>, json: bool, cancel: CancelFlag) -> u8 {
-    let shard = match parse_shard(shard) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let ws = match Workspace::discover(dir) {
-        Ok(ws) => ws,
-        Err(e) => return fail(&e),
-    };
-    let metric = curate_stdlib::index::Metric::parse(metric).unwrap_or_default();
-    let backend = backend.and_then(curate_stdlib::index::Backend::parse);
-    let registry = curate_stdlib::vectors::Registry::default();
-    let bar = Bar::new(cancel);
-    let started = std::time::Instant::now();
-    let result = registry.model(&ws, model).and_then(|m| {
-        let store = registry.vectors(&ws, &m)?;
-        if store.is_empty() {
-            return Err(curate_stdlib::CurateError::NotEmbedded { model: m.name.clone(), missing: 0 });
-        }
-        match shard {
-            Some(shard) => registry.build_shard_index(&store, metric, backend, shard, &bar).map(|(idx, action)| (m.name.clone(), idx.live, idx.backend, action)),
-            None => registry.build_index(&m, &store, metric, backend, &bar).map(|(idx, action)| (m.name.clone(), idx.live, idx.backend, action)),
-        }
-    });
-    match result {
-        Ok((model, n, backend, action)) => {
-            let seconds = started.elapsed().as_secs_f64();
-            let backend = format!("{backend:?}").to_lowercase();
-            let action = format!("{action:?}").to_lowercase();
-            let of = shard.map(|s| format!(" (shard {}/{})", s.index, s.count)).unwrap_or_default();
-            if json {
-                let shard = shard.map(|s| format!("{}/{}", s.index, s.count));
-                println!("{}", serde_json::json!({"model": model, "vectors": n, "metric": format!("{metric:?}").to_lowercase(), "backend": backend, "action": action, "shard": shard, "seconds": seconds}));
-            } else {
-                println!("index of {n} `{model}` vectors{of} ready ({backend}, {action}) in {seconds:.1} s");
-            }
-            0
-        }
-        Err(e) => fail(&e),
-    }
-}
-
-fn predict_cmd(dir: &Path, model: Option<&str>, out: Option<&Path>, shard: Option<&str>, json: bool, cancel: CancelFlag) -> u8 {
-    use curate_stdlib::primitives::embed::describe;
-    let (shard, session) = match headless(dir, shard, cancel) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let result = session.open_workspace().and_then(|ds| {
-        if let Some(out) = out {
-            curate_stdlib::primitives::predict::predictions_format(out)?;
-        }
-        let report = curate_stdlib::primitives::predict::predict_all(session.context(), &ds, model, shard)?;
-        if let Some(out) = out {
-            curate_stdlib::primitives::predict::write_predictions(session.context(), &ds, model, out)?;
-        }
-        Ok(report)
-    });
-    match result {
-        Ok(report) => {
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
-            } else {
-                println!("{}", describe(&report).replacen(" embedded,", " predicted,", 1));
-                if let Some(out) = out {
-                    println!("predictions: {}", out.display());
-                }
-            }
-            0
-        }
-        Err(e) => fail(&e),
-    }
-}
-
-fn dedupe_cmd(dir: &Path, model: Option<&str>, shard: Option<&str>, json: bool, cancel: CancelFlag) -> u8 {
-    use curate_stdlib::primitives::duplicates::{duplicates, DuplicatesOptions};
-    let (shard, session) = match headless(dir, shard, cancel) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let ctx = session.context();
-    let ds = match session.open_workspace() {
-        Ok(ds) => ds,
-        Err(e) => return fail(&e),
-    };
-    if let Some(shard) = shard {
-        return match curate_stdlib::dedupe::stage(&ctx.registry, &ds, model, shard, ctx.progress.as_ref()) {
-            Ok(r) => {
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-                } else {
-                    println!(
-                        "dedupe shard {}: neighbours of {} `{}` images ({} candidate pairs, {} perceptual hashes) in {:.1} s",
-                        r.shard, r.images, r.model, r.candidates, r.phashes, r.seconds
-                    );
-                }
-                0
-            }
-            Err(e) => fail(&e),
-        };
-    }
-    let started = std::time::Instant::now();
-    // Whether a whole set of shards' neighbours is there for these vectors and images.
-    let shards = ctx.registry.embedded_view(&ds, model).map(|(_, vectors, view)| curate_stdlib::dedupe::shards_saved(&vectors, view.rows(), curate_stdlib::dedupe::NEIGHBOURS));
-    let opts = DuplicatesOptions { model: model.map(str::to_string), ..Default::default() };
-    let result = shards.and_then(|shards| Ok((shards, duplicates(ctx, &ds, &opts)?)));
-    match result {
-        Ok((shards, dups)) => {
-            use polars::prelude::col;
-            let table = match dups.lazy().select([col("id"), col("cluster"), col("cluster_size"), col("similarity"), col("leak")]).collect() {
-                Ok(t) => t,
-                Err(e) => return fail(&curate_stdlib::CurateError::from(e)),
-            };
-            let clusters = table.column("cluster").ok().and_then(|c| c.n_unique().ok()).unwrap_or(0);
-            let leaks = table.column("leak").ok().and_then(|c| c.bool().ok().map(|b| b.sum().unwrap_or(0) as usize)).unwrap_or(0);
-            let from = match shards {
-                Some(n) => format!("the neighbours of {n} shards"),
-                None => "neighbours computed here".to_string(),
-            };
-            let seconds = started.elapsed().as_secs_f64();
-            if json {
-                let rows = curate_stdlib::output::TableView { head: table.clone(), total_rows: table.height() }.to_json();
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({"images": table.height(), "clusters": clusters, "leaks": leaks, "shards": shards, "seconds": seconds, "duplicates": rows["rows"]}))
-                        .unwrap_or_default()
-                );
-            } else {
-                println!("{} images in {clusters} clusters of duplicates, {leaks} of them in clusters across splits ({from}, {seconds:.1} s)", table.height());
-            }
-            0
-        }
-        Err(e) => fail(&e),
-    }
-}
-
-/// A session for a command that runs primitives without a script (nothing is shown as it
-/// happens), and its `--shard`; or the exit code of what failed.
-fn headless(dir: &Path, shard: Option<&str>, cancel: CancelFlag) -> Result<(Option<curate_stdlib::embed::Shard>, crate::session::Session), u8> {
-    let shard = parse_shard(shard)?;
-    let sink: curate_stdlib::primitives::Sink = std::sync::Arc::new(|_| {});
-    let session = crate::session::Session::new(dir, rhai::Map::new(), cancel, sink).map_err(|e| fail(&e))?;
-    Ok((shard, session))
+    let view = ws.open_view()?;
+    // A view that could not be saved costs the next open a replay, nothing else; these
+    // commands have never shown that warning.
+    let _ = ws.take_warning();
+    Dataset::new(ws, view)
 }
 
 /// `--shard I/N`, or the exit code of its error (rendered as every argument error is).
 fn parse_shard(shard: Option<&str>) -> Result<Option<curate_stdlib::embed::Shard>, u8> {
-    shard.map(curate_stdlib::embed::Shard::parse).transpose().map_err(|message| fail(&curate_stdlib::CurateError::arg("--shard", message)))
+    shard.map(curate_stdlib::embed::Shard::parse).transpose().map_err(|message| fail(&CurateError::arg("--shard", message)))
 }
 
-fn fail(e: &curate_stdlib::CurateError) -> u8 {
+/// Render `e` on stderr; the exit code is 130 for an interruption, else 2.
+fn fail(e: &CurateError) -> u8 {
     eprint!("{}", render(e, color()));
     match e {
-        curate_stdlib::CurateError::Interrupted => 130,
+        CurateError::Interrupted => 130,
         _ => 2,
     }
 }
