@@ -1,7 +1,8 @@
 //! The shared harness that runs every primitive's examples against the bundled example
-//! workspace (`examples/people`), as nushell's `test_examples` does.
+//! workspace (`examples/people`), as nushell's `test_examples` does. Every evaluation works on a
+//! temporary copy of it, so no test writes into the checkout.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rhai::Dynamic;
@@ -15,15 +16,117 @@ pub fn example_workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/people")
 }
 
-fn engine(limits: &Limits) -> rhai::Engine {
-    let root = example_workspace().canonicalize().expect("examples/people exists");
-    let ws = Workspace::open(&root).expect("example workspace opens");
-    let ctx = Arc::new(Context::quiet(root, Some(Arc::new(ws))));
-    crate::sandbox::build_engine(&ctx, limits)
+/// Copy the example workspace into `dir`: its own files and folders copied, its media and models
+/// linked (they are only read). What runs write (`.curate/`, `exports/`, reports) is left out.
+pub fn copy_example(dir: &Path) {
+    let src = example_workspace();
+    for entry in std::fs::read_dir(&src).expect("examples/people lists").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let (from, to) = (entry.path(), dir.join(&name));
+        if name.starts_with('.') || name == "exports" || name.ends_with(".html") || name.ends_with("_files") {
+            continue;
+        } else if name == "media" || name == "models" {
+            link(&from.canonicalize().expect("examples/people's media and models"), &to);
+        } else if from.is_dir() {
+            copy_tree(&from, &to);
+        } else {
+            std::fs::copy(&from, &to).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+        }
+    }
+}
+
+#[cfg(unix)]
+fn link(from: &Path, to: &Path) {
+    std::os::unix::fs::symlink(from, to).unwrap_or_else(|e| panic!("link {}: {e}", to.display()));
+}
+
+#[cfg(not(unix))]
+fn link(from: &Path, to: &Path) {
+    copy_tree(from, to);
+}
+
+/// Copy the folder `from` to `to`, recursively, leaving out lock files.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("mkdir {}: {e}", to.display()));
+    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("list {}: {e}", from.display())).flatten() {
+        let (path, dest) = (entry.path(), to.join(entry.file_name()));
+        if path.is_dir() {
+            copy_tree(&path, &dest);
+        } else if path.extension().is_none_or(|x| x != "lock") {
+            std::fs::copy(&path, &dest).unwrap_or_else(|e| panic!("copy {}: {e}", path.display()));
+        }
+    }
+}
+
+/// Copy into the workspace `dest` the example's prepared vectors: every image embedded by both
+/// models and predicted by the person detector (`.curate/embeddings/` and `.curate/predictions/`),
+/// so that tests whose subject is not embedding do not embed. `build` fills them on a fresh copy
+/// of the example, once: the copy lives under the system's temporary folder, keyed by the
+/// content of the example's config, manifest and models and by the `builder` program (its path,
+/// size and time), so it is built again when any of them changes. Concurrent tests and test
+/// processes take turns through a file lock.
+pub fn copy_prepared_vectors(builder: &Path, build: impl FnOnce(&Path), dest: &Path) {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let key = KEY.get_or_init(|| {
+        let example = example_workspace();
+        let mut h = blake3::Hasher::new();
+        let mut files = vec![example.join("curate.toml"), example.join("manifest.parquet")];
+        let mut models: Vec<PathBuf> = walkdir::WalkDir::new(example.join("models")).into_iter().flatten().filter(|e| e.file_type().is_file()).map(|e| e.into_path()).collect();
+        models.sort();
+        files.extend(models);
+        for f in &files {
+            h.update(f.strip_prefix(&example).unwrap_or(f).to_string_lossy().as_bytes());
+            h.update(&std::fs::read(f).unwrap_or_else(|e| panic!("read {}: {e}", f.display())));
+        }
+        let meta = std::fs::metadata(builder).unwrap_or_else(|e| panic!("{}: {e}", builder.display()));
+        let time = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).unwrap_or_default();
+        h.update(format!("{}\n{}\n{}", builder.display(), meta.len(), time.as_nanos()).as_bytes());
+        h.finalize().to_hex().to_string()
+    });
+    let home = std::env::temp_dir().join("curate-test-vectors").join(&blake3::hash(builder.to_string_lossy().as_bytes()).to_hex()[..16]);
+    std::fs::create_dir_all(&home).unwrap_or_else(|e| panic!("mkdir {}: {e}", home.display()));
+    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(home.join("lock")).expect("the prepared vectors' lock file");
+    fs4::FileExt::lock(&lock).expect("lock the prepared vectors");
+    let (ws, stamp) = (home.join("ws"), home.join("key"));
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(key.as_str()) {
+        let _ = std::fs::remove_file(&stamp);
+        if ws.exists() {
+            std::fs::remove_dir_all(&ws).unwrap_or_else(|e| panic!("remove {}: {e}", ws.display()));
+        }
+        std::fs::create_dir(&ws).unwrap_or_else(|e| panic!("mkdir {}: {e}", ws.display()));
+        copy_example(&ws);
+        build(&ws);
+        crate::atomic::write_atomic(&stamp, |f| std::io::Write::write_all(f, key.as_bytes()).map_err(|e| crate::error::CurateError::io(&stamp, e))).expect("the prepared vectors' key");
+    }
+    for kind in ["embeddings", "predictions"] {
+        copy_tree(&ws.join(".curate").join(kind), &dest.join(".curate").join(kind));
+    }
+    let _ = fs4::FileExt::unlock(&lock);
+}
+
+/// A copy of the example workspace for one test, with its prepared vectors (built here by the
+/// primitives themselves), in a temporary folder removed when it is dropped.
+pub fn example_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    copy_example(dir.path());
+    let builder = std::env::current_exe().expect("the test program");
+    let build = |ws: &Path| {
+        let code = "let ds = open(); ds.embed(); ds.embed(\"vww\"); ds.predict(\"vww\");";
+        let root = ws.canonicalize().expect("the copy");
+        let workspace = Workspace::open(&root).expect("the copy opens");
+        let ctx = Arc::new(Context::quiet(root, Some(Arc::new(workspace))));
+        crate::sandbox::build_engine(&ctx, &Limits::default()).run(code).unwrap_or_else(|e| panic!("preparing the example's vectors: {e}"));
+    };
+    copy_prepared_vectors(&builder, build, dir.path());
+    dir
 }
 
 fn eval_with(code: &str, limits: &Limits) -> Result<Dynamic, String> {
-    engine(limits).eval::<Dynamic>(code).map_err(|e| match crate::error::find_curate_error(&e) {
+    let copy = example_copy();
+    let root = copy.path().canonicalize().expect("the example's copy");
+    let ws = Workspace::open(&root).expect("example workspace opens");
+    let ctx = Arc::new(Context::quiet(root, Some(Arc::new(ws))));
+    crate::sandbox::build_engine(&ctx, limits).eval::<Dynamic>(code).map_err(|e| match crate::error::find_curate_error(&e) {
         Some(ce) => format!("{ce}\nhelp: {}", ce.help_str().unwrap_or_default()),
         None => e.to_string(),
     })

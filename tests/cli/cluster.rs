@@ -16,9 +16,9 @@ fn vectors(t: &Test) -> HashMap<String, Vec<f32>> {
 
 #[test]
 fn shards_run_by_any_engine_merge_into_one_run() {
-    let single = Test::example();
+    let single = Test::example_without_vectors();
     single.run_with(&["embed", "--model", "vww"]).success();
-    let sharded = Test::example();
+    let sharded = Test::example_without_vectors();
     let script = repo().join("examples/cluster/embed-shard.sh");
     for (var, index) in [("SLURM_ARRAY_TASK_ID", "0"), ("JOB_COMPLETION_INDEX", "1"), ("CURATE_SHARD_INDEX", "2")] {
         let out = Command::new("bash")
@@ -74,7 +74,7 @@ fn store_files(t: &Test) -> std::collections::BTreeMap<String, Vec<u8>> {
 
 #[test]
 fn four_shard_processes_and_a_merge_give_one_process_stores_byte_for_byte() {
-    let single = Test::example();
+    let single = Test::example_without_vectors();
     single.run_with(&["embed", "--model", "vww"]).success();
     single.run_with(&["predict", "--model", "vww", "--out", "p.csv"]).success();
     let want = store_files(&single);
@@ -83,7 +83,7 @@ fn four_shard_processes_and_a_merge_give_one_process_stores_byte_for_byte() {
     // On one workspace: embedding shards one after another (a later shard finds the earlier
     // ones' parts and must leave them be), prediction shards all at once; then the next command
     // merges their parts.
-    let shared = Test::example();
+    let shared = Test::example_without_vectors();
     for i in 0..4 {
         shared.run_with(&["embed", "--model", "vww", "--shard", &format!("{i}/4")]).success();
     }
@@ -111,12 +111,12 @@ fn four_shard_processes_and_a_merge_give_one_process_stores_byte_for_byte() {
     assert_eq!(store_files(&shared), want, "shards on one workspace");
 
     // Four machines, each with its own copy, merged into a fifth.
-    let machines: Vec<Test> = (0..4).map(|_| Test::example()).collect();
+    let machines: Vec<Test> = (0..4).map(|_| Test::example_without_vectors()).collect();
     for (i, m) in machines.iter().enumerate() {
         m.run_with(&["embed", "--model", "vww", "--shard", &format!("{i}/4")]).success();
         m.run_with(&["predict", "--model", "vww", "--shard", &format!("{i}/4")]).success();
     }
-    let merged = Test::example();
+    let merged = Test::example_without_vectors();
     let paths: Vec<String> = machines.iter().map(|m| m.path().display().to_string()).collect();
     let mut args = vec!["merge"];
     args.extend(paths.iter().map(String::as_str));
@@ -127,8 +127,8 @@ fn four_shard_processes_and_a_merge_give_one_process_stores_byte_for_byte() {
 
 #[test]
 fn the_index_built_per_shard_answers_as_one() {
-    // MobileNetV2 vectors of the 240 test images; each query's 5 nearest through the shards'
-    // indexes and exactly.
+    // The prepared MobileNetV2 vectors of all 1,400 images (the script embeds nothing more);
+    // each of 24 test images' 5 nearest test images through the shards' indexes and exactly.
     let t = Test::example().write("embed.rhai", "open().filter(\"split = 'test'\").embed().len()").write(
         "near.rhai",
         "let ds = open().filter(\"split = 'test'\");\nlet out = [];\nfor id in ds.sample(24, 3).ids() {\n  let a = ds.similar(id, 5);\n  let b = ds.similar(id, 5, #{exact: true});\n  out.push([a.col(\"id\"), a.col(\"distance\"), b.col(\"id\"), b.col(\"distance\")]);\n}\nout",
@@ -141,7 +141,7 @@ fn the_index_built_per_shard_answers_as_one() {
         assert_eq!((r["shard"].as_str(), r["action"].as_str()), (Some(format!("{i}/4").as_str()), Some("built")), "{r}");
         total += r["vectors"].as_u64().expect("vectors");
     }
-    assert_eq!(total, 240, "the shards hold every vector once");
+    assert_eq!(total, 1400, "the shards hold every vector once");
     let out = t.run_with(&["run", "near.rhai", "--json"]).success();
     let r: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
     let queries = r["result"].as_array().expect("results");
@@ -227,19 +227,19 @@ fn dedupe_shards_give_one_process_clusters() {
 
 #[test]
 fn shards_on_separate_machines_merge_into_one_workspace() {
-    let single = Test::example();
+    let single = Test::example_without_vectors();
     single.run_with(&["embed", "--model", "vww"]).success();
     // Two machines, each with its own copy of the workspace: one leaves its parts, the other
     // has already merged them into its store (any command there compacts).
-    let a = Test::example();
+    let a = Test::example_without_vectors();
     a.run_with(&["embed", "--model", "vww", "--shard", "0/2"]).success();
-    let b = Test::example();
+    let b = Test::example_without_vectors();
     b.run_with(&["embed", "--model", "vww", "--shard", "1/2"]).success();
     b.run_with(&["predict", "--model", "vww", "--shard", "1/2"]).success();
     for entry in std::fs::read_dir(b.path().join(".curate/embeddings")).expect("b's embeddings") {
         curate_stdlib::store::compact(&entry.expect("entry").path(), curate_stdlib::store::Layout::EMBEDDINGS).expect("b compacts");
     }
-    let merged = Test::example();
+    let merged = Test::example_without_vectors();
     let (pa, pb) = (a.path().to_str().expect("utf-8"), b.path().to_str().expect("utf-8"));
     let out = merged.run_with(&["merge", pa, pb, "--json"]).success();
     let r: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
@@ -292,9 +292,9 @@ fn a_ray_driver_runs_the_shard_commands_as_tasks() {
         .expect("ray start");
     let _head = RayHead { ray: ray.clone() };
     assert!(out.status.success(), "ray start: {}", String::from_utf8_lossy(&out.stderr));
-    let single = Test::example();
+    let single = Test::example_without_vectors();
     single.run_with(&["embed", "--model", "vww"]).success();
-    let t = Test::example();
+    let t = Test::example_without_vectors();
     let out = Command::new(&python)
         .arg(repo().join("examples/cluster/ray_driver.py"))
         .args([t.path().to_str().expect("utf-8"), "3", "vww"])

@@ -31,7 +31,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn embed_is_incremental() {
-    let t = Test::example().write("s.rhai", "open().filter(\"split = 'test'\").embed()").args(&["run", "s.rhai"]);
+    let t = Test::example_without_vectors().write("s.rhai", "open().filter(\"split = 'test'\").embed()").args(&["run", "s.rhai"]);
     let out = t.run().success();
     assert!(out.stdout.contains("240 images, 240 embedded, 0 already cached, 0 failed"), "{}", out.stdout);
     let first = cache_vectors(&t);
@@ -47,7 +47,7 @@ fn a_killed_embed_resumes_and_matches_a_clean_run() {
     // 700 real images: the kill lands after the first part of 256 is written.
     let csv = std::fs::read_to_string(example_dir().join("samples.csv")).expect("samples.csv");
     let subset: Vec<&str> = csv.lines().take(701).collect();
-    let t = Test::example().write("subset.csv", &(subset.join("\n") + "\n")).args(&["import", "subset.csv"]);
+    let t = Test::example_without_vectors().write("subset.csv", &(subset.join("\n") + "\n")).args(&["import", "subset.csv"]);
     t.run().success();
     let mut child = Command::new(env!("CARGO_BIN_EXE_curate"))
         .args(["embed"])
@@ -79,7 +79,7 @@ fn a_killed_embed_resumes_and_matches_a_clean_run() {
     let resumed = cache_vectors(&t);
     assert_eq!(temp_files(&t), 0, "no temp files survive a finished run");
 
-    let clean = Test::example().write("subset.csv", &(subset.join("\n") + "\n")).args(&["import", "subset.csv"]);
+    let clean = Test::example_without_vectors().write("subset.csv", &(subset.join("\n") + "\n")).args(&["import", "subset.csv"]);
     clean.run().success();
     let clean = clean.args(&["embed"]);
     clean.run().success();
@@ -92,7 +92,7 @@ fn a_killed_embed_resumes_and_matches_a_clean_run() {
 
 #[test]
 fn unreadable_images_are_reported_and_skipped() {
-    let t = Test::example().write("bad/corrupt.jpg", "\u{ff}\u{d8} not a jpeg").write(
+    let t = Test::example_without_vectors().write("bad/corrupt.jpg", "\u{ff}\u{d8} not a jpeg").write(
         "list.csv",
         "id,path,label\nok,media/cifar/test/cat/0000.jpg,cat\ncorrupt,bad/corrupt.jpg,cat\ngone,bad/gone.png,cat\n",
     );
@@ -136,7 +136,7 @@ print(outside.filter("class = 'face'").len());
 
 #[test]
 fn model_declaration_errors_name_the_model() {
-    let t = Test::example();
+    let t = Test::example_without_vectors();
     let config = std::fs::read_to_string(t.path().join("curate.toml")).expect("config");
     // The VWW model takes NHWC input; declare it NCHW.
     let wrong = config.replace("layout = \"nhwc\"", "layout = \"nchw\"");
@@ -159,7 +159,7 @@ fn model_declaration_errors_name_the_model() {
 fn shards_split_the_work_and_merge_by_content_hash() {
     let csv = std::fs::read_to_string(example_dir().join("samples.csv")).expect("samples.csv");
     let subset: Vec<&str> = csv.lines().take(161).collect();
-    let t = Test::example().write("subset.csv", &(subset.join("\n") + "\n"));
+    let t = Test::example_without_vectors().write("subset.csv", &(subset.join("\n") + "\n"));
     t.run_with(&["import", "subset.csv"]).success();
     let count = |args: &[&str]| -> u64 {
         let out = t.run_with(args).success();
@@ -179,7 +179,7 @@ fn shards_split_the_work_and_merge_by_content_hash() {
 /// is embedded on the fly, and finds what it finds once everything is embedded.
 #[test]
 fn a_query_outside_the_embedded_view_is_embedded_on_the_fly() {
-    let t = Test::example()
+    let t = Test::example_without_vectors()
         .write("scripts/fresh.rhai", "let train = open().filter(\"split = 'train' AND class = 'face'\").embed();\ntrain.similar(\"lfw/face/005\", 4, #{exact: true}).ids()")
         .write("scripts/all.rhai", "open().filter(\"class = 'face'\").embed().filter(\"split = 'train'\").similar(\"lfw/face/005\", 4, #{exact: true}).ids()");
     let fresh = t.run_with(&["run", "scripts/fresh.rhai"]).success();

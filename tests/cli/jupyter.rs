@@ -80,7 +80,8 @@ fn person_count() -> usize {
 #[test]
 fn a_notebook_runs_on_the_kernel_with_tables_pictures_errors_and_an_interrupt() {
     let python_bin = curate_stdlib::testing::python_with(CLIENTS);
-    let t = Test::example();
+    // Nothing embedded: the interrupted cell must still be embedding when it is stopped.
+    let t = Test::example_without_vectors();
     let jupyter = tempfile::tempdir().expect("tempdir");
     let jupyter_path = install(&t, &jupyter.path().join("prefix"));
     let mut interrupted = code("ds.embed()");
@@ -199,7 +200,8 @@ fn a_notebook_runs_on_the_kernel_with_tables_pictures_errors_and_an_interrupt() 
 #[test]
 fn the_example_notebook_executes_with_nbconvert() {
     let python_bin = curate_stdlib::testing::python_with(CLIENTS);
-    let t = Test::example();
+    // Nothing embedded, as for a new user: the README quotes the notebook's embedding line.
+    let t = Test::example_without_vectors();
     let jupyter = tempfile::tempdir().expect("tempdir");
     let jupyter_path = install(&t, &jupyter.path().join("prefix"));
     std::fs::copy(example_dir().join("explore.ipynb"), t.path().join("explore.ipynb")).expect("copy the notebook");

@@ -96,14 +96,14 @@ fn a_bucket_is_imported_and_embedded_like_a_folder() {
     s3.upload("photos", &example_dir().join("media/cifar/test"), "cifar/test/");
     let check = "let ds = open(); print(ds.len()); print(ds.filter(\"split = 'test' AND label = 'bird' AND path LIKE 's3://photos/cifar/test/bird/%' AND width = 32\").len());";
     let pictures = "let ds = open().filter(\"label = 'cat'\"); ds.grid(); ds.train_export(\"out\", #{mode: \"copy\"});";
-    let t = s3.env(Test::example().write("e.rhai", "open().embed()").write("c.rhai", check).write("g.rhai", pictures));
+    let t = s3.env(Test::example_without_vectors().write("e.rhai", "open().embed()").write("c.rhai", check).write("g.rhai", pictures));
     let out = t.run_with(&["import", "s3://photos/cifar/"]).success();
     assert!(out.stdout.contains("imported 200 samples from s3://photos/cifar/ (folder)"), "{}", out.stdout);
     assert!(!out.stdout.contains("could not be read"), "{}", out.stdout);
     // Labels and splits from the keys, hashes from the bytes: as the local import of the same files.
     let out = t.run_with(&["run", "c.rhai"]).success();
     assert_eq!(out.stdout.split_whitespace().collect::<Vec<_>>(), ["200", "20"], "{}", out.stdout);
-    let local = Test::example().write("e.rhai", "open().filter(\"path LIKE '%cifar/test/%'\").embed()");
+    let local = Test::example_without_vectors().write("e.rhai", "open().filter(\"path LIKE '%cifar/test/%'\").embed()");
     local.run_with(&["run", "e.rhai"]).success();
     let out = t.run_with(&["run", "e.rhai"]).success();
     assert!(out.stdout.contains("200 images, 200 embedded, 0 already cached, 0 failed"), "{}", out.stdout);
@@ -124,7 +124,7 @@ fn a_bucket_is_imported_and_embedded_like_a_folder() {
     // one (an unreadable table names its URL).
     let list = "path,label\ncifar/test/cat/0000.jpg,cat\ncifar/test/dog/0001.jpg,dog\n";
     s3.boto(&format!("s3.put_object(Bucket='photos', Key='few.csv', Body={list:?}.encode())"));
-    let tables = s3.env(Test::example().write("p.rhai", "open().col(\"path\")"));
+    let tables = s3.env(Test::example_without_vectors().write("p.rhai", "open().col(\"path\")"));
     let out = tables.run_with(&["import", "s3://photos/few.csv"]).success();
     assert!(out.stdout.contains("imported 2 samples from s3://photos/few.csv (csv)") && !out.stdout.contains("could not be read"), "{}", out.stdout);
     let out = tables.run_with(&["run", "p.rhai"]).success();
@@ -135,7 +135,7 @@ fn a_bucket_is_imported_and_embedded_like_a_folder() {
     // COCO JSON in the bucket: its images are keys beside it.
     let coco = r#"{"images": [{"id": 1, "file_name": "cat/0000.jpg", "width": 32, "height": 32}, {"id": 2, "file_name": "dog/0001.jpg", "width": 32, "height": 32}], "annotations": [{"id": 10, "image_id": 1, "category_id": 1, "bbox": [0, 0, 16, 20]}], "categories": [{"id": 1, "name": "person"}]}"#;
     s3.boto(&format!("s3.put_object(Bucket='photos', Key='cifar/test/instances_val.json', Body={coco:?}.encode())"));
-    let cocos = s3.env(Test::example().write("p.rhai", "let ds = open(); print(ds.col(\"path\")); print(ds.col(\"label\")); print(ds.filter(\"width = 32\").len());"));
+    let cocos = s3.env(Test::example_without_vectors().write("p.rhai", "let ds = open(); print(ds.col(\"path\")); print(ds.col(\"label\")); print(ds.filter(\"width = 32\").len());"));
     let out = cocos.run_with(&["import", "s3://photos/cifar/test/instances_val.json"]).success();
     assert!(out.stdout.contains("imported 2 samples from s3://photos/cifar/test/instances_val.json (coco)") && !out.stdout.contains("could not be read"), "{}", out.stdout);
     let out = cocos.run_with(&["run", "p.rhai"]).success();
@@ -170,7 +170,7 @@ fn a_table_of_http_urls_is_imported_and_embedded() {
         csv.push_str(&format!("http://127.0.0.1:{port}/cifar/test/cat/{f},cat\n"));
     }
     csv.push_str(&format!("http://127.0.0.1:{port}/cifar/test/cat/nope.jpg,cat\n"));
-    let t = Test::example().write("cats.csv", &csv).write("e.rhai", "open().embed(\"vww\")").write("c.rhai", "print(open().filter(\"id = 'cifar/test/cat/0000'\").len())");
+    let t = Test::example_without_vectors().write("cats.csv", &csv).write("e.rhai", "open().embed(\"vww\")").write("c.rhai", "print(open().filter(\"id = 'cifar/test/cat/0000'\").len())");
     let out = t.run_with(&["import", "cats.csv"]).success();
     assert!(out.stdout.contains("imported 21 samples") && out.stdout.contains("nope.jpg"), "{}", out.stdout);
     assert_eq!(t.run_with(&["run", "c.rhai"]).success().stdout.trim(), "1");
@@ -179,7 +179,7 @@ fn a_table_of_http_urls_is_imported_and_embedded() {
     let _ = server.wait();
     assert!(out.stdout.contains("21 images, 20 embedded, 0 already cached, 1 failed"), "{}", out.stdout);
     assert!(out.stdout.contains("nope.jpg") && out.stdout.contains("not found"), "{}", out.stdout);
-    let local = Test::example().write("e.rhai", "open().filter(\"path LIKE '%cifar/test/cat/%'\").embed(\"vww\")");
+    let local = Test::example_without_vectors().write("e.rhai", "open().filter(\"path LIKE '%cifar/test/cat/%'\").embed(\"vww\")");
     local.run_with(&["run", "e.rhai"]).success();
     assert_eq!(stored(&t).1, stored(&local).1);
 }
@@ -189,7 +189,7 @@ fn a_server_that_stops_mid_run_loses_nothing() {
     let mut s3 = S3::start();
     let media = example_dir().join("media");
     s3.upload("data", &media, "media/");
-    let t = s3.env(Test::example());
+    let t = s3.env(Test::example_without_vectors());
     t.run_with(&["import", "s3://data/media/"]).success();
     // Embed everything in the background and stop the server once the first part is written.
     let parts = t.path().join(".curate/embeddings");
@@ -341,7 +341,7 @@ fn an_azure_container_serves_images_and_the_manifest() {
         example_dir().join("media/cifar/test").display()
     ));
     let url = "az://photos/ws/manifest.parquet";
-    let t = Test::example()
+    let t = Test::example_without_vectors()
         .env("AZURE_STORAGE_USE_EMULATOR", "true")
         .env("AZURITE_BLOB_STORAGE_URL", &format!("http://127.0.0.1:{port}"))
         .write("c.rhai", "let ds = open(); print(ds.len()); print(ds.filter(\"label = 'cat' AND path LIKE 'az://photos/cifar/cat/%' AND width = 32\").len());")

@@ -65,11 +65,11 @@ fn onnxruntime_fills_the_same_cache_as_tract_and_predicts_the_same() {
     let embed = "open().filter(\"split = 'test'\").embed()";
 
     // A: tract, the default.
-    let a = Test::example().write("s.rhai", embed).env("CURATE_PYTHON", python);
+    let a = Test::example_without_vectors().write("s.rhai", embed).env("CURATE_PYTHON", python);
     let out = a.run_with(&["run", "s.rhai"]).success();
     assert!(out.stdout.contains("240 embedded") && out.stdout.contains("s, tract)"), "{}", out.stdout);
     // B: onnxruntime for this one command, found through the Python package.
-    let b = Test::example().write("s.rhai", embed).env("CURATE_PYTHON", python);
+    let b = Test::example_without_vectors().write("s.rhai", embed).env("CURATE_PYTHON", python);
     let out = b.run_with(&["--runtime", "onnxruntime", "run", "s.rhai"]).success();
     assert!(out.stdout.contains("240 embedded") && out.stdout.contains("onnxruntime 1.32.0 (CPUExecutionProvider, batch 32)"), "{}", out.stdout);
 
@@ -128,7 +128,7 @@ fn onnxruntime_fills_the_same_cache_as_tract_and_predicts_the_same() {
 #[test]
 fn a_missing_onnxruntime_is_a_clear_error_not_a_fallback() {
     let python = python_with(&[ONNXRUNTIME_WHEEL]);
-    let t = Test::example().write("s.rhai", "open().filter(\"split = 'test'\").embed()");
+    let t = Test::example_without_vectors().write("s.rhai", "open().filter(\"split = 'test'\").embed()");
     let run = |t: &Test| t.run_with(&["--runtime", "onnxruntime", "run", "s.rhai"]);
 
     // ORT_DYLIB_PATH names no file.
@@ -143,7 +143,7 @@ fn a_missing_onnxruntime_is_a_clear_error_not_a_fallback() {
     assert!(!out.stdout.contains("embedded"), "no fallback to tract: {}", out.stdout);
 
     // No ORT_DYLIB_PATH, and a Python without the package.
-    let t = Test::example().write("s.rhai", "open().filter(\"split = 'test'\").embed()");
+    let t = Test::example_without_vectors().write("s.rhai", "open().filter(\"split = 'test'\").embed()");
     let out = run(&t.env("CURATE_PYTHON", "/bin/false"));
     assert_ne!(out.code, 0);
     assert!(
@@ -156,7 +156,7 @@ fn a_missing_onnxruntime_is_a_clear_error_not_a_fallback() {
     let capi = curate_stdlib::testing::onnxruntime_library().parent().expect("capi").to_path_buf();
     let bridge = capi.join("libonnxruntime_providers_shared.so");
     assert!(bridge.is_file(), "{}", bridge.display());
-    let t = Test::example().write("s.rhai", "open().filter(\"split = 'test'\").embed()").env("CURATE_PYTHON", python.to_str().expect("utf-8"));
+    let t = Test::example_without_vectors().write("s.rhai", "open().filter(\"split = 'test'\").embed()").env("CURATE_PYTHON", python.to_str().expect("utf-8"));
     let t = t.env("ORT_DYLIB_PATH", bridge.to_str().expect("utf-8"));
     let out = run(&t);
     assert_ne!(out.code, 0);

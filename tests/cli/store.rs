@@ -65,7 +65,7 @@ fn committed(t: &Test) -> HashMap<String, Vec<f32>> {
 
 #[test]
 fn import_embeddings_from_parquet_and_npy_feeds_similar() {
-    let t = Test::example();
+    let t = Test::example_without_vectors();
     let ids = manifest_ids(&t, 40);
     // Row 0's nearest neighbour is row 7; the others are far apart.
     let vectors: Vec<Vec<f32>> = (0..20).map(|i| vector(i, (i == 0).then_some(7))).collect();
@@ -102,7 +102,7 @@ fn import_embeddings_from_parquet_and_npy_feeds_similar() {
 
 #[test]
 fn bad_vector_files_are_errors_that_name_the_file_and_write_nothing() {
-    let t = Test::example();
+    let t = Test::example_without_vectors();
     let ids = manifest_ids(&t, 2);
     write_parquet(&t.path().join("ok.parquet"), "id", &ids[..1], &[vector(0, None)]);
     write_parquet(&t.path().join("narrow.parquet"), "id", &ids[1..2], &[vec![1.0, 2.0, 3.0]]);
@@ -174,7 +174,7 @@ fn run_killed_at(t: &Test, failpoint: &str, args: &[&str]) {
 /// unchanged; the next use finishes the work, and the result equals an uninterrupted run's.
 #[test]
 fn a_killed_compaction_keeps_the_previous_store() {
-    let reference = Test::example();
+    let reference = Test::example_without_vectors();
     let ids = manifest_ids(&reference, 60);
     let first: Vec<Vec<f32>> = (0..30).map(|i| vector(i, None)).collect();
     let second: Vec<Vec<f32>> = (30..60).map(|i| vector(i, (i == 30).then_some(5))).collect();
@@ -186,7 +186,7 @@ fn a_killed_compaction_keeps_the_previous_store() {
     assert_eq!(want.len(), 60);
 
     for failpoint in ["compact:appended", "compact:table", "compact:committed"] {
-        let t = Test::example();
+        let t = Test::example_without_vectors();
         std::fs::copy(reference.path().join("a.parquet"), t.path().join("a.parquet")).expect("copy");
         std::fs::copy(reference.path().join("b.parquet"), t.path().join("b.parquet")).expect("copy");
         t.run_with(&["import-embeddings", "a.parquet"]).success();
@@ -213,7 +213,7 @@ fn a_killed_compaction_keeps_the_previous_store() {
 /// answers, exactly, and the next build succeeds and gives the same neighbours.
 #[test]
 fn a_killed_index_build_leaves_search_working() {
-    let t = Test::example();
+    let t = Test::example_without_vectors();
     let ids = manifest_ids(&t, 50);
     let vectors: Vec<Vec<f32>> = (0..50).map(|i| vector(i, (i == 0).then_some(9))).collect();
     write_parquet(&t.path().join("a.parquet"), "id", &ids, &vectors);
@@ -236,7 +236,7 @@ fn a_killed_index_build_leaves_search_working() {
 #[test]
 fn a_growable_index_grows_with_the_store() {
     for backend in ["usearch", "ivf"] {
-        let t = Test::example();
+        let t = Test::example_without_vectors();
         let ids = manifest_ids(&t, 60);
         let first: Vec<Vec<f32>> = (0..50).map(|i| vector(i, None)).collect();
         write_parquet(&t.path().join("a.parquet"), "id", &ids[..50], &first);
@@ -278,11 +278,11 @@ fn a_growable_index_grows_with_the_store() {
 
 #[test]
 fn import_embeddings_in_shards_merges_into_one_import() {
-    let t = Test::example();
+    let t = Test::example_without_vectors();
     let ids = manifest_ids(&t, 40);
     let vectors: Vec<Vec<f32>> = (0..40).map(|i| vector(i, None)).collect();
     write_parquet(&t.path().join("a.parquet"), "id", &ids, &vectors);
-    let whole = Test::example();
+    let whole = Test::example_without_vectors();
     std::fs::copy(t.path().join("a.parquet"), whole.path().join("a.parquet")).expect("copy");
     whole.run_with(&["import-embeddings", "a.parquet"]).success();
     let mut imported = Vec::new();

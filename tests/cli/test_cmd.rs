@@ -140,7 +140,7 @@ fn no_drop_compares_with_the_baseline_run() {
 /// judges the file exactly as it judges the model.
 #[test]
 fn predict_writes_what_test_reads() {
-    let t = Test::example();
+    let t = Test::example_without_vectors();
     std::fs::create_dir_all(t.path().join("tests")).expect("mkdir");
     std::fs::copy(crate::util::example_dir().join("tests/person.rhai"), t.path().join("tests/person.rhai")).expect("copy suite");
     let out = t.run_with(&["predict", "--out", "preds.parquet"]).success();

@@ -17,7 +17,6 @@ pub struct Test {
     pub dir: tempfile::TempDir,
     args: Vec<String>,
     stdin: Option<String>,
-    cwd: Option<PathBuf>,
     envs: Vec<(String, String)>,
 }
 
@@ -30,11 +29,21 @@ pub struct Outcome {
 impl Test {
     /// An empty directory.
     pub fn new() -> Self {
-        Test { dir: tempfile::tempdir().expect("tempdir"), args: vec![], stdin: None, cwd: None, envs: vec![] }
+        Test { dir: tempfile::tempdir().expect("tempdir"), args: vec![], stdin: None, envs: vec![] }
     }
 
-    /// A copy of the example workspace's config and manifest, with its media and models linked in.
+    /// A copy of the example workspace's config and manifest, with its media and models linked
+    /// in, and its prepared vectors: every image already embedded by both models and predicted by
+    /// the person detector, so a test that is not about embedding does not embed.
     pub fn example() -> Self {
+        let t = Self::example_without_vectors();
+        curate_stdlib::testing::copy_prepared_vectors(Path::new(env!("CARGO_BIN_EXE_curate")), prepare_vectors, t.path());
+        t
+    }
+
+    /// The example workspace as `example` gives it, but with nothing embedded yet: for the tests
+    /// whose subject is embedding (or predicting), which count what a run computes.
+    pub fn example_without_vectors() -> Self {
         let t = Self::new();
         for f in ["curate.toml", "manifest.parquet", "samples.csv"] {
             std::fs::copy(example_dir().join(f), t.path().join(f)).expect("copy example file");
@@ -76,11 +85,6 @@ impl Test {
         self
     }
 
-    pub fn cwd(mut self, dir: &Path) -> Self {
-        self.cwd = Some(dir.to_path_buf());
-        self
-    }
-
     pub fn run(&self) -> Outcome {
         self.run_with(&self.args.iter().map(String::as_str).collect::<Vec<_>>())
     }
@@ -96,16 +100,8 @@ impl Test {
     }
 
     fn spawn(&self, args: &[&str], input: Option<&str>) -> Outcome {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_curate"));
-        cmd.args(args)
-            .current_dir(self.cwd.as_deref().unwrap_or(self.path()))
-            .env("NO_COLOR", "1")
-            .env("CI", "true")
-            // The runtime and where onnxruntime comes from are the test's to say.
-            .env_remove("CURATE_RUNTIME")
-            .env_remove("ORT_DYLIB_PATH")
-            .env_remove("CURATE_PYTHON")
-            .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        let mut cmd = curate(args, self.path());
+        cmd.envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -122,6 +118,23 @@ impl Test {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
+    }
+}
+
+/// The `curate` binary with these arguments, in `dir`, without colour, and with the runtime and
+/// where onnxruntime comes from left to the test to say.
+fn curate(args: &[&str], dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_curate"));
+    cmd.args(args).current_dir(dir).env("NO_COLOR", "1").env("CI", "true").env_remove("CURATE_RUNTIME").env_remove("ORT_DYLIB_PATH").env_remove("CURATE_PYTHON");
+    cmd
+}
+
+/// Fill the example workspace at `ws` with its vectors, through the binary under test: the
+/// MobileNetV2 embeddings, and the person detector's embeddings and predictions.
+fn prepare_vectors(ws: &Path) {
+    for args in [&["embed"][..], &["embed", "--model", "vww"], &["predict", "--model", "vww"]] {
+        let out = curate(args, ws).stdin(Stdio::null()).output().expect("run curate");
+        assert!(out.status.success(), "preparing the example's vectors: curate {} failed:\n{}{}", args.join(" "), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     }
 }
 

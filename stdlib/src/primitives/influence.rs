@@ -917,11 +917,13 @@ mod tests {
     use crate::workspace::Workspace;
     use curate_kernels::stats::{pearson, spearman};
 
-    fn context() -> (Context, Dataset) {
-        let root = crate::testing::example_workspace().canonicalize().expect("examples/people exists");
+    /// A copy of the example workspace (kept while the test runs), its context and all its samples.
+    fn context() -> (tempfile::TempDir, Context, Dataset) {
+        let copy = crate::testing::example_copy();
+        let root = copy.path().canonicalize().expect("the example's copy");
         let ws = Arc::new(Workspace::open(&root).expect("opens"));
         let all = Dataset::new(ws.clone(), ws.scan_manifest().expect("manifest")).expect("dataset");
-        (Context::quiet(root, Some(ws)), all)
+        (copy, Context::quiet(root, Some(ws)), all)
     }
 
     #[test]
@@ -935,7 +937,7 @@ mod tests {
     /// (50 random training samples × the 20 test faces).
     #[test]
     fn detector_head_leave_one_out_agrees_with_retraining() {
-        let (ctx, all) = context();
+        let (_copy, ctx, all) = context();
         let train = all.derive(all.lazy().filter(col("split").eq(lit("train")))).expect("train");
         let prep = prepare(&ctx, &train, &InfluenceOptions::default(), "influence").expect("prepares");
         assert!(matches!(prep.source, HeadSource::Graph(_)), "the default head is vww's own layer: {}", prep.describe());
@@ -1001,7 +1003,7 @@ mod tests {
     /// the weights. Missing rows and ragged widths are named.
     #[test]
     fn imported_gradients_reproduce_exact_influence() {
-        let (ctx, all) = context();
+        let (_copy, ctx, all) = context();
         let train = all.derive(all.lazy().filter(col("split").eq(lit("train")))).expect("train");
         let prep = prepare(&ctx, &train, &InfluenceOptions::default(), "influence").expect("prepares");
         let alpha = prep.factor(1).expect("factor").alpha;
@@ -1069,7 +1071,7 @@ mod tests {
     /// rate far above their base rate.
     #[test]
     fn combined_label_issues_find_changed_labels() {
-        let (ctx, all) = context();
+        let (_copy, ctx, all) = context();
         let train = all.derive(all.lazy().filter(col("split").eq(lit("train")).and(col("source").eq(lit("cifar10"))))).expect("train");
         let changed = col("id").str().ends_with(lit("7"));
         let noisy = train
@@ -1090,7 +1092,7 @@ mod tests {
 
     #[test]
     fn bad_input_is_named() {
-        let (ctx, all) = context();
+        let (_copy, ctx, all) = context();
         let train = all.derive(all.lazy().filter(col("split").eq(lit("train")))).expect("train");
         let err = influence(&ctx, &train, &Dynamic::from("no/such/id".to_string()), &InfluenceOptions::default()).err().expect("unknown id");
         assert!(err.to_string().contains("no/such/id"), "{err}");
