@@ -123,13 +123,7 @@ pub fn example_copy() -> tempfile::TempDir {
 
 fn eval_with(code: &str, limits: &Limits) -> Result<Dynamic, String> {
     let copy = example_copy();
-    let root = copy.path().canonicalize().expect("the example's copy");
-    let ws = Workspace::open(&root).expect("example workspace opens");
-    let ctx = Arc::new(Context::quiet(root, Some(Arc::new(ws))));
-    crate::sandbox::build_engine(&ctx, limits).eval::<Dynamic>(code).map_err(|e| match crate::error::find_curate_error(&e) {
-        Some(ce) => format!("{ce}\nhelp: {}", ce.help_str().unwrap_or_default()),
-        None => e.to_string(),
-    })
+    eval_in_with(copy.path(), code, limits)
 }
 
 /// Evaluate `code` and display the result as the REPL would.
@@ -257,26 +251,21 @@ pub fn onnxruntime_library() -> PathBuf {
 /// A fresh copy of the example workspace in a temporary folder, without its caches
 /// (`.curate/`) and exports: what a new user who cloned the repository has.
 pub fn example_workspace_copy() -> tempfile::TempDir {
-    let from = example_workspace().canonicalize().expect("examples/people exists");
     let dir = tempfile::Builder::new().prefix("curate-example-").tempdir().expect("a temporary folder");
-    for entry in walkdir::WalkDir::new(&from).min_depth(1).into_iter().filter_entry(|e| !(e.depth() == 1 && matches!(e.file_name().to_str(), Some(".curate" | "exports")))) {
-        let entry = entry.expect("the example workspace is readable");
-        let to = dir.path().join(entry.path().strip_prefix(&from).expect("inside the example workspace"));
-        if entry.file_type().is_dir() {
-            std::fs::create_dir_all(&to).expect("copy a folder");
-        } else {
-            std::fs::copy(entry.path(), &to).unwrap_or_else(|e| panic!("copy {}: {e}", entry.path().display()));
-        }
-    }
+    copy_example(dir.path());
     dir
 }
 
 /// Evaluate `code` on a fresh session over the workspace at `root`.
 pub fn eval_in(root: &std::path::Path, code: &str) -> Result<Dynamic, String> {
+    eval_in_with(root, code, &Limits::default())
+}
+
+fn eval_in_with(root: &Path, code: &str, limits: &Limits) -> Result<Dynamic, String> {
     let root = root.canonicalize().map_err(|e| format!("{}: {e}", root.display()))?;
     let ws = Workspace::open(&root).map_err(|e| e.to_string())?;
     let ctx = Arc::new(Context::quiet(root, Some(Arc::new(ws))));
-    crate::sandbox::build_engine(&ctx, &Limits::default()).eval::<Dynamic>(code).map_err(|e| match crate::error::find_curate_error(&e) {
+    crate::sandbox::build_engine(&ctx, limits).eval::<Dynamic>(code).map_err(|e| match crate::error::find_curate_error(&e) {
         Some(ce) => format!("{ce}\nhelp: {}", ce.help_str().unwrap_or_default()),
         None => e.to_string(),
     })
@@ -284,10 +273,11 @@ pub fn eval_in(root: &std::path::Path, code: &str) -> Result<Dynamic, String> {
 
 /// Run every example of `p` in one fresh copy of the example workspace, in order, each on a
 /// new session, checking the result where the example states one. The examples of one
-/// primitive share the copy (and so its caches), so each must state what it depends on.
+/// primitive share the copy (and so its caches), so each must state what it depends on. The
+/// copy starts with the example's prepared vectors ([`example_copy`]).
 pub fn check_examples_in_copy(p: &Primitive) {
     assert!(!p.examples.is_empty(), "{} has no examples", p.name);
-    let copy = example_workspace_copy();
+    let copy = example_copy();
     for ex in p.examples {
         assert!(ex.code.contains(p.name), "an example of {} does not use it: {}", p.name, ex.code);
         let got = match eval_in(copy.path(), ex.code) {
