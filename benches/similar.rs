@@ -12,6 +12,8 @@
 //! - one query in a fresh process: `open().similar(ID, 10).ids()`, start-up included;
 //! - a loop: one script with 1 query and one with 101 (different ids); the difference over 100
 //!   is the time of a query after the first.
+//! `CURATE_BIN=PATH` runs another build of curate (an older commit's, for a baseline) for the
+//! script steps.
 //! Vectors: `curate_kernels::synth::Manifold` (the relative contrast of real MobileNetV2
 //! features); ids `s0000000`…; a 64-hex content hash per row.
 
@@ -78,6 +80,10 @@ fn setup(dir: &Path, n: usize, dim: usize) {
     std::fs::write(dir.join("ready"), b"").expect("mark ready");
 }
 
+fn curate_bin() -> PathBuf {
+    std::env::var_os("CURATE_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_curate")))
+}
+
 /// Wall seconds of `curate run` on `script`, best of `reps`, and its stdout.
 fn run(dir: &Path, name: &str, script: &str, reps: usize) -> (f64, String) {
     let path = dir.join("scripts").join(name);
@@ -86,7 +92,7 @@ fn run(dir: &Path, name: &str, script: &str, reps: usize) -> (f64, String) {
     let mut stdout = String::new();
     for _ in 0..reps {
         let t = Instant::now();
-        let out = Command::new(env!("CARGO_BIN_EXE_curate")).arg("-C").arg(dir).arg("run").arg(&path).output().expect("run curate");
+        let out = Command::new(curate_bin()).arg("-C").arg(dir).arg("run").arg(&path).output().expect("run curate");
         let secs = t.elapsed().as_secs_f64();
         assert!(out.status.success(), "curate run {name} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         best = best.min(secs);
@@ -102,7 +108,7 @@ fn main() {
     let dim = nums.get(1).copied().unwrap_or(1280);
     let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
     let dir = all.iter().find_map(|a| a.strip_prefix("dir=")).map(PathBuf::from).unwrap_or_else(|| home.join(format!(".cache/curate-bench/similar-{n}x{dim}")));
-    println!("similar: {n} samples x {dim}-d in {}", dir.display());
+    println!("similar: {n} samples x {dim}-d in {}, scripts run by {}", dir.display(), curate_bin().display());
     setup(&dir, n, dim);
 
     // Query ids spread over the view, each a different sample.
