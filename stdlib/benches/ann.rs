@@ -40,29 +40,6 @@ fn hard(n: usize, dim: usize, queries: usize, rng: &mut curate_kernels::SplitMix
     (data, query_vecs)
 }
 
-/// A 24-d latent mixture (200 components of varied spread) through a random ReLU layer, plus
-/// isotropic noise: features that vary mostly along few directions. The noise (0.8) is set so
-/// that the relative contrast at 1,400 rows (1.94) matches real MobileNetV2 features of the
-/// example's 1,400 images (1.97); the `hard` data gives 1.34 there.
-fn manifold(n: usize, dim: usize, queries: usize, rng: &mut curate_kernels::SplitMix) -> (Vec<f32>, Vec<Vec<f32>>) {
-    let (latent, components) = (24, 200);
-    let weights: Vec<f32> = (0..dim * latent).map(|_| rng.gauss() / (latent as f32).sqrt()).collect();
-    let bias: Vec<f32> = (0..dim).map(|_| 0.3 * rng.gauss()).collect();
-    let means: Vec<Vec<f32>> = (0..components).map(|_| (0..latent).map(|_| rng.gauss()).collect()).collect();
-    let spreads: Vec<f32> = (0..components).map(|_| 0.2 + 0.6 * (rng.next_u64() % 1000) as f32 / 1000.0).collect();
-    let point = |rng: &mut curate_kernels::SplitMix| -> Vec<f32> {
-        let c = (rng.next_u64() % components as u64) as usize;
-        let z: Vec<f32> = means[c].iter().map(|m| m + spreads[c] * rng.gauss()).collect();
-        (0..dim).map(|j| (weights[j * latent..(j + 1) * latent].iter().zip(&z).map(|(w, z)| w * z).sum::<f32>() + bias[j] + 0.8 * rng.gauss()).max(0.0)).collect()
-    };
-    let mut data = Vec::with_capacity(n * dim);
-    for _ in 0..n {
-        data.extend(point(rng));
-    }
-    let query_vecs = (0..queries).map(|_| point(rng)).collect();
-    (data, query_vecs)
-}
-
 /// Relative contrast of `queries` against the store (cosine distance): mean distance over the
 /// nearest one, the median over queries. `skip_self`: the queries are stored rows, so each
 /// one's nearest hit (itself) is left out.
@@ -113,7 +90,7 @@ fn main() {
     let synthetic = matches!(data_kind.as_str(), "hard" | "manifold");
     let (n, dim, data, query_vecs) = match data_kind.as_str() {
         "hard" | "manifold" => {
-            let (data, q) = if data_kind == "hard" { hard(n_arg, dim_arg, n_queries, &mut rng) } else { manifold(n_arg, dim_arg, n_queries, &mut rng) };
+            let (data, q) = if data_kind == "hard" { hard(n_arg, dim_arg, n_queries, &mut rng) } else { curate_kernels::synth::manifold(n_arg, dim_arg, n_queries, &mut rng) };
             (n_arg, dim_arg, data, q)
         }
         dir => {

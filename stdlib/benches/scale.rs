@@ -365,11 +365,11 @@ fn manifest_steps(n: usize, rows: &mut Vec<Row>) {
             Edit { time: edits::now(), action: action.into(), ids: vec![id], column, value, old: vec![], rows: vec![], reason: "bench".into(), source: "bench".into() }
         })
         .collect();
-    edits::append(&edits::path(&ws), &batch).expect("append");
+    edits::append(&ws.edits_path(), &batch).expect("append");
     drop(batch);
     let (base, _) = time(reps, || scan().collect().expect("collect").height());
     // What the first open spends on the replay itself: reading the log and replaying it.
-    let (secs, mb, got) = measure(1, || edits::replay_collected(scan(), &edits::read(&edits::path(&ws)).expect("log").edits).expect("replay").height());
+    let (secs, mb, got) = measure(1, || edits::replay_collected(scan(), &edits::read(&ws.edits_path()).expect("log").edits).expect("replay").height());
     rows.push(Row { step: "edit log: read + replay", n, seconds: secs, baseline: "Polars scan + collect", base_seconds: base, peak_mb: mb, note: format!("{n_edits} edits; {got} rows after removals; no cache") });
     let (secs, mb, got) = measure(1, || eval("open().len()"));
     rows.push(Row { step: "edit log: first open (replay)", n, seconds: secs, baseline: "Polars scan + collect", base_seconds: base, peak_mb: mb, note: format!("{n_edits} edits; {got} rows after removals; writes the view cache") });

@@ -2,7 +2,8 @@
 //! Every primitive returns a new `Dataset`; nothing is read until a result is needed, so filters
 //! and projections push down into the Parquet scan.
 
-use std::sync::Arc;
+use std::any::{Any, TypeId};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use polars::prelude::*;
 
@@ -14,12 +15,69 @@ pub struct Dataset {
     ws: Arc<Workspace>,
     lf: LazyFrame,
     schema: SchemaRef,
+    /// What this plan resolved to, shared by the clones of this value (a script's `ds` in a
+    /// loop): its rows, and what operations derived from them (the vector view of a store).
+    memo: Arc<Memo>,
 }
+
+/// A dataset's resolved values. A plan is immutable, but the files under it are not: every
+/// entry is kept with the identity of the workspace state it was computed from, and recomputed
+/// when the manifest file has changed since.
+#[derive(Default)]
+struct Memo {
+    frame: OnceLock<(StateKey, DataFrame)>,
+    derived: Mutex<Vec<(TypeId, String, StateKey, Arc<dyn Any + Send + Sync>)>>,
+}
+
+/// The identity (size and modification time, one `stat`) of the manifest file, which a plan
+/// scans lazily. The edit log is not part of it: `open()` reads the log once, so a value's
+/// edits are fixed when it is made.
+type StateKey = Option<(u64, std::time::SystemTime)>;
 
 impl Dataset {
     pub fn new(ws: Arc<Workspace>, mut lf: LazyFrame) -> Result<Self> {
         let schema = lf.collect_schema()?;
-        Ok(Dataset { ws, lf, schema })
+        Ok(Dataset { ws, lf, schema, memo: Arc::default() })
+    }
+
+    fn state_key(&self) -> StateKey {
+        std::fs::metadata(self.ws.manifest_path()).ok().and_then(|m| Some((m.len(), m.modified().ok()?)))
+    }
+
+    /// The collected rows, computed once per value (and again only if the manifest file changed
+    /// since). For operations that pick rows by position out of a large view
+    /// again and again, such as `similar` in a loop.
+    pub fn frame(&self) -> Result<DataFrame> {
+        let key = self.state_key();
+        if let Some((k, df)) = self.memo.frame.get() {
+            if *k == key {
+                return Ok(df.clone());
+            }
+            // The files changed under a kept frame: collect again, uncached.
+            return self.collect();
+        }
+        let df = self.collect()?;
+        Ok(self.memo.frame.get_or_init(|| (key, df)).1.clone())
+    }
+
+    /// A value derived from this dataset's rows, computed once per `key` (say, a vector
+    /// store's fingerprint) and kept while the manifest file is unchanged.
+    pub fn memo<T: Any + Send + Sync>(&self, key: &str, make: impl FnOnce() -> Result<T>) -> Result<Arc<T>> {
+        let state = self.state_key();
+        let ty = TypeId::of::<T>();
+        if let Ok(memo) = self.memo.derived.lock() {
+            let hit = memo.iter().find(|(t, k, s, _)| *t == ty && k == key && *s == state).map(|e| e.3.clone());
+            if let Some(v) = hit.and_then(|v| v.downcast::<T>().ok()) {
+                return Ok(v);
+            }
+        }
+        let v = Arc::new(make()?);
+        if let Ok(mut memo) = self.memo.derived.lock() {
+            // One entry per kind of value: a new key replaces the old (a store that grew).
+            memo.retain(|(t, _, _, _)| *t != ty);
+            memo.push((ty, key.to_string(), state, v.clone() as Arc<dyn Any + Send + Sync>));
+        }
+        Ok(v)
     }
 
     /// A dataset over the same workspace with a new plan.

@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{CurateError, Result};
-use crate::workspace::Workspace;
 
 pub const FILE: &str = "edits.jsonl";
 
@@ -128,10 +127,6 @@ pub fn final_values(edits: &[Edit]) -> Final<'_> {
     }
 }
 
-
-pub fn path(ws: &Workspace) -> PathBuf {
-    ws.root().join(FILE)
-}
 
 /// The log's complete entries, and the torn last line if a crash left one.
 #[derive(Debug, Default)]

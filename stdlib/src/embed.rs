@@ -24,7 +24,7 @@ use crate::vectors::Registry;
 use crate::workspace::Workspace;
 
 /// Images per cache part; a kill loses at most one part's work per process.
-pub const CHUNK: usize = 256;
+pub use crate::scan::CHUNK;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {

@@ -18,8 +18,6 @@ pub mod manifest;
 pub mod merge;
 pub mod model;
 pub mod objects;
-#[cfg(feature = "onnxruntime")]
-pub mod onnxruntime;
 pub mod options;
 pub mod output;
 pub mod phash;

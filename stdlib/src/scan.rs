@@ -12,6 +12,10 @@ use rayon::prelude::*;
 use crate::error::{CurateError, Result};
 use crate::progress::Progress;
 
+/// Images per unit of work: a scan reads them together, and an embedding run writes one cache
+/// part of them, so a kill loses at most one chunk's work per process.
+pub const CHUNK: usize = 256;
+
 /// A file the scan could not read or decode.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ScanIssue {
@@ -236,7 +240,7 @@ fn scan_facts(
     progress.start("scanning images", todo.len() as u64);
     // Objects in a store are fetched a chunk at a time, many requests in flight, so memory is
     // bounded by one chunk; local files are read by the worker that parses them.
-    for chunk in todo.chunks(crate::embed::CHUNK) {
+    for chunk in todo.chunks(CHUNK) {
         if progress.is_cancelled() {
             break;
         }

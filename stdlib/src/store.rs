@@ -113,6 +113,20 @@ fn encode(row: &mut [f32], dtype: Dtype, normalized: bool, out: &mut Vec<u8>) ->
     nrm
 }
 
+/// The identity of a store's committed description file (inode, size, modification time).
+/// Every commit replaces that file by a rename, so an unchanged stamp means an unchanged store.
+pub type Stamp = (u64, u64, std::time::SystemTime);
+
+/// The stamp of the store in `dir`, `None` when it has no description yet.
+pub fn commit_stamp(dir: &Path) -> Option<Stamp> {
+    let m = std::fs::metadata(dir.join(META)).ok()?;
+    #[cfg(unix)]
+    let ino = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let ino = 0;
+    Some((ino, m.len(), m.modified().ok()?))
+}
+
 /// An open, read-only view of a store.
 pub struct Store {
     dir: PathBuf,

@@ -15,7 +15,7 @@ use crate::workspace::Workspace;
 #[derive(Default)]
 pub struct Registry {
     models: Mutex<HashMap<String, Arc<Model>>>,
-    stores: Mutex<HashMap<(String, embed::Kind), Arc<Store>>>,
+    stores: Mutex<HashMap<(String, embed::Kind), (Arc<Store>, Option<store::Stamp>)>>,
     indexes: Mutex<HashMap<(String, Metric), Arc<AnnIndex>>>,
 }
 
@@ -55,15 +55,19 @@ impl Registry {
         let dir = embed::cache_dir_of(ws, model, kind);
         store::compact(&dir, kind.layout())?;
         let key = (model.hash.clone(), kind);
-        let current = Store::open(&dir)?;
-        if let Some(s) = self.stores.lock().ok().and_then(|m| m.get(&key).cloned()) {
-            if s.fingerprint() == current.fingerprint() {
-                return Ok(s);
-            }
+        // A store is committed by replacing its description: while that file is the same one,
+        // the store open here is current, and is not opened (and mapped) again.
+        let stamp = store::commit_stamp(&dir);
+        if let Some((s, _)) = self.stores.lock().ok().and_then(|m| m.get(&key).cloned()).filter(|(_, st)| stamp.is_some() && *st == stamp) {
+            return Ok(s);
         }
-        let s = Arc::new(current);
+        let current = Store::open(&dir)?;
+        let s = match self.stores.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            Some((s, _)) if s.fingerprint() == current.fingerprint() => s,
+            _ => Arc::new(current),
+        };
         if let Ok(mut m) = self.stores.lock() {
-            m.insert(key, s.clone());
+            m.insert(key, (s.clone(), stamp));
         }
         Ok(s)
     }
@@ -160,13 +164,19 @@ pub struct View {
     /// `ids[start[i]..start[i + 1]]` are the samples of `rows[i]`.
     start: Vec<usize>,
     ids: Vec<String>,
+    /// Each of `ids`' position among the dataset's rows.
+    pos: Vec<u32>,
     pub missing: usize,
 }
 
 impl View {
     pub fn of(ds: &crate::Dataset, vectors: &Store) -> Result<Self> {
         use polars::prelude::*;
-        let df = ds.lazy().select([col("id"), col("hash")]).collect()?;
+        Self::of_frame(&ds.lazy().select([col("id"), col("hash")]).collect()?, vectors)
+    }
+
+    /// The view of the rows of `df` (which has `id` and `hash` columns) onto `vectors`.
+    pub fn of_frame(df: &polars::prelude::DataFrame, vectors: &Store) -> Result<Self> {
         let found = vectors.rows_of(df.column("hash")?)?;
         let ids = df.column("id")?.str()?.rechunk();
         let mut pairs: Vec<(u32, u32)> = Vec::with_capacity(found.len());
@@ -179,16 +189,48 @@ impl View {
             }
         }
         pairs.sort_unstable();
-        let (mut rows, mut start, mut out) = (Vec::new(), Vec::new(), Vec::with_capacity(pairs.len()));
+        let (mut rows, mut start, mut out, mut pos) = (Vec::new(), Vec::new(), Vec::with_capacity(pairs.len()), Vec::with_capacity(pairs.len()));
         for (row, i) in pairs {
             if rows.last() != Some(&(row as usize)) {
                 rows.push(row as usize);
                 start.push(out.len());
             }
             out.push(ids.get(i as usize).unwrap_or_default().to_string());
+            pos.push(i);
         }
         start.push(out.len());
-        Ok(View { rows, start, ids: out, missing })
+        Ok(View { rows, start, ids: out, pos, missing })
+    }
+
+    /// The view of `ds` onto `vectors`, resolved once per dataset value and store state, with
+    /// positions into `ds.frame()` (see
+    /// [`crate::Dataset::memo`]): a loop of queries on one view does work in proportion to
+    /// its results, not to the view's size.
+    pub fn cached(ds: &crate::Dataset, vectors: &Store) -> Result<Arc<View>> {
+        let key = format!("{}\0{}", vectors.dir().display(), vectors.fingerprint());
+        // From the kept rows, so that positions index exactly the frame `Dataset::frame` gives.
+        ds.memo(&key, || View::of_frame(&ds.frame()?, vectors))
+    }
+
+    /// The vector row of each of `ids` that is in the view. A scan for a few ids (one query
+    /// need not build a map of a million), a map for many.
+    pub fn rows_of_ids(&self, ids: &[String]) -> Vec<Option<usize>> {
+        let row_at = |i: usize| self.rows[self.start.partition_point(|&s| s <= i) - 1];
+        if ids.len() <= 16 {
+            return ids.iter().map(|id| self.ids.iter().position(|x| x == id).map(row_at)).collect();
+        }
+        let wanted: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+        let found: HashMap<&str, usize> = self.ids.iter().enumerate().filter(|(_, x)| wanted.contains(x.as_str())).map(|(i, x)| (x.as_str(), row_at(i))).collect();
+        ids.iter().map(|id| found.get(id.as_str()).copied()).collect()
+    }
+
+    /// The samples whose vector is `row`, each with its position among the dataset's rows.
+    pub fn samples_of(&self, row: usize) -> impl Iterator<Item = (&str, u32)> {
+        let range = match self.rows.binary_search(&row) {
+            Ok(i) => self.start[i]..self.start[i + 1],
+            Err(_) => 0..0,
+        };
+        self.ids[range.clone()].iter().map(String::as_str).zip(self.pos[range].iter().copied())
     }
 
     /// No sample of the view has a vector.
@@ -222,11 +264,11 @@ impl View {
 impl Registry {
     /// The model, its vectors and the view of `ds`'s samples onto them; an error when none of
     /// them is embedded.
-    pub fn embedded_view(&self, ds: &crate::Dataset, model: Option<&str>) -> Result<(Arc<Model>, Arc<Store>, View)> {
+    pub fn embedded_view(&self, ds: &crate::Dataset, model: Option<&str>) -> Result<(Arc<Model>, Arc<Store>, Arc<View>)> {
         let ws = ds.workspace().clone();
         let model = self.model(&ws, model)?;
         let vectors = self.vectors(&ws, &model)?;
-        let view = View::of(ds, &vectors)?;
+        let view = View::cached(ds, &vectors)?;
         if view.is_empty() {
             return Err(CurateError::NotEmbedded { model: model.name.clone(), missing: view.missing });
         }
@@ -235,7 +277,7 @@ impl Registry {
 
     /// The cosine k nearest neighbours of every embedded sample of `ds` among the others, by
     /// vector row, with the view that maps rows back to ids. Errors when nothing is embedded.
-    pub fn knn_view(&self, ds: &crate::Dataset, model: Option<&str>, k: usize) -> Result<(View, Vec<usize>, Vec<Vec<crate::index::Neighbour>>)> {
+    pub fn knn_view(&self, ds: &crate::Dataset, model: Option<&str>, k: usize) -> Result<(Arc<View>, Vec<usize>, Vec<Vec<crate::index::Neighbour>>)> {
         let (_, vectors, view) = self.embedded_view(ds, model)?;
         let rows = view.rows().to_vec();
         // A whole set of shards' neighbours (`curate dedupe --shard i/n`) for exactly these

@@ -84,6 +84,11 @@ impl Workspace {
         &self.root
     }
 
+    /// The edit log, `edits.jsonl` beside `curate.toml`.
+    pub fn edits_path(&self) -> PathBuf {
+        self.root.join(crate::edits::FILE)
+    }
+
     /// The manifest's local file: the manifest itself, or for a manifest in object storage
     /// ([`Workspace::manifest_url`]) the copy of it that [`Workspace::sync_manifest`] keeps.
     pub fn manifest_path(&self) -> PathBuf {
@@ -231,7 +236,7 @@ impl Workspace {
             (CurateError::Manifest { message, .. }, Some(url)) => CurateError::manifest(Path::new(url), message),
             (e, _) => e,
         })?;
-        let log = crate::edits::read(&crate::edits::path(self))?;
+        let log = crate::edits::read(&self.edits_path())?;
         let n = match at {
             Some(a) => a.resolve(&log)?,
             None => log.edits.len(),
@@ -278,7 +283,7 @@ impl Workspace {
             format!("{}:{t}:{more}", m.len())
         };
         let manifest = std::fs::metadata(self.manifest_path()).ok()?;
-        let log_path = crate::edits::path(self);
+        let log_path = self.edits_path();
         let mut log = std::fs::File::open(&log_path).ok()?;
         let meta = log.metadata().ok()?;
         let mut tail = Vec::new();

@@ -17,5 +17,6 @@ mod readme;
 mod repl;
 mod probe;
 mod run;
+mod similar;
 mod store;
 mod test_cmd;

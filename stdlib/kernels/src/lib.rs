@@ -8,6 +8,7 @@ pub mod pca;
 pub mod phash;
 pub mod probe;
 pub mod stats;
+pub mod synth;
 
 /// Squared Euclidean distance. Not `#[inline]`: inlined into an unoptimised caller it would be
 /// compiled unoptimised there.

@@ -222,7 +222,7 @@ pub fn augment(ctx: &Context, ds: &Dataset, opts: &Map, line: Option<usize>) -> 
             reason: format!("augment {} (seed {seed}, {copies} per sample)", ops.join("+")),
             source: super::edit::source_label(ctx, line),
         };
-        crate::edits::append(&crate::edits::path(&ws), &[e])?;
+        crate::edits::append(&ws.edits_path(), &[e])?;
     }
     let view = Dataset::new(ws.clone(), ws.scan_manifest()?)?;
     let want = Series::new("id".into(), new_ids);

@@ -205,7 +205,7 @@ fn confirm(ctx: &Context, action: &str, n: usize) -> Result<()> {
 fn append_and_reopen(ctx: &Context, ds: &Dataset, edit: Edit) -> Result<Dataset> {
     let ws = workspace(ctx, ds);
     confirm(ctx, &edit.action, edit.ids.len())?;
-    edits::append(&edits::path(&ws), &[edit])?;
+    edits::append(&ws.edits_path(), &[edit])?;
     Dataset::new(ws.clone(), ws.scan_manifest()?)
 }
 
@@ -296,7 +296,7 @@ pub fn balance(ctx: &Context, call: &NativeCallContext, ds: &Dataset, column: &s
         let old = current_values(ds, &ids, Some("weight"))?;
         entries.push(entry("set_weight", ids, Some("weight"), Some(Value::from((w * 1e6).round() / 1e6)), old, &format!("balance {column}: {value} to {:.1}% of the weight", share * 100.0), src.clone()));
     }
-    edits::append(&edits::path(&ws), &entries)?;
+    edits::append(&ws.edits_path(), &entries)?;
     Dataset::new(ws.clone(), ws.scan_manifest()?)
 }
 
@@ -369,7 +369,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
             .into_iter()
             .map(|(w, ids, old)| entry("set_weight", ids, Some("weight"), Some(Value::from(w)), old, &format!("oversample x{factor}"), src.clone()))
             .collect();
-        edits::append(&edits::path(&ws), &entries)?;
+        edits::append(&ws.edits_path(), &entries)?;
         Ok(Dataset::new(ws.clone(), ws.scan_manifest()?)?)
     });
     for (name, action) in [("remove", "remove"), ("tag", "tag"), ("untag", "untag")] {
@@ -390,7 +390,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
         let ws = workspace(&c, ds);
         // Removed samples are not in the current view; they are in the manifest, or were added
         // by an `add` entry of the log (augmented samples).
-        let log = edits::read(&edits::path(&ws))?;
+        let log = edits::read(&ws.edits_path())?;
         let added: std::collections::HashSet<&String> = log.edits.iter().filter(|e| e.action == "add").flat_map(|e| e.ids.iter()).collect();
         let from_manifest: Vec<String> = ids.iter().filter(|i| !added.contains(i)).cloned().collect();
         if !from_manifest.is_empty() {
@@ -405,7 +405,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
             return Err(CurateError::arg("checkpoint", format!("`{name}` cannot name a checkpoint (numbers and manifest/current/latest are positions)")).into());
         }
         let ws = workspace(&c, ds);
-        edits::append(&edits::path(&ws), &[entry("checkpoint", vec![], Some(name), None, vec![], "", source(&c, &call))])?;
+        edits::append(&ws.edits_path(), &[entry("checkpoint", vec![], Some(name), None, vec![], "", source(&c, &call))])?;
         Ok(Dataset::new(ws.clone(), ws.scan_manifest()?)?)
     });
 }

@@ -179,7 +179,7 @@ pub fn train_export(ctx: &Context, ds: &Dataset, dir: &str, opts: &ExportOptions
         write_table(&out.join(format!("manifest.{format}")), &format, &mut table)?;
     }
     remove_stale(&out, &seen, &format)?;
-    let log_path = crate::edits::path(&ws);
+    let log_path = ws.edits_path();
     // One read of the log gives both its length and its hash.
     let log_bytes = crate::edits::read_bytes(&log_path)?;
     let log = match &log_bytes {

@@ -235,7 +235,7 @@ fn select_outputs(bytes: &[u8], wanted: &[String]) -> std::result::Result<(Vec<u
             infos.push(o.clone());
             continue;
         }
-        let value = crate::model::node_output(graph, w).or_else(|| graph.node.iter().any(|n| n.output.iter().any(|o| o == w)).then(|| w.clone()));
+        let value = super::graph::node_output(graph, w).or_else(|| graph.node.iter().any(|n| n.output.iter().any(|o| o == w)).then(|| w.clone()));
         let Some(value) = value else {
             let names: Vec<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
             return Err(format!("`{w}` is neither an output nor a node of the model; the model's outputs are: {}", names.join(", ")));

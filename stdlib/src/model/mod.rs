@@ -29,6 +29,10 @@ use tract_onnx::prelude::*;
 
 use crate::error::{CurateError, Result};
 
+pub mod graph;
+#[cfg(feature = "onnxruntime")]
+pub mod onnxruntime;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Layout {
@@ -218,7 +222,7 @@ pub struct Model {
 enum Engine {
     Tract(Arc<TypedRunnableModel>),
     #[cfg(feature = "onnxruntime")]
-    Onnxruntime(crate::onnxruntime::OrtModel),
+    Onnxruntime(onnxruntime::OrtModel),
 }
 
 /// A model's last linear layer, read from its graph.
@@ -280,7 +284,7 @@ impl Model {
             Runtime::Tract => Engine::Tract(Self::tract_plan(&path, &bytes, &wanted, &input, spec.layout).map_err(err)?),
             #[cfg(feature = "onnxruntime")]
             Runtime::Onnxruntime => {
-                use crate::onnxruntime::{LoadError, OrtModel, FIX};
+                use onnxruntime::{LoadError, OrtModel, FIX};
                 Engine::Onnxruntime(OrtModel::load(&bytes, &wanted, input.shape(), spec.batch).map_err(|e| match e {
                     LoadError::Library(message) => CurateError::Runtime {
                         model: name.to_string(),
@@ -359,7 +363,7 @@ impl Model {
         let proto = tract_onnx::onnx().proto_model_for_path(&self.path).map_err(|e| format!("cannot read the graph: {e}"))?;
         let graph = proto.graph.as_ref().ok_or("the file has no graph")?;
         // The tensor the embedding names: a node's output, or an output name itself.
-        let value = node_output(graph, emb).unwrap_or_else(|| emb.to_string());
+        let value = graph::node_output(graph, emb).unwrap_or_else(|| emb.to_string());
         let constant = |name: &str| -> Option<(Vec<usize>, Vec<f32>)> {
             let t = graph.initializer.iter().find(|t| t.name == name).cloned().or_else(|| {
                 graph.node.iter().find(|n| n.op_type == "Constant" && n.output.iter().any(|o| o == name)).and_then(|n| n.attribute.iter().find(|a| a.name == "value").and_then(|a| a.t.clone()))
@@ -453,7 +457,7 @@ impl Model {
             Engine::Tract(_) => "tract".to_string(),
             #[cfg(feature = "onnxruntime")]
             Engine::Onnxruntime(m) => {
-                let version = crate::onnxruntime::library().map(|(_, v)| v).unwrap_or_default();
+                let version = onnxruntime::library().map(|(_, v)| v).unwrap_or_default();
                 format!("onnxruntime {version} ({}, batch {})", m.provider, m.batch)
             }
         }
@@ -520,16 +524,6 @@ impl Model {
             }
         }
     }
-}
-
-/// The value a declared name (`node` or `node:port`) stands for, when it names a node of
-/// `graph`: that node's output (the first unless a port is given).
-pub(crate) fn node_output(graph: &tract_onnx::pb::GraphProto, name: &str) -> Option<String> {
-    let (node, port) = match name.rsplit_once(':') {
-        Some((n, p)) if p.parse::<usize>().is_ok() => (n, p.parse::<usize>().unwrap_or(0)),
-        _ => (name, 0),
-    };
-    graph.node.iter().find(|n| n.name == node).and_then(|n| n.output.get(port).cloned())
 }
 
 pub struct ModelState {
