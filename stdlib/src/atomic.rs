@@ -44,6 +44,19 @@ pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic(path, |f| f.write_all(bytes).map_err(|e| CurateError::io(path, e)))
 }
 
+/// Write a table as CSV, JSON lines or Parquet (`format`), atomically.
+pub fn write_table(file: &Path, format: &str, table: &mut polars::prelude::DataFrame) -> Result<()> {
+    use polars::prelude::SerWriter;
+    write_atomic(file, |f| {
+        let r = match format {
+            "csv" => polars::prelude::CsvWriter::new(f).finish(table),
+            "jsonl" => polars::prelude::JsonWriter::new(f).with_json_format(polars::prelude::JsonFormat::JsonLines).finish(table),
+            _ => polars::prelude::ParquetWriter::new(f).finish(table).map(|_| ()),
+        };
+        r.map_err(|e| CurateError::io(file, e))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

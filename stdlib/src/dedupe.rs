@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 
 use crate::dataset::Dataset;
-use crate::embed::Shard;
+use crate::shard::Shard;
 use crate::error::{CurateError, Result};
 use crate::index::{Metric, Neighbour};
 use crate::progress::Progress;
@@ -118,7 +118,7 @@ pub fn duplicates(registry: &Registry, ds: &Dataset, opts: &DuplicatesOptions, p
     }
 
     if opts.near {
-        let (view, rows, neighbours) = registry.knn_view(ds, opts.model.as_deref(), NEIGHBOURS)?;
+        let (view, rows, neighbours) = knn_view(registry, ds, opts.model.as_deref(), NEIGHBOURS)?;
         let floor = if opts.phash { opts.loose.min(opts.threshold) } else { opts.threshold };
         // Candidate pairs (sample index, sample index, cosine) from each row's nearest rows.
         let mut candidates: Vec<(usize, usize, f64)> = Vec::new();
@@ -387,4 +387,18 @@ pub fn report(registry: &Registry, ds: &Dataset, model: Option<&str>, progress: 
     let clusters = rows.iter().map(|r| r.cluster).collect::<std::collections::HashSet<_>>().len();
     let leaks = rows.iter().filter(|r| r.leak).count();
     Ok(DedupeReport { images: rows.len(), clusters, leaks, shards, seconds: started.elapsed().as_secs_f64(), duplicates: rows })
+}
+
+/// The cosine k nearest neighbours of every embedded sample of `ds` among the others, by vector
+/// row, with the view that maps rows back to ids. Errors when nothing is embedded. A whole set
+/// of shards' neighbours (`curate dedupe --shard i/n`) for exactly these vectors and images is
+/// read, not computed again.
+pub fn knn_view(registry: &Registry, ds: &crate::Dataset, model: Option<&str>, k: usize) -> Result<(std::sync::Arc<crate::vectors::View>, Vec<usize>, Vec<Vec<Neighbour>>)> {
+    let (_, vectors, view) = registry.embedded_view(ds, model)?;
+    let rows = view.rows().to_vec();
+    let neighbours = match load(&vectors, &rows, k) {
+        Some(n) => n,
+        None => crate::index::knn_within(&vectors, Metric::Cosine, &rows, k),
+    };
+    Ok((view, rows, neighbours))
 }

@@ -7,7 +7,7 @@
 //! survives.
 
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use polars::prelude::*;
 use rayon::prelude::*;

@@ -26,76 +26,8 @@ use crate::workspace::Workspace;
 /// Images per cache part; a kill loses at most one part's work per process.
 pub use crate::scan::CHUNK;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    pub index: usize,
-    pub count: usize,
-}
-
-impl Shard {
-    /// Parse `i/n`.
-    pub fn parse(s: &str) -> std::result::Result<Self, String> {
-        let (i, n) = s.split_once('/').ok_or_else(|| format!("expected i/n, got `{s}`"))?;
-        let index: usize = i.trim().parse().map_err(|_| format!("bad shard index in `{s}`"))?;
-        let count: usize = n.trim().parse().map_err(|_| format!("bad shard count in `{s}`"))?;
-        if count == 0 || index >= count {
-            return Err(format!("shard `{s}`: need 0 <= i < n"));
-        }
-        Ok(Shard { index, count })
-    }
-
-    pub fn owns(&self, hash: &str) -> bool {
-        let prefix = u64::from_str_radix(hash.get(..16).unwrap_or("0"), 16).unwrap_or(0);
-        (prefix % self.count as u64) as usize == self.index
-    }
-
-    /// For what has no content hash yet (an import's rows, by id): the BLAKE3 of the key.
-    pub fn owns_key(&self, key: &str) -> bool {
-        self.owns(blake3::hash(key.as_bytes()).to_hex().as_str())
-    }
-}
-
-/// Which of a model's outputs a cache holds: the same machinery caches embeddings and class
-/// scores (predictions), in separate folders.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    Embedding,
-    Scores,
-}
-
-impl Kind {
-    pub(crate) fn folder(self) -> &'static str {
-        match self {
-            Kind::Embedding => "embeddings",
-            Kind::Scores => "predictions",
-        }
-    }
-
-    /// How its store keeps the vectors: embeddings as unit f16 rows, scores as f32.
-    pub fn layout(self) -> crate::store::Layout {
-        match self {
-            Kind::Embedding => crate::store::Layout::EMBEDDINGS,
-            Kind::Scores => crate::store::Layout::SCORES,
-        }
-    }
-
-    fn verb(self) -> &'static str {
-        match self {
-            Kind::Embedding => "embedding",
-            Kind::Scores => "predicting",
-        }
-    }
-}
-
-/// The embedding cache folder of a model in a workspace.
-pub fn cache_dir(ws: &Workspace, model: &Model) -> PathBuf {
-    cache_dir_of(ws, model, Kind::Embedding)
-}
-
-/// The cache folder of one kind of output of a model.
-pub fn cache_dir_of(ws: &Workspace, model: &Model, kind: Kind) -> PathBuf {
-    ws.cache_dir().join(kind.folder()).join(format!("{}-{}", model.name, &model.hash[..16]))
-}
+pub use crate::shard::Shard;
+pub use crate::vectors::{cache_dir, cache_dir_of, Kind};
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct EmbedReport {

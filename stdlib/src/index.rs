@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::write_atomic;
-use crate::embed::Shard;
+use crate::shard::Shard;
 use crate::store::Store;
 use curate_kernels::knn::{self, Scoring};
 use crate::error::{CurateError, Result};

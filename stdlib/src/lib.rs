@@ -6,6 +6,7 @@
 
 pub mod atomic;
 pub mod config;
+pub mod confident;
 pub mod dataset;
 pub mod dedupe;
 pub mod diff;
@@ -30,6 +31,8 @@ pub mod progress;
 pub mod runs;
 pub mod sandbox;
 pub mod scan;
+pub mod services;
+pub mod shard;
 pub mod store;
 pub mod value;
 pub mod vectors;

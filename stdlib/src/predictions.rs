@@ -58,7 +58,7 @@ pub fn write_predictions(registry: &Registry, ds: &Dataset, model: Option<&str>,
     let (with, _) = predict(registry, ds, model.as_deref(), progress)?;
     let cols: Vec<Expr> = with.column_names().iter().filter(|c| c.as_str() == "id" || is_prediction_column(c)).map(|c| col(c.as_str())).collect();
     let mut table = with.lazy().select(cols).sort(["id"], SortMultipleOptions::default()).collect()?;
-    crate::primitives::export::write_table(out, &ext, &mut table)
+    crate::atomic::write_table(out, &ext, &mut table)
 }
 
 /// `ds` with `model`'s predictions (the only model with `scores` when `None`), running it over

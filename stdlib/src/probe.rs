@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::dataset::Dataset;
 use crate::embed::Kind;
 use crate::error::{CurateError, Result};
-use crate::primitives::Context;
+use crate::services::Services;
 use crate::workspace::Workspace;
 
 /// The regularisation strengths cross-validation picks from (L2 weight on the summed log loss,
@@ -109,11 +109,11 @@ impl Features {
     }
 }
 
-pub fn features(ctx: &Context, ds: &Dataset, model: &crate::model::Model, embed_missing: bool) -> Result<Features> {
+pub fn features(ctx: &Services, ds: &Dataset, model: &crate::model::Model, embed_missing: bool) -> Result<Features> {
     if embed_missing {
-        let report = crate::embed::run_dataset(ds, model, Kind::Embedding, None, ctx.progress.as_ref())?;
+        let report = crate::embed::run_dataset(ds, model, Kind::Embedding, None, ctx.progress)?;
         if report.embedded > 0 || !report.failed.is_empty() {
-            (ctx.sink)(crate::output::Output::Text(report.describe()));
+            (ctx.notify)(crate::output::Output::Text(report.describe()));
         }
     }
     let store = ctx.registry.vectors(ds.workspace(), model)?;
@@ -148,7 +148,7 @@ pub fn samples(ws: &std::sync::Arc<Workspace>, ids: &[String]) -> Result<Dataset
 }
 
 /// Train a probe on labelled ids (`examples`: id and class name; `classes` in index order).
-pub fn train(ctx: &Context, ws: &std::sync::Arc<Workspace>, model_name: Option<&str>, classes: Vec<String>, examples: Vec<(String, String)>) -> Result<Probe> {
+pub fn train(ctx: &Services, ws: &std::sync::Arc<Workspace>, model_name: Option<&str>, classes: Vec<String>, examples: Vec<(String, String)>) -> Result<Probe> {
     let model = ctx.registry.model(ws, model_name)?;
     let mut seen = HashMap::new();
     for (id, class) in &examples {
@@ -183,7 +183,7 @@ pub fn train(ctx: &Context, ws: &std::sync::Arc<Workspace>, model_name: Option<&
 
 /// Every embedded sample of `ds` with the probe's probability of each class; samples without
 /// an embedding get nulls.
-pub fn apply(ctx: &Context, ds: &Dataset, probe: &Probe) -> Result<(Vec<String>, Vec<Option<Vec<f32>>>)> {
+pub fn apply(ctx: &Services, ds: &Dataset, probe: &Probe) -> Result<(Vec<String>, Vec<Option<Vec<f32>>>)> {
     let model = ctx.registry.model(ds.workspace(), Some(&probe.model))?;
     if model.hash != probe.model_hash {
         return Err(CurateError::Model {

@@ -150,7 +150,7 @@ impl Run {
             predictions,
             predictions_hash,
             manifest_hash: blake3::hash(&manifest).to_hex().to_string(),
-            edits_hash: std::fs::read(crate::edits::path(ws)).ok().map(|b| blake3::hash(&b).to_hex().to_string()),
+            edits_hash: std::fs::read(ws.edits_path()).ok().map(|b| blake3::hash(&b).to_hex().to_string()),
             tests,
         })
     }

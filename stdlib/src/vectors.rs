@@ -2,20 +2,62 @@
 //! and a store (memory-mapped) and its index are kept until the store changes.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use crate::embed;
 use crate::error::{CurateError, Result};
-use crate::embed::Shard;
+use crate::shard::Shard;
 use crate::index::{AnnIndex, Backend, Metric};
 use crate::model::{Model, ModelSpec};
 use crate::store::{self, Store};
 use crate::workspace::Workspace;
 
+/// Which of a model's outputs a cache holds: the same machinery caches embeddings and class
+/// scores (predictions), in separate folders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Embedding,
+    Scores,
+}
+
+impl Kind {
+    pub(crate) fn folder(self) -> &'static str {
+        match self {
+            Kind::Embedding => "embeddings",
+            Kind::Scores => "predictions",
+        }
+    }
+
+    /// How its store keeps the vectors: embeddings as unit f16 rows, scores as f32.
+    pub fn layout(self) -> crate::store::Layout {
+        match self {
+            Kind::Embedding => crate::store::Layout::EMBEDDINGS,
+            Kind::Scores => crate::store::Layout::SCORES,
+        }
+    }
+
+    pub(crate) fn verb(self) -> &'static str {
+        match self {
+            Kind::Embedding => "embedding",
+            Kind::Scores => "predicting",
+        }
+    }
+}
+
+/// The embedding cache folder of a model in a workspace.
+pub fn cache_dir(ws: &Workspace, model: &Model) -> PathBuf {
+    cache_dir_of(ws, model, Kind::Embedding)
+}
+
+/// The cache folder of one kind of output of a model.
+pub fn cache_dir_of(ws: &Workspace, model: &Model, kind: Kind) -> PathBuf {
+    ws.cache_dir().join(kind.folder()).join(format!("{}-{}", model.name, &model.hash[..16]))
+}
+
 #[derive(Default)]
 pub struct Registry {
     models: Mutex<HashMap<String, Arc<Model>>>,
-    stores: Mutex<HashMap<(String, embed::Kind), (Arc<Store>, Option<store::Stamp>)>>,
+    stores: Mutex<HashMap<(String, Kind), (Arc<Store>, Option<store::Stamp>)>>,
     indexes: Mutex<HashMap<(String, Metric), Arc<AnnIndex>>>,
 }
 
@@ -46,13 +88,13 @@ impl Registry {
 
     /// The vector store of `model`'s embeddings.
     pub fn vectors(&self, ws: &Workspace, model: &Model) -> Result<Arc<Store>> {
-        self.outputs(ws, model, embed::Kind::Embedding)
+        self.outputs(ws, model, Kind::Embedding)
     }
 
     /// The store of one kind of output (embeddings or class scores). Parts that embedding runs
     /// left are compacted into it first; an unchanged store is not reopened.
-    pub fn outputs(&self, ws: &Workspace, model: &Model, kind: embed::Kind) -> Result<Arc<Store>> {
-        let dir = embed::cache_dir_of(ws, model, kind);
+    pub fn outputs(&self, ws: &Workspace, model: &Model, kind: Kind) -> Result<Arc<Store>> {
+        let dir = cache_dir_of(ws, model, kind);
         store::compact(&dir, kind.layout())?;
         let key = (model.hash.clone(), kind);
         // A store is committed by replacing its description: while that file is the same one,
@@ -275,19 +317,6 @@ impl Registry {
         Ok((model, vectors, view))
     }
 
-    /// The cosine k nearest neighbours of every embedded sample of `ds` among the others, by
-    /// vector row, with the view that maps rows back to ids. Errors when nothing is embedded.
-    pub fn knn_view(&self, ds: &crate::Dataset, model: Option<&str>, k: usize) -> Result<(Arc<View>, Vec<usize>, Vec<Vec<crate::index::Neighbour>>)> {
-        let (_, vectors, view) = self.embedded_view(ds, model)?;
-        let rows = view.rows().to_vec();
-        // A whole set of shards' neighbours (`curate dedupe --shard i/n`) for exactly these
-        // vectors and images is read, not computed again.
-        let neighbours = match crate::dedupe::load(&vectors, &rows, k) {
-            Some(n) => n,
-            None => crate::index::knn_within(&vectors, Metric::Cosine, &rows, k),
-        };
-        Ok((view, rows, neighbours))
-    }
 }
 
 /// The model to embed with when none is named: the only one that declares an `embedding`.

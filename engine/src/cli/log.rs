@@ -10,7 +10,7 @@ use super::fail;
 pub fn run(dir: &Path, json: bool) -> u8 {
     let result = (|| -> Result<(), CurateError> {
         let ws = Workspace::discover(dir)?;
-        let path = edits::path(&ws);
+        let path = ws.edits_path();
         let log = edits::read(&path)?;
         if let Some(line) = log.torn {
             eprintln!("warning: {}: line {line} is incomplete (an append that did not finish); it is ignored and will be cut off by the next edit", path.display());

@@ -158,12 +158,12 @@ pub fn classify(ctx: &Context, ds: &Dataset, opts: ClassifyOptions) -> Result<Pr
     if let Some(id) = opts.positive.iter().find(|i| opts.negative.contains(i)) {
         return Err(CurateError::arg("classify", format!("`{id}` is both positive and negative")));
     }
-    let p = probe::train(ctx, ds.workspace(), model.as_deref(), classes, examples)?;
+    let p = probe::train(&ctx.services(), ds.workspace(), model.as_deref(), classes, examples)?;
     Ok(p)
 }
 
 pub fn score(ctx: &Context, ds: &Dataset, probe: &Probe) -> Result<Dataset> {
-    let (ids, probs) = probe::apply(ctx, ds, probe)?;
+    let (ids, probs) = probe::apply(&ctx.services(), ds, probe)?;
     let Some(pos) = probe.classes.iter().position(|c| c == "positive") else {
         return Err(CurateError::arg("score", "this probe has no `positive` class"));
     };
@@ -197,7 +197,7 @@ pub fn fit_probe(ctx: &Context, ds: &Dataset, column: &str, opts: &FitOptions) -
     }
     let model = ctx.registry.model(ds.workspace(), opts.model.as_deref())?;
     let labelled = ds.derive(ds.lazy().filter(col(column).is_not_null()))?;
-    let f = probe::features(ctx, &labelled, &model, true)?;
+    let f = probe::features(&ctx.services(), &labelled, &model, true)?;
     let labels_df = labelled.lazy().select([col("id"), col(column).cast(DataType::String).alias("label")]).collect()?;
     let label_of: std::collections::HashMap<String, String> = labels_df
         .column("id")?

@@ -176,7 +176,7 @@ pub fn train_export(ctx: &Context, ds: &Dataset, dir: &str, opts: &ExportOptions
         if let Some(idx) = &repeats {
             table = table.take(&IdxCa::from_vec("".into(), idx.clone()))?;
         }
-        write_table(&out.join(format!("manifest.{format}")), &format, &mut table)?;
+        crate::atomic::write_table(&out.join(format!("manifest.{format}")), &format, &mut table)?;
     }
     remove_stale(&out, &seen, &format)?;
     let log_path = ws.edits_path();
@@ -215,18 +215,6 @@ pub fn train_export(ctx: &Context, ds: &Dataset, dir: &str, opts: &ExportOptions
     result.insert("rows".into(), (rows as i64).into());
     result.insert("files".into(), (files.len() as i64).into());
     Ok(result)
-}
-
-/// Write a table as CSV, JSON lines or Parquet (`format`), atomically.
-pub(crate) fn write_table(file: &Path, format: &str, table: &mut DataFrame) -> Result<()> {
-    write_atomic(file, |f| {
-        let r = match format {
-            "csv" => CsvWriter::new(f).finish(table),
-            "jsonl" => JsonWriter::new(f).with_json_format(JsonFormat::JsonLines).finish(table),
-            _ => ParquetWriter::new(f).finish(table).map(|_| ()),
-        };
-        r.map_err(|e| CurateError::io(file, e))
-    })
 }
 
 /// After a re-export, remove what an earlier export into the same folder left that this one did

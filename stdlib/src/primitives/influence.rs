@@ -289,7 +289,7 @@ pub fn prepare(ctx: &Context, train: &Dataset, opts: &InfluenceOptions, function
     if !model.has_embedding() {
         return Err(CurateError::Model { model: model.name.clone(), message: "declares no `embedding`: influence needs the features a head reads".into() });
     }
-    let feats = probe::features(ctx, train, &model, true)?;
+    let feats = probe::features(&ctx.services(), train, &model, true)?;
     let mut skipped = feats.missing.len();
     // Classes: the model's, the saved probe's, or the training labels'.
     let classes: Vec<String> = match (&kind, &saved) {
@@ -445,7 +445,7 @@ fn queries(ds: &Dataset, test: &Dynamic) -> Result<Vec<Query>> {
 pub fn test_rows(ctx: &Context, prep: &Prepared, ws: &Arc<crate::workspace::Workspace>, ids: &[String]) -> Result<Vec<(String, Vec<f32>, usize)>> {
     let ds = probe::samples(ws, ids)?;
     let labels = labels_of(&ds, &prep.label, "influence")?;
-    let feats = probe::features(ctx, &ds, &prep.model, true)?;
+    let feats = probe::features(&ctx.services(), &ds, &prep.model, true)?;
     if let Some(id) = feats.missing.first() {
         return Err(CurateError::arg("influence", format!("test sample `{id}` has no features (its image could not be read)")));
     }
@@ -800,7 +800,7 @@ pub fn explain(ctx: &Context, failing: &[String], k: usize) -> Result<Explained>
 /// self-influence, each a rank, summed. As many samples are flagged as confident learning
 /// estimates are mislabelled (its calibrated joint), most suspect first.
 pub fn combined_issues(ctx: &Context, ds: &Dataset, label: &str) -> Result<Dataset> {
-    use super::label_issues::{find_issues, Method as ClMethod};
+    use crate::confident::{find_issues, Method as ClMethod};
     let opts = InfluenceOptions { head: Some("probe".into()), label: Some(label.to_string()), ..Default::default() };
     let prep = prepare(ctx, ds, &opts, "label_issues")?;
     let (n, k) = (prep.y.len(), prep.classes.len());

@@ -66,6 +66,11 @@ pub type Confirm = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 pub type Sink = Arc<dyn Fn(crate::output::Output) + Send + Sync>;
 
 impl Context {
+    /// What operations may use of this session.
+    pub fn services(&self) -> crate::services::Services<'_> {
+        crate::services::Services { registry: &self.registry, progress: self.progress.as_ref(), notify: &*self.sink }
+    }
+
     /// A context that drops every output, for tests and tools.
     pub fn quiet(root: PathBuf, workspace: Option<Arc<Workspace>>) -> Self {
         Context {

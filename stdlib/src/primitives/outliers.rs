@@ -23,7 +23,7 @@ pub fn outliers(ctx: &Context, ds: &Dataset, k: i64) -> Result<Dataset> {
     if k < 1 {
         return Err(CurateError::arg("outliers", format!("k must be at least 1, got {k}")));
     }
-    let (view, rows, neighbours) = ctx.registry.knn_view(ds, None, k as usize)?;
+    let (view, rows, neighbours) = crate::dedupe::knn_view(&ctx.registry, ds, None, k as usize)?;
     let (mut out_id, mut out_score) = (vec![], vec![]);
     for (r, near) in rows.iter().zip(neighbours) {
         let score = if near.is_empty() { 0.0 } else { near.iter().map(|n| n.distance as f64).sum::<f64>() / near.len() as f64 };
