@@ -144,10 +144,16 @@ fn main() {
                 rows.push(("import-embeddings".into(), s, mb, out.lines().next().unwrap_or_default().to_string()));
             }
             "filter" => script(&mut rows, "open_filter_len", "print(open().filter(\"label = 'c3' AND split = 'train'\").len())"),
-            "similar" => script(&mut rows, "similar", &format!("let ds = open(); let near = ds.similar(\"{}\", 10); print(`${{near.len()}} neighbours, nearest ${{near.col(\"distance\")[0]}}`)", id(12345 % n))),
+            "similar" => {
+                script(&mut rows, "similar", &format!("let ds = open(); let near = ds.similar(\"{}\", 10); print(`${{near.len()}} neighbours, nearest ${{near.col(\"distance\")[0]}}`)", id(12345 % n)))
+            }
             "duplicates" => script(&mut rows, "duplicates", "let d = open().duplicates(); print(`${d.len()} samples in duplicate clusters`)"),
             "probe" => script(&mut rows, "fit_probe_label_issues", "let issues = open().fit_probe(\"label\").label_issues(); print(`${issues.len()} label issues`)"),
-            "export" => script(&mut rows, "train_export", "let r = open().filter(\"split = 'train'\").train_export(\"exports/v1\", #{format: \"parquet\", mode: \"manifest_only\"}); print(`${r.samples} samples exported`)"),
+            "export" => script(
+                &mut rows,
+                "train_export",
+                "let r = open().filter(\"split = 'train'\").train_export(\"exports/v1\", #{format: \"parquet\", mode: \"manifest_only\"}); print(`${r.samples} samples exported`)",
+            ),
             other => panic!("unknown step `{other}`"),
         }
     }

@@ -56,9 +56,7 @@ pub fn shows_value(text: &str) -> bool {
 /// A top-level `return` or `exit` ends a whole script; split into cells it would end only its
 /// own cell. Conservatively, any such word keeps a script without markers whole.
 fn ends_early(source: &str) -> bool {
-    source.lines().map(|l| l.split("//").next().unwrap_or_default()).any(|l| {
-        l.split(|c: char| !c.is_alphanumeric() && c != '_').any(|w| w == "return" || w == "exit")
-    })
+    source.lines().map(|l| l.split("//").next().unwrap_or_default()).any(|l| l.split(|c: char| !c.is_alphanumeric() && c != '_').any(|w| w == "return" || w == "exit"))
 }
 
 /// Whether `text` parses alone (syntax only: variables from earlier cells are fine).

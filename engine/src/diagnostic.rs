@@ -100,21 +100,15 @@ impl ScriptError {
         }
         let bare = without_position(inner);
         let (kind, code, help) = match inner {
-            EvalAltResult::ErrorTooManyOperations(_) => (
-                ErrorKind::Runtime,
-                "curate::script::limit",
-                Some("the script ran too many operations (an endless loop?); raise [limits] max_operations in curate.toml if it is meant to".to_string()),
-            ),
-            EvalAltResult::ErrorStackOverflow(_) => (
-                ErrorKind::Runtime,
-                "curate::script::limit",
-                Some("calls nest too deep (endless recursion?); raise [limits] max_call_levels in curate.toml if it is meant to".to_string()),
-            ),
-            EvalAltResult::ErrorDataTooLarge(..) => (
-                ErrorKind::Runtime,
-                "curate::script::limit",
-                Some("a value grew past a limit; filter the dataset before turning it into an array, or raise [limits] in curate.toml".to_string()),
-            ),
+            EvalAltResult::ErrorTooManyOperations(_) => {
+                (ErrorKind::Runtime, "curate::script::limit", Some("the script ran too many operations (an endless loop?); raise [limits] max_operations in curate.toml if it is meant to".to_string()))
+            }
+            EvalAltResult::ErrorStackOverflow(_) => {
+                (ErrorKind::Runtime, "curate::script::limit", Some("calls nest too deep (endless recursion?); raise [limits] max_call_levels in curate.toml if it is meant to".to_string()))
+            }
+            EvalAltResult::ErrorDataTooLarge(..) => {
+                (ErrorKind::Runtime, "curate::script::limit", Some("a value grew past a limit; filter the dataset before turning it into an array, or raise [limits] in curate.toml".to_string()))
+            }
             EvalAltResult::ErrorTerminated(..) => (ErrorKind::Interrupted, "curate::interrupted", None),
             EvalAltResult::ErrorFunctionNotFound(sig, _) => {
                 let name = sig.split([' ', '(']).next().unwrap_or_default().to_string();
@@ -132,9 +126,7 @@ impl ScriptError {
                 Some("the map has no such key (a sample has one key per manifest column: `:schema` lists them); `m.get(key) ?? default` reads an optional key".to_string()),
             ),
             EvalAltResult::ErrorVariableNotFound(..) => (ErrorKind::Runtime, "curate::script::unknown_variable", None),
-            EvalAltResult::ErrorMismatchDataType(..) | EvalAltResult::ErrorMismatchOutputType(..) => {
-                (ErrorKind::Runtime, "curate::script::type_mismatch", None)
-            }
+            EvalAltResult::ErrorMismatchDataType(..) | EvalAltResult::ErrorMismatchOutputType(..) => (ErrorKind::Runtime, "curate::script::type_mismatch", None),
             _ => (ErrorKind::Runtime, "curate::script::runtime", None),
         };
         let message = match inner {
@@ -146,29 +138,10 @@ impl ScriptError {
         e
     }
 
-    fn at(
-        kind: ErrorKind,
-        file: &str,
-        source: &str,
-        pos: Position,
-        message: String,
-        code: String,
-        help: Option<String>,
-    ) -> Self {
+    fn at(kind: ErrorKind, file: &str, source: &str, pos: Position, message: String, code: String, help: Option<String>) -> Self {
         let (line, column) = (pos.line(), pos.position());
         let span = line.and_then(|l| span_at(source, l, column.unwrap_or(1)));
-        ScriptError {
-            kind,
-            message,
-            code,
-            help,
-            file: file.to_string(),
-            line,
-            column,
-            context: Vec::new(),
-            source: NamedSource::new(file, source.to_string()),
-            span,
-        }
+        ScriptError { kind, message, code, help, file: file.to_string(), line, column, context: Vec::new(), source: NamedSource::new(file, source.to_string()), span }
     }
 
     /// Exit code for `curate run`: 1 for a failed assertion, 2 for any other error, 130 when
@@ -266,11 +239,7 @@ fn token_len(rest: &str) -> usize {
     match chars.next() {
         None => 0,
         Some((_, q @ ('"' | '\'' | '`'))) => chars.find(|(_, c)| *c == q).map(|(i, c)| i + c.len_utf8()).unwrap_or(rest.trim_end().len()),
-        Some((_, c)) if c.is_alphanumeric() || c == '_' => rest
-            .char_indices()
-            .find(|(_, c)| !(c.is_alphanumeric() || *c == '_'))
-            .map(|(i, _)| i)
-            .unwrap_or(rest.len()),
+        Some((_, c)) if c.is_alphanumeric() || c == '_' => rest.char_indices().find(|(_, c)| !(c.is_alphanumeric() || *c == '_')).map(|(i, _)| i).unwrap_or(rest.len()),
         Some((_, c)) => c.len_utf8(),
     }
 }

@@ -9,7 +9,7 @@ pub mod display;
 pub mod jupyter;
 pub mod notebook;
 pub mod progress_bar;
-pub mod report;
 pub mod repl;
+pub mod report;
 pub mod run;
 pub mod session;

@@ -84,9 +84,7 @@ fn parse(text: &str) -> Result<Notebook, String> {
         // nbformat keeps a source as one string or as a list of lines (each with its newline).
         let source = match cell.get("source") {
             Some(serde_json::Value::String(s)) => s.clone(),
-            Some(serde_json::Value::Array(lines)) => {
-                lines.iter().map(|l| l.as_str().ok_or_else(|| format!("cell {}: a source line is not a string", i + 1))).collect::<Result<String, _>>()?
-            }
+            Some(serde_json::Value::Array(lines)) => lines.iter().map(|l| l.as_str().ok_or_else(|| format!("cell {}: a source line is not a string", i + 1))).collect::<Result<String, _>>()?,
             _ => return Err(format!("cell {}: no `source`", i + 1)),
         };
         out.push(CodeCell { index: i + 1, source });

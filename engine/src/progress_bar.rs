@@ -15,11 +15,7 @@ pub struct Bar {
 
 impl Bar {
     pub fn new(cancel: CancelFlag) -> Self {
-        Bar {
-            bar: Mutex::new(None),
-            cancel,
-            enabled: interactive(),
-        }
+        Bar { bar: Mutex::new(None), cancel, enabled: interactive() }
     }
 }
 
@@ -34,8 +30,7 @@ impl Progress for Bar {
             return;
         }
         let bar = ProgressBar::new(total);
-        let style = ProgressStyle::with_template("{msg:20} {wide_bar} {pos}/{len} {per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let style = ProgressStyle::with_template("{msg:20} {wide_bar} {pos}/{len} {per_sec} eta {eta}").unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style);
         bar.set_message(what.to_string());
         bar.enable_steady_tick(Duration::from_millis(200));

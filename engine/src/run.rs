@@ -106,9 +106,7 @@ pub fn run(dir: &Path, opts: &RunOptions, cancel: CancelFlag) -> u8 {
     let notebook = opts.script.extension().is_some_and(|e| e.eq_ignore_ascii_case("ipynb"));
     let mut dir = dir.to_path_buf();
     let (source, script) = if notebook {
-        let script = match crate::notebook::read(&opts.script).and_then(|nb| {
-            nb.script().map_err(|message| curate_stdlib::CurateError::Io { path: opts.script.clone(), message })
-        }) {
+        let script = match crate::notebook::read(&opts.script).and_then(|nb| nb.script().map_err(|message| curate_stdlib::CurateError::Io { path: opts.script.clone(), message })) {
             Ok(s) => s,
             Err(e) => return report_setup_error(opts.json, &e),
         };

@@ -48,7 +48,19 @@ impl Session {
         let limits = workspace.as_ref().map(|ws| ws.config.limits.clone()).unwrap_or_default();
         let mut scope = Scope::new();
         scope.push_constant("params", params.clone());
-        let ctx = Arc::new(Context { root, workspace, params, cancel, sink, progress, registry: Default::default(), tests: Default::default(), source_name: Default::default(), confirm: Default::default(), confirm_over: 100 });
+        let ctx = Arc::new(Context {
+            root,
+            workspace,
+            params,
+            cancel,
+            sink,
+            progress,
+            registry: Default::default(),
+            tests: Default::default(),
+            source_name: Default::default(),
+            confirm: Default::default(),
+            confirm_over: 100,
+        });
         let engine = curate_stdlib::sandbox::build_engine(&ctx, &limits);
         Ok(Session { engine, scope, lib: AST::empty(), ctx })
     }
@@ -125,16 +137,10 @@ impl Session {
         if let Ok(mut n) = self.ctx.source_name.lock() {
             *n = name.to_string();
         }
-        let ast = self
-            .engine
-            .compile_with_scope(&self.scope, source)
-            .map_err(|e| ScriptError::from_parse(name, script, &e))?;
+        let ast = self.engine.compile_with_scope(&self.scope, source).map_err(|e| ScriptError::from_parse(name, script, &e))?;
         self.lib.combine(ast.clone_functions_only());
         let run = self.lib.merge(&ast.clone_statements_only());
-        let value = self
-            .engine
-            .eval_ast_with_scope::<Dynamic>(&mut self.scope, &run)
-            .map_err(|e| ScriptError::from_eval(name, script, &e))?;
+        let value = self.engine.eval_ast_with_scope::<Dynamic>(&mut self.scope, &run).map_err(|e| ScriptError::from_eval(name, script, &e))?;
         Ok(CellValue { value })
     }
 
@@ -213,7 +219,6 @@ fn preview(value: &Dynamic) -> String {
     }
     s
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -136,7 +136,13 @@ fn main() {
             let mean = sizes.iter().sum::<usize>() as f64 / sizes.len() as f64;
             // What a query scans: lists are probed in proportion to their size.
             let scanned = sizes.iter().map(|&s| (s * s) as f64).sum::<f64>() / sizes.iter().sum::<usize>().max(1) as f64;
-            println!("  {backend:?}: {} lists, sizes min {} median {} max {} (mean {mean:.0}; a probed list holds {scanned:.0} on average)", sizes.len(), sizes[0], sizes[sizes.len() / 2], sizes[sizes.len() - 1]);
+            println!(
+                "  {backend:?}: {} lists, sizes min {} median {} max {} (mean {mean:.0}; a probed list holds {scanned:.0} on average)",
+                sizes.len(),
+                sizes[0],
+                sizes[sizes.len() / 2],
+                sizes[sizes.len() - 1]
+            );
         }
         println!(
             "  {backend:?}: build {build:.1} s, recall@10 {:.4}, {qps1:.0} queries/s on 1 thread, {qps:.0} on {} ({:.1}x the exact batch on 1 thread)",

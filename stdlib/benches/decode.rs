@@ -17,10 +17,8 @@ use curate_stdlib::preprocess::{decode, decode_for, to_tensor};
 
 fn photos(dir: &Path, n: usize) -> Vec<PathBuf> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/assets/images/photos");
-    let mut sources: Vec<PathBuf> = std::fs::read_dir(&src)
-        .unwrap_or_else(|e| panic!("{}: {e} (the shared assets sit beside the repository)", src.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
+    let mut sources: Vec<PathBuf> =
+        std::fs::read_dir(&src).unwrap_or_else(|e| panic!("{}: {e} (the shared assets sit beside the repository)", src.display())).filter_map(|e| e.ok().map(|e| e.path())).collect();
     sources.sort();
     let images: Vec<image::RgbImage> = sources.iter().filter_map(|p| image::open(p).ok().map(|i| i.to_rgb8())).collect();
     assert!(!images.is_empty(), "no photos in {}", src.display());

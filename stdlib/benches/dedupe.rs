@@ -7,8 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
-use image_hasher::{HashAlg, HasherConfig};
 use curate_kernels::SplitMix;
+use image_hasher::{HashAlg, HasherConfig};
 use rayon::prelude::*;
 
 struct Image {
@@ -62,10 +62,8 @@ fn main() {
         println!("dedupe: {} not found; skipped", root.display());
         return;
     }
-    let spec: toml::Value = toml::from_str(
-        "path = \"models/mobilenetv2_imagenet.onnx\"\ninput = [224, 224]\nmean = [0.485, 0.456, 0.406]\nstd = [0.229, 0.224, 0.225]\nembedding = \"embedding\"",
-    )
-    .expect("spec");
+    let spec: toml::Value =
+        toml::from_str("path = \"models/mobilenetv2_imagenet.onnx\"\ninput = [224, 224]\nmean = [0.485, 0.456, 0.406]\nstd = [0.229, 0.224, 0.225]\nembedding = \"embedding\"").expect("spec");
     let spec = curate_stdlib::model::ModelSpec::parse("mobilenet", &spec).expect("spec");
     let model = curate_stdlib::model::Model::load(&root, "mobilenet", &spec).expect("model");
 
@@ -109,7 +107,9 @@ fn main() {
                 .enumerate()
                 .flat_map_iter(|(a, &i)| {
                     let images = &images;
-                    idx[a + 1..].iter().map(move |&j| (curate_kernels::knn::dot(&images[i].emb, &images[j].emb), bits_apart(&images[i].hashes[hi], &images[j].hashes[hi]), images[i].group == images[j].group))
+                    idx[a + 1..]
+                        .iter()
+                        .map(move |&j| (curate_kernels::knn::dot(&images[i].emb, &images[j].emb), bits_apart(&images[i].hashes[hi], &images[j].hashes[hi]), images[i].group == images[j].group))
                 })
                 .collect()
         };
@@ -132,7 +132,13 @@ fn main() {
         let mut ham_sorted = true_ham.clone();
         ham_sorted.sort_unstable();
         let p98 = ham_sorted.get(ham_sorted.len() * 98 / 100).copied().unwrap_or(0);
-        println!("\n== {name}: {bits} bits; true pairs {} (train), {} (held-out); held-out true pairs differ in {}..{} bits (98th percentile {p98})", truth(&train), truth(&test), ham_sorted.first().unwrap_or(&0), ham_sorted.last().unwrap_or(&0));
+        println!(
+            "\n== {name}: {bits} bits; true pairs {} (train), {} (held-out); held-out true pairs differ in {}..{} bits (98th percentile {p98})",
+            truth(&train),
+            truth(&test),
+            ham_sorted.first().unwrap_or(&0),
+            ham_sorted.last().unwrap_or(&0)
+        );
         if hi == 0 {
             let true_cos: Vec<f32> = test.iter().filter(|p| p.2).map(|p| p.0).collect();
             println!("held-out true pairs: cosine {:.3}..{:.3}", true_cos.iter().copied().fold(f32::INFINITY, f32::min), true_cos.iter().copied().fold(f32::NEG_INFINITY, f32::max));

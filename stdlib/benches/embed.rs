@@ -28,10 +28,7 @@ fn main() {
     for name in ["mobilenet", "vww"] {
         let spec = ModelSpec::parse(name, &ws.config.models[name]).expect("spec");
         let tract = Model::load_on(ws.root(), name, &spec, Runtime::Tract).expect("model");
-        let tensors: Vec<Tensor> = files
-            .iter()
-            .map(|f| preprocess::to_tensor(&preprocess::decode(&std::fs::read(f).expect("read")).expect("decode"), &tract.input).expect("tensor"))
-            .collect();
+        let tensors: Vec<Tensor> = files.iter().map(|f| preprocess::to_tensor(&preprocess::decode(&std::fs::read(f).expect("read")).expect("decode"), &tract.input).expect("tensor")).collect();
         operators(&ws, name, &spec, &tensors);
         runtimes(&ws, name, &spec, &tract, &tensors);
     }
@@ -100,7 +97,12 @@ fn operators(ws: &Workspace, name: &str, spec: &ModelSpec, tensors: &[Tensor]) {
     let mut rows: Vec<_> = by_op.into_iter().collect();
     rows.sort_by_key(|r| std::cmp::Reverse(r.1 .0));
     let timed: Duration = rows.iter().map(|r| r.1 .0).sum();
-    println!("tract by operator, {name}, {} images, 1 thread ({:.2} ms per image, {:.1}% of it inside operators):", tensors.len(), ms(total, tensors.len()), 100.0 * timed.as_secs_f64() / total.as_secs_f64());
+    println!(
+        "tract by operator, {name}, {} images, 1 thread ({:.2} ms per image, {:.1}% of it inside operators):",
+        tensors.len(),
+        ms(total, tensors.len()),
+        100.0 * timed.as_secs_f64() / total.as_secs_f64()
+    );
     for (op, (d, count)) in rows.iter().take(8) {
         println!("  {op:<24} {:>6.2} ms per image  {:>5.1}%  ({} nodes)", ms(*d, tensors.len()), 100.0 * d.as_secs_f64() / timed.as_secs_f64(), count / tensors.len());
     }
@@ -130,13 +132,7 @@ fn runtimes(ws: &Workspace, name: &str, spec: &ModelSpec, tract: &Model, tensors
         }
         rates.push(tensors.len() as f64 / t.elapsed().as_secs_f64());
     }
-    println!(
-        "; {}: batch 1 {:.1} img/s, batch 32 {:.1} img/s; tract = {:.2}x onnxruntime's best",
-        ort.runtime_description(),
-        rates[0],
-        rates[1],
-        tract_rate / rates[0].max(rates[1])
-    );
+    println!("; {}: batch 1 {:.1} img/s, batch 32 {:.1} img/s; tract = {:.2}x onnxruntime's best", ort.runtime_description(), rates[0], rates[1], tract_rate / rates[0].max(rates[1]));
 }
 
 fn ms(d: Duration, n: usize) -> f64 {

@@ -41,32 +41,20 @@ fn bench(c: &mut Criterion) {
     group.sample_size(30);
     group.bench_function("polars_lazy_baseline", |b| {
         b.iter(|| {
-            let pred = col("label")
-                .eq(lit("person"))
-                .and(col("width").gt_eq(lit(96)))
-                .and(col("split").eq(lit("train")));
+            let pred = col("label").eq(lit("person")).and(col("width").gt_eq(lit(96))).and(col("split").eq(lit("train")));
             df.clone().lazy().filter(pred).collect().expect("collect").height()
         })
     });
-    group.bench_function("curate_filter_sql", |b| {
-        b.iter(|| {
-            filter_sql(ds.lazy(), ds.schema(), PREDICATE).expect("filter").collect().expect("collect").height()
-        })
-    });
+    group.bench_function("curate_filter_sql", |b| b.iter(|| filter_sql(ds.lazy(), ds.schema(), PREDICATE).expect("filter").collect().expect("collect").height()));
     let ctx = Arc::new(Context::quiet(ws.root().to_path_buf(), Some(ws.clone())));
     let engine = curate_stdlib::sandbox::build_engine(&ctx, &Default::default());
     let mut scope = rhai::Scope::new();
     scope.push("ds", ds.clone());
     let ast = engine.compile_with_scope(&scope, format!("ds.filter(\"{PREDICATE}\").len()")).expect("compile");
-    group.bench_function("curate_filter_via_rhai_len", |b| {
-        b.iter(|| engine.eval_ast_with_scope::<i64>(&mut scope, &ast).expect("eval"))
-    });
+    group.bench_function("curate_filter_via_rhai_len", |b| b.iter(|| engine.eval_ast_with_scope::<i64>(&mut scope, &ast).expect("eval")));
     group.bench_function("polars_lazy_baseline_len", |b| {
         b.iter(|| {
-            let pred = col("label")
-                .eq(lit("person"))
-                .and(col("width").gt_eq(lit(96)))
-                .and(col("split").eq(lit("train")));
+            let pred = col("label").eq(lit("person")).and(col("width").gt_eq(lit(96))).and(col("split").eq(lit("train")));
             df.clone().lazy().filter(pred).select([len()]).collect().expect("collect").height()
         })
     });

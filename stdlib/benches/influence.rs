@@ -208,7 +208,11 @@ fn mislabels(ctx: &Context, all: &Dataset) {
     let f1 = |flagged: &HashSet<usize>| {
         let tp = flagged.iter().filter(|&&i| flipped[i]).count() as f64;
         let (p, r) = (tp / flagged.len().max(1) as f64, tp / (n / 10) as f64);
-        if p + r > 0.0 { 2.0 * p * r / (p + r) } else { 0.0 }
+        if p + r > 0.0 {
+            2.0 * p * r / (p + r)
+        } else {
+            0.0
+        }
     };
     let cl: HashSet<usize> = issues.iter().map(|i| i.row).collect();
     let cl_score: Vec<f64> = (0..n).map(|i| 1.0 - probs[i][y[i]] as f64).collect();
@@ -233,11 +237,7 @@ fn mislabels(ctx: &Context, all: &Dataset) {
     by_cl.sort_by(|&a, &b| cl_score[b].total_cmp(&cl_score[a]));
     let top = |order: &[usize], m: usize| -> HashSet<usize> { order[..m.min(n)].iter().copied().collect() };
     let combined_f1 = f1(&top(&by_c, count));
-    println!(
-        "  combined (label_issues method \"combined\"): {count} flagged, F1 {combined_f1:.3} ({:.2}x confident learning), AUC {:.4}",
-        combined_f1 / f1(&cl).max(1e-9),
-        auc(&combined, &flipped)
-    );
+    println!("  combined (label_issues method \"combined\"): {count} flagged, F1 {combined_f1:.3} ({:.2}x confident learning), AUC {:.4}", combined_f1 / f1(&cl).max(1e-9), auc(&combined, &flipped));
     println!(
         "  at the same count: self-influence alone F1 {:.3}, confident learning's margin alone F1 {:.3}; the combined ranking at confident learning's count: F1 {:.3}",
         f1(&top(&by_si, count)),
@@ -313,14 +313,7 @@ fn speed(n: usize) {
         let yc: Vec<usize> = (0..m).map(|i| i % classes).collect();
         let t = Instant::now();
         let f = kernel::factor(&head, &design.with_rows(&rows), &yc, Some(1.0), None).expect("factor");
-        println!(
-            "Hessian, d = {}, C = {classes} ({} parameters, {m} rows): build {:.1} s, Cholesky {:.1} s (total {:.1} s)",
-            dim + 1,
-            f.size(),
-            f.seconds.0,
-            f.seconds.1,
-            t.elapsed().as_secs_f64()
-        );
+        println!("Hessian, d = {}, C = {classes} ({} parameters, {m} rows): build {:.1} s, Cholesky {:.1} s (total {:.1} s)", dim + 1, f.size(), f.seconds.0, f.seconds.1, t.elapsed().as_secs_f64());
     }
     // Beyond the dense limit: 40 classes (51,240 parameters), conjugate gradients with exact
     // Hessian-vector products over the same rows, for 10 test gradients at once.

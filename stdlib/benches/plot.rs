@@ -36,8 +36,7 @@ fn main() {
     let ws = Arc::new(curate_stdlib::Workspace::open(&root).expect("workspace"));
     let ds = curate_stdlib::Dataset::new(ws.clone(), ws.scan_manifest().expect("scan")).expect("dataset");
     let ds = ds.derive(ds.lazy().limit(n as IdxSize)).expect("head");
-    let paths: Vec<std::path::PathBuf> =
-        ds.collect().expect("collect").column("path").expect("path").str().expect("str").iter().flatten().map(|p| ws.media_path(p)).collect();
+    let paths: Vec<std::path::PathBuf> = ds.collect().expect("collect").column("path").expect("path").str().expect("str").iter().flatten().map(|p| ws.media_path(p)).collect();
     let (decode, _) = best(5, || paths.iter().map(|p| image::open(p).expect("decode").width()).sum::<u32>());
     println!("baseline: decode {} example images (sequential): {:.4} s", paths.len(), decode);
     let ctx = Context::quiet(root.clone(), Some(ws.clone()));
@@ -47,7 +46,8 @@ fn main() {
     // Where the time goes: thumbnails, the sheet with captions, the PNG encoding.
     use curate_stdlib::plot::grid::{contact_sheet, thumbnail, Tile};
     let (thumbs, _) = best(3, || paths.iter().map(|p| thumbnail(Some(p), 128).map(|t| t.width()).unwrap_or(0)).sum::<u32>());
-    let tiles: Vec<Tile> = paths.iter().map(|p| Tile { path: Some(p.clone()), lines: vec!["cifar/train/airplane/0001".into(), "no_person".into(), "pred no_person 0.93".into()], frame: None }).collect();
+    let tiles: Vec<Tile> =
+        paths.iter().map(|p| Tile { path: Some(p.clone()), lines: vec!["cifar/train/airplane/0001".into(), "no_person".into(), "pred no_person 0.93".into()], frame: None }).collect();
     let (composed, img) = best(3, || contact_sheet(&[tiles.clone()], 8, 128, "bench", false).expect("sheet"));
     let (encode, _) = best(3, || curate_stdlib::plot::encode_png(&img).expect("png"));
     println!("  of which: thumbnails (sequential) {thumbs:.4} s; sheet with captions (parallel thumbnails) {composed:.4} s; PNG encoding {encode:.4} s");

@@ -11,8 +11,6 @@ use std::time::Instant;
 use curate_kernels::probe;
 use curate_stdlib::index::{exact_search, Metric};
 
-
-
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let n: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(100_000);
@@ -70,5 +68,11 @@ fn main() {
     let t = Instant::now();
     let cv = probe::cross_validate(&probe::Design::dense(&x, dim), &y, clusters, curate_stdlib::probe::ALPHAS, 5, 7).expect("cv");
     let oof = t.elapsed().as_secs_f64();
-    println!("fit_probe: {m} samples, {clusters} classes, 5-fold CV over {} alphas: {oof:.3} s = {:.1} scans (alpha {}, accuracy {:.3})", curate_stdlib::probe::ALPHAS.len(), oof / scan, cv.alpha, cv.accuracy);
+    println!(
+        "fit_probe: {m} samples, {clusters} classes, 5-fold CV over {} alphas: {oof:.3} s = {:.1} scans (alpha {}, accuracy {:.3})",
+        curate_stdlib::probe::ALPHAS.len(),
+        oof / scan,
+        cv.alpha,
+        cv.accuracy
+    );
 }

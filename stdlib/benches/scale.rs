@@ -162,7 +162,15 @@ fn main() {
         if step("knn") {
             let f32_hits = knn::top_k(&q, dim, Matrix::F32(&unit), None, 10, Scoring::Dot);
             let agree = hits[0].iter().filter(|h| f32_hits[0].iter().any(|x| x.0 == h.0)).count();
-            rows.push(Row { step: "exact kNN, 1 query", n, seconds: one, baseline: "f32 dot scan, 1 thread", base_seconds: scan, peak_mb: first_mb, note: format!("best of 3 after a first query of {first:.3} s; f16 top-10 = f32 top-10: {agree}/10") });
+            rows.push(Row {
+                step: "exact kNN, 1 query",
+                n,
+                seconds: one,
+                baseline: "f32 dot scan, 1 thread",
+                base_seconds: scan,
+                peak_mb: first_mb,
+                note: format!("best of 3 after a first query of {first:.3} s; f16 top-10 = f32 top-10: {agree}/10"),
+            });
 
             // A batch of queries at GEMM speed, against one sgemm of the same shape in memory.
             let m = 1000.min(n);
@@ -204,28 +212,33 @@ fn main() {
             let design = Design { matrix: s.matrix(), dim, rows: None, scale: Scale::Unit };
             let (train, train_mb, cv) = measure(1, || probe::cross_validate(&design, &y, 10, curate_stdlib::probe::ALPHAS, 5, 0x5eed).expect("cv"));
             let sample = cv.sample.map_or("every row".to_string(), |s| format!("a {s}-row sample"));
-            rows.push(Row { step: "probe: 5-fold CV, 10 classes", n, seconds: train, baseline: "one exact kNN query (a scan)", base_seconds: one, peak_mb: train_mb, note: format!("alpha {} chosen on {sample}; out-of-fold accuracy {:.3}", cv.alpha, cv.accuracy) });
+            rows.push(Row {
+                step: "probe: 5-fold CV, 10 classes",
+                n,
+                seconds: train,
+                baseline: "one exact kNN query (a scan)",
+                base_seconds: one,
+                peak_mb: train_mb,
+                note: format!("alpha {} chosen on {sample}; out-of-fold accuracy {:.3}", cv.alpha, cv.accuracy),
+            });
             let model = probe::fit(&Design { rows: Some(&all[..n.min(probe::CV_SAMPLE)]), ..design }, &y[..n.min(probe::CV_SAMPLE)], 10, cv.alpha).expect("fit");
             let (score, score_mb, p) = measure(reps, || probe::predict(&model, &design));
             let right = p.chunks(10).zip(&y).filter(|(row, &c)| row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(k, _)| k) == Some(c)).count();
-            rows.push(Row { step: "probe: score all rows", n, seconds: score, baseline: "one exact kNN query (a scan)", base_seconds: one, peak_mb: score_mb, note: format!("accuracy {:.3} (fit on the first {} rows)", right as f64 / n as f64, n.min(probe::CV_SAMPLE)) });
+            rows.push(Row {
+                step: "probe: score all rows",
+                n,
+                seconds: score,
+                baseline: "one exact kNN query (a scan)",
+                base_seconds: one,
+                peak_mb: score_mb,
+                note: format!("accuracy {:.3} (fit on the first {} rows)", right as f64 / n as f64, n.min(probe::CV_SAMPLE)),
+            });
         }
     }
     println!("\n{:<30} {:>9} {:>10} {:>10} {:>8} {:>9} {:>8}  {:<32} note", "step", "rows", "seconds", "baseline", "ratio", "+peak MB", "growth", "baseline is");
     for (i, r) in rows.iter().enumerate() {
         let growth = rows[..i].iter().rev().find(|p| p.step == r.step).map(|p| (r.seconds / p.seconds).ln() / (r.n as f64 / p.n as f64).ln()).map_or("".to_string(), |g| format!("n^{g:.2}"));
-        println!(
-            "{:<30} {:>9} {:>10.4} {:>10.4} {:>7.2}x {:>9.0} {:>8}  {:<32} {}",
-            r.step,
-            r.n,
-            r.seconds,
-            r.base_seconds,
-            r.seconds / r.base_seconds,
-            r.peak_mb,
-            growth,
-            r.baseline,
-            r.note
-        );
+        println!("{:<30} {:>9} {:>10.4} {:>10.4} {:>7.2}x {:>9.0} {:>8}  {:<32} {}", r.step, r.n, r.seconds, r.base_seconds, r.seconds / r.base_seconds, r.peak_mb, growth, r.baseline, r.note);
     }
 }
 
@@ -349,7 +362,15 @@ fn manifest_steps(n: usize, rows: &mut Vec<Row>) {
         let mut df = scan().collect().expect("collect");
         ParquetWriter::new(std::fs::File::create(tmp.path().join("plain.parquet")).expect("create")).finish(&mut df).expect("write")
     });
-    rows.push(Row { step: "manifest: train_export (parquet)", n, seconds: secs, baseline: "Polars collect + Parquet write", base_seconds: base, peak_mb: mb, note: format!("{got} rows, lock file with every hash") });
+    rows.push(Row {
+        step: "manifest: train_export (parquet)",
+        n,
+        seconds: secs,
+        baseline: "Polars collect + Parquet write",
+        base_seconds: base,
+        peak_mb: mb,
+        note: format!("{got} rows, lock file with every hash"),
+    });
 
     // The edit log: min(n, 1M) mixed edits, appended as one batch.
     let n_edits = n.min(1_000_000);
@@ -370,11 +391,35 @@ fn manifest_steps(n: usize, rows: &mut Vec<Row>) {
     let (base, _) = time(reps, || scan().collect().expect("collect").height());
     // What the first open spends on the replay itself: reading the log and replaying it.
     let (secs, mb, got) = measure(1, || edits::replay_collected(scan(), &edits::read(&ws.edits_path()).expect("log").edits).expect("replay").height());
-    rows.push(Row { step: "edit log: read + replay", n, seconds: secs, baseline: "Polars scan + collect", base_seconds: base, peak_mb: mb, note: format!("{n_edits} edits; {got} rows after removals; no cache") });
+    rows.push(Row {
+        step: "edit log: read + replay",
+        n,
+        seconds: secs,
+        baseline: "Polars scan + collect",
+        base_seconds: base,
+        peak_mb: mb,
+        note: format!("{n_edits} edits; {got} rows after removals; no cache"),
+    });
     let (secs, mb, got) = measure(1, || eval("open().len()"));
-    rows.push(Row { step: "edit log: first open (replay)", n, seconds: secs, baseline: "Polars scan + collect", base_seconds: base, peak_mb: mb, note: format!("{n_edits} edits; {got} rows after removals; writes the view cache") });
+    rows.push(Row {
+        step: "edit log: first open (replay)",
+        n,
+        seconds: secs,
+        baseline: "Polars scan + collect",
+        base_seconds: base,
+        peak_mb: mb,
+        note: format!("{n_edits} edits; {got} rows after removals; writes the view cache"),
+    });
     let (secs, mb, _) = measure(reps, || eval("open().len()"));
-    rows.push(Row { step: "edit log: cached open", n, seconds: secs, baseline: "Polars scan + collect", base_seconds: base, peak_mb: mb, note: "the replayed view, keyed by manifest hash and log length".into() });
+    rows.push(Row {
+        step: "edit log: cached open",
+        n,
+        seconds: secs,
+        baseline: "Polars scan + collect",
+        base_seconds: base,
+        peak_mb: mb,
+        note: "the replayed view, keyed by manifest hash and log length".into(),
+    });
     let (secs, mb, _) = measure(reps, || eval(&format!("open().filter(\"{predicate}\").len()")));
     rows.push(Row { step: "edit log: cached filter().len()", n, seconds: secs, baseline: "Polars scan + collect", base_seconds: base, peak_mb: mb, note: String::new() });
 }

@@ -24,9 +24,7 @@ where
         use std::os::unix::fs::PermissionsExt;
         builder.permissions(std::fs::Permissions::from_mode(0o644));
     }
-    let mut tmp = builder
-        .tempfile_in(dir)
-        .map_err(|e| CurateError::io(dir, e))?;
+    let mut tmp = builder.tempfile_in(dir).map_err(|e| CurateError::io(dir, e))?;
     write(tmp.as_file_mut())?;
     tmp.as_file_mut().flush().map_err(|e| CurateError::io(path, e))?;
     tmp.as_file().sync_all().map_err(|e| CurateError::io(path, e))?;

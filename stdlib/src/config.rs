@@ -79,13 +79,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_operations: 500_000_000,
-            max_call_levels: 64,
-            max_string_size: 64 * 1024 * 1024,
-            max_array_size: 50_000_000,
-            max_map_size: 1_000_000,
-        }
+        Limits { max_operations: 500_000_000, max_call_levels: 64, max_string_size: 64 * 1024 * 1024, max_array_size: 50_000_000, max_map_size: 1_000_000 }
     }
 }
 
@@ -113,10 +107,7 @@ impl Config {
 
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| CurateError::io(path, e))?;
-        Self::parse(&text).map_err(|message| CurateError::Config {
-            path: path.to_path_buf(),
-            message,
-        })
+        Self::parse(&text).map_err(|message| CurateError::Config { path: path.to_path_buf(), message })
     }
 
     pub fn parse(text: &str) -> std::result::Result<Self, String> {

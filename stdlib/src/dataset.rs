@@ -113,17 +113,9 @@ impl Dataset {
     /// The rows named by `extra`'s `id` column, in `extra`'s order: this dataset's columns
     /// first, then `extra`'s other columns (a distance, a score, a cluster).
     pub fn annotate(&self, extra: DataFrame) -> LazyFrame {
-        let added: Vec<Expr> = extra
-            .get_column_names()
-            .into_iter()
-            .filter(|n| n.as_str() != "id")
-            .map(|n| col(n.clone()))
-            .collect();
+        let added: Vec<Expr> = extra.get_column_names().into_iter().filter(|n| n.as_str() != "id").map(|n| col(n.clone())).collect();
         let cols: Vec<Expr> = self.column_names().iter().map(|c| col(c.as_str())).chain(added).collect();
-        extra
-            .lazy()
-            .join(self.lazy(), [col("id")], [col("id")], JoinArgs::new(JoinType::Left))
-            .select(cols)
+        extra.lazy().join(self.lazy(), [col("id")], [col("id")], JoinArgs::new(JoinType::Left)).select(cols)
     }
 
     pub fn collect(&self) -> Result<DataFrame> {

@@ -23,10 +23,10 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 
 use crate::dataset::Dataset;
-use crate::shard::Shard;
 use crate::error::{CurateError, Result};
 use crate::index::{Metric, Neighbour};
 use crate::progress::Progress;
+use crate::shard::Shard;
 use crate::store::Store;
 use crate::vectors::Registry;
 
@@ -329,14 +329,7 @@ pub fn stage(registry: &Registry, ds: &Dataset, model: Option<&str>, shard: Shar
         })
         .collect();
     crate::phash::hashes(&ws, &items, progress)?;
-    Ok(StageReport {
-        shard: format!("{}/{}", shard.index, shard.count),
-        model: model.name.clone(),
-        images: hits.len(),
-        candidates,
-        phashes: items.len(),
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok(StageReport { shard: format!("{}/{}", shard.index, shard.count), model: model.name.clone(), images: hits.len(), candidates, phashes: items.len(), seconds: started.elapsed().as_secs_f64() })
 }
 
 /// One sample in a cluster of duplicates.
@@ -374,7 +367,8 @@ pub fn report(registry: &Registry, ds: &Dataset, model: Option<&str>, progress: 
     let shards = shards_saved(&vectors, view.rows(), NEIGHBOURS);
     let opts = DuplicatesOptions { model: model.map(str::to_string), ..Default::default() };
     let table = duplicates(registry, ds, &opts, progress)?.lazy().select([col("id"), col("cluster"), col("cluster_size"), col("similarity"), col("leak")]).collect()?;
-    let (id, cluster, size, similarity, leak) = (table.column("id")?.str()?, table.column("cluster")?.i64()?, table.column("cluster_size")?.i64()?, table.column("similarity")?.f64()?, table.column("leak")?.bool()?);
+    let (id, cluster, size, similarity, leak) =
+        (table.column("id")?.str()?, table.column("cluster")?.i64()?, table.column("cluster_size")?.i64()?, table.column("similarity")?.f64()?, table.column("leak")?.bool()?);
     let rows: Vec<DuplicateRow> = (0..table.height())
         .map(|i| DuplicateRow {
             id: id.get(i).unwrap_or_default().to_string(),

@@ -40,9 +40,7 @@ fn state(ws: &Workspace, at: &At) -> Result<HashMap<String, (String, String)>> {
     let pick = |c: &str| if schema.contains(c) { col(c).cast(DataType::String) } else { lit(NULL).cast(DataType::String).alias(c) };
     let df = lf.select([col("id"), pick("label"), pick("split")]).collect()?;
     let (ids, labels, splits) = (df.column("id")?.str()?.clone(), df.column("label")?.str()?.clone(), df.column("split")?.str()?.clone());
-    Ok((0..df.height())
-        .map(|i| (ids.get(i).unwrap_or_default().to_string(), (labels.get(i).unwrap_or("(none)").to_string(), splits.get(i).unwrap_or("(none)").to_string())))
-        .collect())
+    Ok((0..df.height()).map(|i| (ids.get(i).unwrap_or_default().to_string(), (labels.get(i).unwrap_or("(none)").to_string(), splits.get(i).unwrap_or("(none)").to_string()))).collect())
 }
 
 /// Compare the states `a` and `b` of `ws` (as [`At::parse`] reads them).
@@ -74,16 +72,5 @@ pub fn diff(ws: &Workspace, a: &str, b: &str) -> Result<StateDiff> {
         }
         c
     };
-    Ok(StateDiff {
-        a: a.to_string(),
-        b: b.to_string(),
-        samples_a: sa.len(),
-        samples_b: sb.len(),
-        removed,
-        added,
-        relabelled,
-        moved,
-        by_label_split_a: counts(&sa),
-        by_label_split_b: counts(&sb),
-    })
+    Ok(StateDiff { a: a.to_string(), b: b.to_string(), samples_a: sa.len(), samples_b: sb.len(), removed, added, relabelled, moved, by_label_split_a: counts(&sa), by_label_split_b: counts(&sb) })
 }

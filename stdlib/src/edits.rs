@@ -120,13 +120,8 @@ pub fn final_values(edits: &[Edit]) -> Final<'_> {
             _ => {}
         }
     }
-    Final {
-        columns: columns.into_iter().map(|(k, m)| (k, m.into_iter().unzip())).collect(),
-        defaults,
-        removed: removed.into_iter().filter(|(_, r)| *r).map(|(i, _)| i).collect(),
-    }
+    Final { columns: columns.into_iter().map(|(k, m)| (k, m.into_iter().unzip())).collect(), defaults, removed: removed.into_iter().filter(|(_, r)| *r).map(|(i, _)| i).collect() }
 }
-
 
 /// The log's complete entries, and the torn last line if a crash left one.
 #[derive(Debug, Default)]
@@ -337,10 +332,7 @@ fn replay_parts(manifest: LazyFrame, edits: &[Edit], eager_from: usize, part_row
             temporary.push(new);
         }
         let df = DataFrame::new(ids.len(), frame)?;
-        lf = lf
-            .join(df.lazy(), [col("id")], [col("id")], JoinArgs::new(JoinType::Left))
-            .with_columns(merges)
-            .drop(by_name(temporary.iter().map(String::as_str), true, false));
+        lf = lf.join(df.lazy(), [col("id")], [col("id")], JoinArgs::new(JoinType::Left)).with_columns(merges).drop(by_name(temporary.iter().map(String::as_str), true, false));
     }
     if !removed.is_empty() {
         let gone = Series::new("gone".into(), removed);
@@ -381,11 +373,7 @@ fn apply_by_row(lf: LazyFrame, edits: &[Edit], part_rows: usize) -> Result<DataF
 
 impl<'a> ByRow<'a> {
     /// The edited ids' slots, each column's new values and the bits of the hash filter.
-    fn new(
-        columns: &'a std::collections::BTreeMap<String, (Vec<&'a str>, Vec<&'a Value>)>,
-        defaults: &'a std::collections::BTreeMap<String, Value>,
-        removed: &[&'a str],
-    ) -> Self {
+    fn new(columns: &'a std::collections::BTreeMap<String, (Vec<&'a str>, Vec<&'a Value>)>, defaults: &'a std::collections::BTreeMap<String, Value>, removed: &[&'a str]) -> Self {
         use std::hash::BuildHasher;
         const NONE: u32 = u32::MAX;
         let hasher = PlRandomState::default();
@@ -558,9 +546,7 @@ impl ByRow<'_> {
         let mask = keep.as_deref().map(|k| BooleanChunked::from_slice("keep".into(), k));
         let m = keep.as_ref().map_or(len, |k| k.iter().filter(|&&k| k).count());
         // (row in the output, position of its new value) for one column.
-        let edited = |pos: &[u32]| -> Vec<(usize, usize)> {
-            hits.iter().filter_map(|&(row, s)| pos.get(s as usize).filter(|&&p| p != u32::MAX).map(|&p| (row as usize, p as usize))).collect()
-        };
+        let edited = |pos: &[u32]| -> Vec<(usize, usize)> { hits.iter().filter_map(|&(row, s)| pos.get(s as usize).filter(|&&p| p != u32::MAX).map(|&p| (row as usize, p as usize))).collect() };
         let mut out: Vec<Column> = Vec::with_capacity(part.width() + self.news.len());
         for c in part.columns() {
             let edited_here = self.news.iter().find(|(name, ..)| *name == c.name().as_str()).map(|(_, new, pos)| (new, edited(pos)));
@@ -784,7 +770,17 @@ mod by_row_tests {
             added.push(row);
         }
         if adds {
-            edits.push(Edit { time: now(), action: "add".into(), ids: (0..6).map(|a| format!("new/{a}")).collect(), column: None, value: None, old: vec![], rows: added, reason: String::new(), source: "test".into() });
+            edits.push(Edit {
+                time: now(),
+                action: "add".into(),
+                ids: (0..6).map(|a| format!("new/{a}")).collect(),
+                column: None,
+                value: None,
+                old: vec![],
+                rows: added,
+                reason: String::new(),
+                source: "test".into(),
+            });
         }
         // A value that does not fit the column, for an id the manifest lacks: ignored by both.
         edits.push(edit("set", &["missing/x"], Some("width"), Some(Value::from(-1))));

@@ -44,16 +44,8 @@ pub struct EmbedReport {
 impl EmbedReport {
     /// What the run did, in a line, then up to ten of the images that could not be read.
     pub fn describe(&self) -> String {
-        let mut s = format!(
-            "{}: {} images, {} embedded, {} already cached, {} failed ({:.1} s, {})",
-            self.model,
-            self.images,
-            self.embedded,
-            self.cached,
-            self.failed.len(),
-            self.seconds,
-            self.runtime
-        );
+        let mut s =
+            format!("{}: {} images, {} embedded, {} already cached, {} failed ({:.1} s, {})", self.model, self.images, self.embedded, self.cached, self.failed.len(), self.seconds, self.runtime);
         for f in self.failed.iter().take(10) {
             s.push_str(&format!("\n  {} ({}): {}", f.id, f.path, f.message));
         }
@@ -78,12 +70,8 @@ pub fn run_dataset(ds: &Dataset, model: &Model, kind: Kind, shard: Option<Shard>
     let ids = df.column("id")?.str()?.clone();
     let paths = df.column("path")?.str()?.clone();
     let hashes = df.column("hash")?.str()?.clone();
-    let jobs: Vec<Job> = ids
-        .iter()
-        .zip(paths.iter())
-        .zip(hashes.iter())
-        .filter_map(|((id, path), hash)| Some(Job { id: id?.to_string(), path: ws.media_path(path?), hash: hash.map(str::to_string) }))
-        .collect();
+    let jobs: Vec<Job> =
+        ids.iter().zip(paths.iter()).zip(hashes.iter()).filter_map(|((id, path), hash)| Some(Job { id: id?.to_string(), path: ws.media_path(path?), hash: hash.map(str::to_string) })).collect();
     run_model(&ws, model, kind, jobs, shard, progress)
 }
 
@@ -191,11 +179,7 @@ pub fn run_model(ws: &Workspace, model: &Model, kind: Kind, jobs: Vec<Job>, shar
                     hashes.push(h);
                     vectors.extend(v);
                 }
-                Err(message) => report.failed.push(ScanIssue {
-                    id: chunk[i].id.clone(),
-                    path: chunk[i].path.display().to_string(),
-                    message,
-                }),
+                Err(message) => report.failed.push(ScanIssue { id: chunk[i].id.clone(), path: chunk[i].path.display().to_string(), message }),
             }
         }
         if !hashes.is_empty() {

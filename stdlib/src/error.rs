@@ -16,37 +16,22 @@ pub type Result<T, E = CurateError> = std::result::Result<T, E>;
 pub enum CurateError {
     #[error("unknown column `{column}`")]
     #[diagnostic(code(curate::column::unknown), help("{}", column_help(.suggestion, .available)))]
-    UnknownColumn {
-        column: String,
-        available: Vec<String>,
-        suggestion: Option<String>,
-    },
+    UnknownColumn { column: String, available: Vec<String>, suggestion: Option<String> },
 
     #[error("unknown option `{key}` for {function}")]
     #[diagnostic(code(curate::option::unknown), help("valid keys: {}", .valid.join(", ")))]
-    UnknownOption {
-        function: String,
-        key: String,
-        valid: Vec<String>,
-    },
+    UnknownOption { function: String, key: String, valid: Vec<String> },
 
     #[error("invalid option `{key}` for {function}: {message}")]
     #[diagnostic(code(curate::option::invalid))]
-    InvalidOption {
-        function: String,
-        key: String,
-        message: String,
-    },
+    InvalidOption { function: String, key: String, message: String },
 
     #[error("invalid argument to {function}: {message}")]
     #[diagnostic(code(curate::argument::invalid))]
     InvalidArgument { function: String, message: String },
 
     #[error("invalid filter expression `{expr}`: {message}")]
-    #[diagnostic(
-        code(curate::filter::invalid),
-        help("filters use SQL expression syntax, e.g. \"label = 'person' AND width >= 96\"")
-    )]
+    #[diagnostic(code(curate::filter::invalid), help("filters use SQL expression syntax, e.g. \"label = 'person' AND width >= 96\""))]
     InvalidFilter { expr: String, message: String },
 
     #[error("no sample with id `{id}`")]
@@ -74,10 +59,7 @@ pub enum CurateError {
     Import { path: PathBuf, message: String },
 
     #[error("path `{path}` is outside the workspace {root}")]
-    #[diagnostic(
-        code(curate::sandbox::path),
-        help("scripts may only reach files inside the workspace they run in")
-    )]
+    #[diagnostic(code(curate::sandbox::path), help("scripts may only reach files inside the workspace they run in"))]
     PathOutsideWorkspace { path: String, root: PathBuf },
 
     #[error("{path}: {message}")]
@@ -123,41 +105,25 @@ fn column_help(suggestion: &Option<String>, available: &[String]) -> String {
 
 impl CurateError {
     pub fn io(path: impl AsRef<Path>, err: impl std::fmt::Display) -> Self {
-        CurateError::Io {
-            path: path.as_ref().to_path_buf(),
-            message: err.to_string(),
-        }
+        CurateError::Io { path: path.as_ref().to_path_buf(), message: err.to_string() }
     }
 
     pub fn manifest(path: impl AsRef<Path>, err: impl std::fmt::Display) -> Self {
-        CurateError::Manifest {
-            path: path.as_ref().to_path_buf(),
-            message: err.to_string(),
-        }
+        CurateError::Manifest { path: path.as_ref().to_path_buf(), message: err.to_string() }
     }
 
     pub fn import(path: impl AsRef<Path>, err: impl std::fmt::Display) -> Self {
-        CurateError::Import {
-            path: path.as_ref().to_path_buf(),
-            message: err.to_string(),
-        }
+        CurateError::Import { path: path.as_ref().to_path_buf(), message: err.to_string() }
     }
 
     pub fn arg(function: &str, message: impl Into<String>) -> Self {
-        CurateError::InvalidArgument {
-            function: function.to_string(),
-            message: message.into(),
-        }
+        CurateError::InvalidArgument { function: function.to_string(), message: message.into() }
     }
 
     /// An unknown column error with the closest available name as a suggestion.
     pub fn unknown_column(column: &str, available: Vec<String>) -> Self {
         let suggestion = closest(column, &available);
-        CurateError::UnknownColumn {
-            column: column.to_string(),
-            available,
-            suggestion,
-        }
+        CurateError::UnknownColumn { column: column.to_string(), available, suggestion }
     }
 
     /// The stable code, as shown in rendered errors and `--json` output.
@@ -172,12 +138,7 @@ impl CurateError {
 
 /// The candidate closest to `name` by edit distance, if any is plausibly a typo of it.
 pub fn closest(name: &str, candidates: &[String]) -> Option<String> {
-    candidates
-        .iter()
-        .map(|c| (strsim::damerau_levenshtein(name, c), c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c.clone())
+    candidates.iter().map(|c| (strsim::damerau_levenshtein(name, c), c)).filter(|(d, c)| *d <= 2.max(c.len() / 3)).min_by_key(|(d, _)| *d).map(|(_, c)| c.clone())
 }
 
 impl From<polars::error::PolarsError> for CurateError {
@@ -196,9 +157,7 @@ impl From<CurateError> for Box<EvalAltResult> {
 pub fn find_curate_error(err: &EvalAltResult) -> Option<CurateError> {
     match err {
         EvalAltResult::ErrorRuntime(value, _) => value.clone().try_cast::<CurateError>(),
-        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) => {
-            find_curate_error(inner)
-        }
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) => find_curate_error(inner),
         _ => None,
     }
 }

@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::write_atomic;
+use crate::error::{CurateError, Result};
 use crate::shard::Shard;
 use crate::store::Store;
 use curate_kernels::knn::{self, Scoring};
-use crate::error::{CurateError, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -423,8 +423,7 @@ impl AnnIndex {
         counts.sort_unstable();
         counts.dedup();
         counts.into_iter().rev().find_map(|count| {
-            let parts: Option<Vec<AnnIndex>> =
-                (0..count).map(|index| Self::load_fresh(&Self::path_of(store.dir(), metric, Some(Shard { index, count })), store, metric)).collect();
+            let parts: Option<Vec<AnnIndex>> = (0..count).map(|index| Self::load_fresh(&Self::path_of(store.dir(), metric, Some(Shard { index, count })), store, metric)).collect();
             let parts = parts?;
             let live = parts.iter().map(|p| p.live).sum();
             let backend = parts.first()?.backend;
@@ -646,11 +645,7 @@ pub fn exact_search_many(store: &Store, metric: Metric, queries: &[Vec<f32>], k:
     }
     let flat: Vec<f32> = prepared.concat();
     let hits = knn::top_k(&flat, dim, store.matrix(), Some(rows), k, metric.scoring(store));
-    Ok(hits
-        .into_iter()
-        .zip(&prepared)
-        .map(|(hits, q)| hits.into_iter().map(|(row, score)| Neighbour { row: row as usize, distance: metric.distance(q, score) }).collect())
-        .collect())
+    Ok(hits.into_iter().zip(&prepared).map(|(hits, q)| hits.into_iter().map(|(row, score)| Neighbour { row: row as usize, distance: metric.distance(q, score) }).collect()).collect())
 }
 
 /// Exact search for one query: the reference the index is measured against.

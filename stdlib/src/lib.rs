@@ -5,8 +5,8 @@
 //! typed [`output::Output`]s that the front ends in `curate-engine` render.
 
 pub mod atomic;
-pub mod config;
 pub mod confident;
+pub mod config;
 pub mod dataset;
 pub mod dedupe;
 pub mod diff;
@@ -25,8 +25,8 @@ pub mod phash;
 pub mod plot;
 pub mod predictions;
 pub mod preprocess;
-pub mod probe;
 pub mod primitives;
+pub mod probe;
 pub mod progress;
 pub mod runs;
 pub mod sandbox;

@@ -33,13 +33,7 @@ pub fn empty() -> DataFrame {
 
 /// Write a manifest atomically.
 pub fn write(path: &Path, df: &mut DataFrame) -> Result<()> {
-    write_atomic(path, |f| {
-        ParquetWriter::new(f)
-            .with_compression(ParquetCompression::Zstd(None))
-            .finish(df)
-            .map(|_| ())
-            .map_err(|e| CurateError::manifest(path, e))
-    })
+    write_atomic(path, |f| ParquetWriter::new(f).with_compression(ParquetCompression::Zstd(None)).finish(df).map(|_| ()).map_err(|e| CurateError::manifest(path, e)))
 }
 
 /// Scan a manifest lazily, checking now that it exists, is Parquet and has the required columns.
@@ -48,11 +42,8 @@ pub fn scan(path: &Path) -> Result<LazyFrame> {
         return Err(CurateError::manifest(path, "manifest not found"));
     }
     let pl_path = PlRefPath::try_from_path(path).map_err(|e| CurateError::manifest(path, e))?;
-    let mut lf = LazyFrame::scan_parquet(pl_path, ScanArgsParquet::default())
-        .map_err(|e| CurateError::manifest(path, format!("not a readable Parquet manifest: {e}")))?;
-    let schema = lf
-        .collect_schema()
-        .map_err(|e| CurateError::manifest(path, format!("not a readable Parquet manifest: {e}")))?;
+    let mut lf = LazyFrame::scan_parquet(pl_path, ScanArgsParquet::default()).map_err(|e| CurateError::manifest(path, format!("not a readable Parquet manifest: {e}")))?;
+    let schema = lf.collect_schema().map_err(|e| CurateError::manifest(path, format!("not a readable Parquet manifest: {e}")))?;
     check_required(path, &schema)?;
     Ok(lf)
 }
@@ -61,16 +52,9 @@ pub fn scan(path: &Path) -> Result<LazyFrame> {
 pub fn check_required(path: &Path, schema: &Schema) -> Result<()> {
     for col in REQUIRED {
         match schema.get(col) {
-            None => {
-                return Err(CurateError::manifest(
-                    path,
-                    format!("the manifest has no `{col}` column (columns: {})", names(schema).join(", ")),
-                ))
-            }
+            None => return Err(CurateError::manifest(path, format!("the manifest has no `{col}` column (columns: {})", names(schema).join(", ")))),
             Some(DataType::String) => {}
-            Some(dt) => {
-                return Err(CurateError::manifest(path, format!("column `{col}` must be text, found {dt}")))
-            }
+            Some(dt) => return Err(CurateError::manifest(path, format!("column `{col}` must be text, found {dt}"))),
         }
     }
     Ok(())
@@ -82,21 +66,14 @@ pub fn names(schema: &Schema) -> Vec<String> {
 
 /// Ids must be unique and non-null: every primitive relies on it.
 pub fn check_ids(path: &Path, df: &DataFrame) -> Result<()> {
-    let ids = df
-        .column("id")
-        .map_err(|e| CurateError::manifest(path, e))?
-        .as_materialized_series()
-        .clone();
+    let ids = df.column("id").map_err(|e| CurateError::manifest(path, e))?.as_materialized_series().clone();
     if ids.null_count() > 0 {
         return Err(CurateError::manifest(path, format!("{} rows have no id", ids.null_count())));
     }
     let unique = ids.n_unique().map_err(|e| CurateError::manifest(path, e))?;
     if unique != ids.len() {
         let dup = first_duplicate(&ids).unwrap_or_default();
-        return Err(CurateError::manifest(
-            path,
-            format!("ids must be unique; `{dup}` appears more than once ({} duplicates)", ids.len() - unique),
-        ));
+        return Err(CurateError::manifest(path, format!("ids must be unique; `{dup}` appears more than once ({} duplicates)", ids.len() - unique)));
     }
     Ok(())
 }

@@ -43,12 +43,7 @@ pub fn join(base: &str, key: &str) -> String {
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("curate-objects")
-            .enable_all()
-            .build()
-            .unwrap_or_else(|e| panic!("cannot start the object-store runtime: {e}"))
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("curate-objects").enable_all().build().unwrap_or_else(|e| panic!("cannot start the object-store runtime: {e}"))
     })
 }
 
@@ -64,36 +59,18 @@ fn locate(url: &str) -> Result<(Arc<dyn ObjectStore>, ObjectPath), String> {
     if let Some(s) = stores.lock().ok().and_then(|m| m.get(&root).cloned()) {
         return Ok((s, path));
     }
-    let retry = RetryConfig {
-        backoff: object_store::BackoffConfig { init_backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(5), base: 2.0 },
-        max_retries: 4,
-        retry_timeout: RETRY_TIMEOUT,
-    };
+    let retry =
+        RetryConfig { backoff: object_store::BackoffConfig { init_backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(5), base: 2.0 }, max_retries: 4, retry_timeout: RETRY_TIMEOUT };
     // Client options (timeouts, AWS_ALLOW_HTTP, proxies) come from the environment with the
     // rest, so they are not replaced here; a plain http:// origin is allowed because it was named.
     let http = object_store::ClientOptions::new().with_allow_http(parsed.scheme() == "http");
     let built: object_store::Result<Arc<dyn ObjectStore>> = match scheme {
-        ObjectStoreScheme::AmazonS3 => object_store::aws::AmazonS3Builder::from_env()
-            .with_url(root.as_str())
-            .with_retry(retry)
-            .build()
-            .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
-        ObjectStoreScheme::GoogleCloudStorage => object_store::gcp::GoogleCloudStorageBuilder::from_env()
-            .with_url(root.as_str())
-            .with_retry(retry)
-            .build()
-            .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
-        ObjectStoreScheme::MicrosoftAzure => object_store::azure::MicrosoftAzureBuilder::from_env()
-            .with_url(root.as_str())
-            .with_retry(retry)
-            .build()
-            .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
-        ObjectStoreScheme::Http => object_store::http::HttpBuilder::new()
-            .with_url(root.as_str())
-            .with_retry(retry)
-            .with_client_options(http)
-            .build()
-            .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
+        ObjectStoreScheme::AmazonS3 => object_store::aws::AmazonS3Builder::from_env().with_url(root.as_str()).with_retry(retry).build().map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
+        ObjectStoreScheme::GoogleCloudStorage => {
+            object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(root.as_str()).with_retry(retry).build().map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
+        }
+        ObjectStoreScheme::MicrosoftAzure => object_store::azure::MicrosoftAzureBuilder::from_env().with_url(root.as_str()).with_retry(retry).build().map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
+        ObjectStoreScheme::Http => object_store::http::HttpBuilder::new().with_url(root.as_str()).with_retry(retry).with_client_options(http).build().map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
         other => return Err(format!("{url}: {other:?} URLs are not object storage")),
     };
     let store = built.map_err(|e| format!("cannot reach {root}: {}", describe(&e)))?;
@@ -153,10 +130,9 @@ impl From<Failure> for String {
 fn failure(url: &str, e: &object_store::Error) -> Failure {
     let message = format!("cannot read {url}: {}", describe(e));
     match e {
-        object_store::Error::NotFound { .. }
-        | object_store::Error::PermissionDenied { .. }
-        | object_store::Error::Unauthenticated { .. }
-        | object_store::Error::InvalidPath { .. } => Failure::Object(message),
+        object_store::Error::NotFound { .. } | object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } | object_store::Error::InvalidPath { .. } => {
+            Failure::Object(message)
+        }
         _ => Failure::Unreachable(message),
     }
 }

@@ -14,25 +14,13 @@ pub trait Options: DeserializeOwned + Default {
 pub fn parse<T: Options>(function: &str, map: &Map) -> Result<T> {
     for key in map.keys() {
         if !T::KEYS.contains(&key.as_str()) {
-            return Err(CurateError::UnknownOption {
-                function: function.to_string(),
-                key: key.to_string(),
-                valid: T::KEYS.iter().map(|k| k.to_string()).collect(),
-            });
+            return Err(CurateError::UnknownOption { function: function.to_string(), key: key.to_string(), valid: T::KEYS.iter().map(|k| k.to_string()).collect() });
         }
     }
     rhai::serde::from_dynamic(&Dynamic::from_map(map.clone())).map_err(|e| {
         let message = e.to_string();
-        let key = T::KEYS
-            .iter()
-            .find(|k| message.contains(&format!("`{k}`")) || message.contains(*k))
-            .map(|k| k.to_string())
-            .unwrap_or_default();
-        CurateError::InvalidOption {
-            function: function.to_string(),
-            key,
-            message,
-        }
+        let key = T::KEYS.iter().find(|k| message.contains(&format!("`{k}`")) || message.contains(*k)).map(|k| k.to_string()).unwrap_or_default();
+        CurateError::InvalidOption { function: function.to_string(), key, message }
     })
 }
 

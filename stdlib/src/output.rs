@@ -79,20 +79,10 @@ impl TableView {
 
     /// `{"columns": [{name, type}], "rows": [{...}], "total_rows": N}`
     pub fn to_json(&self) -> serde_json::Value {
-        let columns: Vec<_> = self
-            .head
-            .columns()
-            .iter()
-            .map(|c| serde_json::json!({"name": c.name().as_str(), "type": c.dtype().to_string()}))
-            .collect();
+        let columns: Vec<_> = self.head.columns().iter().map(|c| serde_json::json!({"name": c.name().as_str(), "type": c.dtype().to_string()})).collect();
         let rows: Vec<serde_json::Value> = (0..self.head.height())
             .map(|i| {
-                let obj: serde_json::Map<String, serde_json::Value> = self
-                    .head
-                    .columns()
-                    .iter()
-                    .map(|c| (c.name().to_string(), c.get(i).map(|v| any_to_json(&v)).unwrap_or_default()))
-                    .collect();
+                let obj: serde_json::Map<String, serde_json::Value> = self.head.columns().iter().map(|c| (c.name().to_string(), c.get(i).map(|v| any_to_json(&v)).unwrap_or_default())).collect();
                 serde_json::Value::Object(obj)
             })
             .collect();

@@ -75,12 +75,7 @@ pub fn predict(registry: &Registry, ds: &Dataset, model: Option<&str>, progress:
     let width = outputs.dim();
     let classes: Vec<String> = match &model.classes {
         Some(c) if c.len() == width || outputs.is_empty() => c.clone(),
-        Some(c) => {
-            return Err(CurateError::Model {
-                model: model.name.clone(),
-                message: format!("declares {} classes but its scores output has {width} values", c.len()),
-            })
-        }
+        Some(c) => return Err(CurateError::Model { model: model.name.clone(), message: format!("declares {} classes but its scores output has {width} values", c.len()) }),
         None => (0..width).map(|i| i.to_string()).collect(),
     };
     let df = ds.lazy().select([col("id"), col("hash")]).collect()?;
@@ -130,10 +125,7 @@ fn argmax(v: &[f32]) -> Option<(usize, f32)> {
 /// `ds` with its old prediction columns replaced by `preds` (joined by id, order kept).
 pub fn attach(ds: &Dataset, preds: DataFrame) -> Result<Dataset> {
     let keep: Vec<Expr> = ds.column_names().iter().filter(|c| !is_prediction_column(c)).map(|c| col(c.as_str())).collect();
-    let lf = ds
-        .lazy()
-        .select(keep)
-        .join(preds.lazy(), [col("id")], [col("id")], JoinArgs::new(JoinType::Left).with_coalesce(JoinCoalesce::CoalesceColumns));
+    let lf = ds.lazy().select(keep).join(preds.lazy(), [col("id")], [col("id")], JoinArgs::new(JoinType::Left).with_coalesce(JoinCoalesce::CoalesceColumns));
     ds.derive(lf)
 }
 
@@ -153,14 +145,8 @@ pub fn load(root: &Path, ds: &Dataset, path: &str) -> Result<Dataset> {
     if !names.iter().any(|n| n == "id") {
         return Err(bad(format!("no `id` column (columns: {})", names.join(", "))));
     }
-    let ids: Vec<String> = raw
-        .column("id")?
-        .cast(&DataType::String)?
-        .str()?
-        .iter()
-        .enumerate()
-        .map(|(row, v)| v.map(str::to_string).ok_or_else(|| bad(format!("row {}: empty id", row + 1))))
-        .collect::<Result<_>>()?;
+    let ids: Vec<String> =
+        raw.column("id")?.cast(&DataType::String)?.str()?.iter().enumerate().map(|(row, v)| v.map(str::to_string).ok_or_else(|| bad(format!("row {}: empty id", row + 1)))).collect::<Result<_>>()?;
     let class_cols: Vec<&String> = names.iter().filter(|n| n.starts_with("p_")).collect();
     let preds = if !class_cols.is_empty() {
         let classes: Vec<String> = class_cols.iter().map(|c| c["p_".len()..].to_string()).collect();
@@ -169,9 +155,7 @@ pub fn load(root: &Path, ds: &Dataset, path: &str) -> Result<Dataset> {
             let s = raw.column(c.as_str())?.cast(&DataType::Float32).map_err(|e| bad(format!("column `{c}`: {e}")))?;
             columns.push(s.f32()?.iter().collect::<Vec<Option<f32>>>());
         }
-        let probs: Vec<Option<Vec<f32>>> = (0..ids.len())
-            .map(|i| columns.iter().map(|c| c[i]).collect::<Option<Vec<f32>>>())
-            .collect();
+        let probs: Vec<Option<Vec<f32>>> = (0..ids.len()).map(|i| columns.iter().map(|c| c[i]).collect::<Option<Vec<f32>>>()).collect();
         prediction_frame(ids, &classes, &probs)?
     } else if names.iter().any(|n| n == "pred_label") {
         let label = raw.column("pred_label")?.cast(&DataType::String)?;
@@ -194,10 +178,7 @@ pub fn load(root: &Path, ds: &Dataset, path: &str) -> Result<Dataset> {
 pub fn probabilities_of(ds: &Dataset) -> Result<(Vec<String>, Vec<String>, Vec<Option<Vec<f32>>>)> {
     let class_cols: Vec<String> = ds.column_names().into_iter().filter(|c| c.starts_with("p_")).collect();
     if class_cols.is_empty() {
-        return Err(CurateError::arg(
-            "label_issues",
-            "ds has no p_<class> probability columns: run ds.predict(model), ds.load_predictions(file) or ds.fit_probe(col) first",
-        ));
+        return Err(CurateError::arg("label_issues", "ds has no p_<class> probability columns: run ds.predict(model), ds.load_predictions(file) or ds.fit_probe(col) first"));
     }
     let mut exprs = vec![col("id")];
     exprs.extend(class_cols.iter().map(|c| col(c.as_str()).cast(DataType::Float32)));

@@ -68,11 +68,7 @@ pub fn to_tensor(img: &DynamicImage, spec: &InputSpec) -> Result<Tensor, String>
         Channels::Gray => (img.to_luma8().into_raw(), 1usize),
         _ => (img.to_rgb8().into_raw(), 3usize),
     };
-    let resized: Vec<u8> = if img.width() == w && img.height() == h {
-        pixels
-    } else {
-        curate_kernels::resize_u8(pixels, img.width(), img.height(), c, w, h)?
-    };
+    let resized: Vec<u8> = if img.width() == w && img.height() == h { pixels } else { curate_kernels::resize_u8(pixels, img.width(), img.height(), c, w, h)? };
     let order: [usize; 3] = if spec.channels == Channels::Bgr { [2, 1, 0] } else { [0, 1, 2] };
     let data = curate_kernels::normalize_pixels(&resized, c, order, spec.scale, &spec.mean, &spec.std, spec.layout == Layout::Nchw);
     Tensor::from_shape(&spec.shape(), &data).map_err(|e| e.to_string())

@@ -139,8 +139,7 @@ pub fn samples(ws: &std::sync::Arc<Workspace>, ids: &[String]) -> Result<Dataset
     let all = Dataset::new(ws.clone(), ws.scan_manifest()?)?;
     let want = Series::new("id".into(), ids.to_vec());
     let found = all.derive(all.lazy().filter(col("id").is_in(lit(want).implode(false), false)))?;
-    let have: std::collections::HashSet<String> =
-        found.lazy().select([col("id")]).collect()?.column("id")?.str()?.iter().flatten().map(str::to_string).collect();
+    let have: std::collections::HashSet<String> = found.lazy().select([col("id")]).collect()?.column("id")?.str()?.iter().flatten().map(str::to_string).collect();
     if let Some(id) = ids.iter().find(|i| !have.contains(*i)) {
         return Err(CurateError::UnknownId { id: id.clone() });
     }

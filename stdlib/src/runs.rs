@@ -172,9 +172,7 @@ pub fn dir(ws: &Workspace) -> PathBuf {
 
 /// The recorded runs' files, oldest first (none when nothing was recorded).
 pub fn list(ws: &Workspace) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir(ws))
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "json")).collect())
-        .unwrap_or_default();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir(ws)).map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "json")).collect()).unwrap_or_default();
     files.sort();
     files
 }
@@ -195,9 +193,7 @@ pub fn load(ws: &Workspace, which: &str) -> Result<Run> {
     let path = if which == "latest" || which == "previous" {
         let files = list(ws);
         let back = if which == "latest" { 1 } else { 2 };
-        files.len().checked_sub(back).map(|i| files[i].clone()).ok_or_else(|| {
-            CurateError::arg("--baseline", format!("no {which} run in {}: run `curate test` first", dir(ws).display()))
-        })?
+        files.len().checked_sub(back).map(|i| files[i].clone()).ok_or_else(|| CurateError::arg("--baseline", format!("no {which} run in {}: run `curate test` first", dir(ws).display())))?
     } else if which.ends_with(".json") {
         PathBuf::from(which)
     } else {
@@ -219,9 +215,7 @@ pub fn save(ws: &Workspace, run: &Run) -> Result<PathBuf> {
 fn new_id(dir: &Path) -> (String, String) {
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let compact = stamp.replace(['-', ':'], "").trim_end_matches('Z').replace('T', "-");
-    let mut seq = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()?.file_name().to_str()?.split('-').next()?.parse::<u64>().ok()).max().unwrap_or(0))
-        .unwrap_or(0);
+    let mut seq = std::fs::read_dir(dir).map(|rd| rd.filter_map(|e| e.ok()?.file_name().to_str()?.split('-').next()?.parse::<u64>().ok()).max().unwrap_or(0)).unwrap_or(0);
     loop {
         seq += 1;
         let id = format!("{seq:05}-{compact}");
@@ -338,7 +332,8 @@ mod tests {
     use super::*;
 
     fn result(name: &str, status: Status, value: Option<f64>) -> TestResult {
-        let verdicts = value.map(|v| Verdict { pass: status == Status::Pass, metric: "recall(person)".into(), value: Some(v), op: ">=".into(), threshold: Some(0.5), n: 10, error: None, failing: vec![] });
+        let verdicts =
+            value.map(|v| Verdict { pass: status == Status::Pass, metric: "recall(person)".into(), value: Some(v), op: ">=".into(), threshold: Some(0.5), n: 10, error: None, failing: vec![] });
         TestResult { name: name.into(), file: "tests/t.rhai".into(), line: 1, status, verdicts: verdicts.into_iter().collect(), message: None, seconds: 0.0 }
     }
 

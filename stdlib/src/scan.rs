@@ -51,11 +51,7 @@ fn scan_file(path: &Path, fetched: crate::objects::Fetched) -> FileFacts {
         Ok(d) => d,
         Err(e) => return FileFacts { error: Some(e), ..FileFacts::default() },
     };
-    let mut facts = FileFacts {
-        bytes: Some(data.len() as u64),
-        hash: Some(blake3::hash(&data).to_hex().to_string()),
-        ..FileFacts::default()
-    };
+    let mut facts = FileFacts { bytes: Some(data.len() as u64), hash: Some(blake3::hash(&data).to_hex().to_string()), ..FileFacts::default() };
     let reader = match image::ImageReader::new(Cursor::new(&data)).with_guessed_format() {
         Ok(r) => r,
         Err(e) => {
@@ -160,22 +156,13 @@ impl ScanCache {
 
 /// Scan every row of `df` (which must have `id` and `path`), resolving paths with `resolve`.
 /// Returns the frame with the scan columns replaced.
-pub fn scan(
-    df: DataFrame,
-    resolve: &(dyn Fn(&str) -> std::path::PathBuf + Sync),
-    progress: &dyn Progress,
-) -> Result<(DataFrame, ScanReport)> {
+pub fn scan(df: DataFrame, resolve: &(dyn Fn(&str) -> std::path::PathBuf + Sync), progress: &dyn Progress) -> Result<(DataFrame, ScanReport)> {
     scan_with(df, resolve, progress, None)
 }
 
 /// Scan the rows of one shard of an import and leave the results as a part in `dir`, for the
 /// import that writes the manifest (`curate import --shard i/n`, then `curate import`).
-pub fn scan_part(
-    df: DataFrame,
-    resolve: &(dyn Fn(&str) -> std::path::PathBuf + Sync),
-    progress: &dyn Progress,
-    dir: &Path,
-) -> Result<ScanReport> {
+pub fn scan_part(df: DataFrame, resolve: &(dyn Fn(&str) -> std::path::PathBuf + Sync), progress: &dyn Progress, dir: &Path) -> Result<ScanReport> {
     let paths = str_column(&df, "path")?;
     let (facts, report) = scan_facts(&df, resolve, progress, None)?;
     let resolved: Vec<String> = paths.iter().map(|p| resolve(p).to_string_lossy().to_string()).collect();
@@ -201,12 +188,7 @@ pub fn scan_part(
 }
 
 /// [`scan`], taking what `cache` holds instead of reading it again.
-pub fn scan_with(
-    df: DataFrame,
-    resolve: &(dyn Fn(&str) -> std::path::PathBuf + Sync),
-    progress: &dyn Progress,
-    cache: Option<&ScanCache>,
-) -> Result<(DataFrame, ScanReport)> {
+pub fn scan_with(df: DataFrame, resolve: &(dyn Fn(&str) -> std::path::PathBuf + Sync), progress: &dyn Progress, cache: Option<&ScanCache>) -> Result<(DataFrame, ScanReport)> {
     let (facts, report) = scan_facts(&df, resolve, progress, cache)?;
     let cols = [
         Column::new("width".into(), facts.iter().map(|f| f.width).collect::<Vec<_>>()),
@@ -222,12 +204,7 @@ pub fn scan_with(
     Ok((df, report))
 }
 
-fn scan_facts(
-    df: &DataFrame,
-    resolve: &(dyn Fn(&str) -> std::path::PathBuf + Sync),
-    progress: &dyn Progress,
-    cache: Option<&ScanCache>,
-) -> Result<(Vec<FileFacts>, ScanReport)> {
+fn scan_facts(df: &DataFrame, resolve: &(dyn Fn(&str) -> std::path::PathBuf + Sync), progress: &dyn Progress, cache: Option<&ScanCache>) -> Result<(Vec<FileFacts>, ScanReport)> {
     let ids = str_column(df, "id")?;
     let paths = str_column(df, "path")?;
     // What the shards' scans already hold, then the rest.
@@ -273,18 +250,10 @@ fn scan_facts(
         return Err(CurateError::Interrupted);
     }
     let facts: Vec<FileFacts> = facts.into_iter().map(Option::unwrap_or_default).collect();
-    let mut report = ScanReport {
-        scanned: facts.len(),
-        reused,
-        issues: Vec::new(),
-    };
+    let mut report = ScanReport { scanned: facts.len(), reused, issues: Vec::new() };
     for ((id, path), f) in ids.iter().zip(&paths).zip(&facts) {
         if let Some(msg) = &f.error {
-            report.issues.push(ScanIssue {
-                id: id.clone(),
-                path: path.clone(),
-                message: msg.clone(),
-            });
+            report.issues.push(ScanIssue { id: id.clone(), path: path.clone(), message: msg.clone() });
         }
     }
     Ok((facts, report))

@@ -535,12 +535,7 @@ pub fn compact(dir: &Path, layout: Layout) -> Result<usize> {
     let new_rows: Vec<u32> = (old_rows as u32..(old_rows + n) as u32).collect();
     let added = df!("hash" => hashes.clone(), "row" => new_rows)?;
     let old = Store { dir: dir.to_path_buf(), meta: meta.clone(), vectors: None, norms: None, table: OnceLock::new() };
-    let kept = old
-        .table()?
-        .clone()
-        .lazy()
-        .filter(col("hash").is_in(lit(Series::new("h".into(), hashes.clone())).implode(false), false).not())
-        .collect()?;
+    let kept = old.table()?.clone().lazy().filter(col("hash").is_in(lit(Series::new("h".into(), hashes.clone())).implode(false), false).not()).collect()?;
     let mut table = kept.vstack(&added)?;
     let mut content = blake3::Hasher::new();
     content.update(meta.as_ref().map_or("", |m| m.content.as_str()).as_bytes());
@@ -554,17 +549,7 @@ pub fn compact(dir: &Path, layout: Layout) -> Result<usize> {
     write_atomic(&table_path, |f| IpcWriter::new(f).finish(&mut table).map_err(|e| io(&table_path, e)))?;
     failpoint("compact:table");
 
-    let new_meta = Meta {
-        version: 1,
-        dtype,
-        normalized,
-        dim,
-        rows: old_rows + n,
-        live: table.height(),
-        table: table_name.clone(),
-        content,
-        compacted: vec![],
-    };
+    let new_meta = Meta { version: 1, dtype, normalized, dim, rows: old_rows + n, live: table.height(), table: table_name.clone(), content, compacted: vec![] };
     let json = serde_json::to_vec_pretty(&new_meta).map_err(|e| io(&dir.join(META), e))?;
     write_bytes_atomic(&dir.join(META), &json)?;
     failpoint("compact:committed");

@@ -233,10 +233,8 @@ pub fn node_package(bin: &str, spec: &str) -> PathBuf {
 /// The onnxruntime shared library from the test venv's wheel.
 pub fn onnxruntime_library() -> PathBuf {
     let python = python_with(&[ONNXRUNTIME_WHEEL]);
-    let out = std::process::Command::new(&python)
-        .args(["-c", "import os, onnxruntime; print(os.path.join(os.path.dirname(onnxruntime.__file__), 'capi'))"])
-        .output()
-        .expect("the test venv's python runs");
+    let out =
+        std::process::Command::new(&python).args(["-c", "import os, onnxruntime; print(os.path.join(os.path.dirname(onnxruntime.__file__), 'capi'))"]).output().expect("the test venv's python runs");
     let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     std::fs::read_dir(&dir)
         .expect("onnxruntime's capi folder")

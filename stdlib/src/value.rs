@@ -41,11 +41,5 @@ pub fn row_to_map(df: &DataFrame, i: usize) -> PolarsResult<Map> {
 
 /// A Rhai array of strings (ids) as Rust strings; the error names the first non-string.
 pub fn array_to_strings(arr: &Array) -> Result<Vec<String>, String> {
-    arr.iter()
-        .map(|v| {
-            v.clone()
-                .into_string()
-                .map_err(|t| format!("expected text ids, found a {t}"))
-        })
-        .collect()
+    arr.iter().map(|v| v.clone().into_string().map_err(|t| format!("expected text ids, found a {t}"))).collect()
 }

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{CurateError, Result};
-use crate::shard::Shard;
 use crate::index::{AnnIndex, Backend, Metric};
 use crate::model::{Model, ModelSpec};
+use crate::shard::Shard;
 use crate::store::{self, Store};
 use crate::workspace::Workspace;
 
@@ -73,10 +73,7 @@ impl Registry {
         }
         let Some(value) = ws.config.models.get(&name) else {
             let known: Vec<String> = ws.config.models.keys().cloned().collect();
-            return Err(CurateError::Model {
-                model: name,
-                message: format!("not declared in curate.toml (models: {})", if known.is_empty() { "none".to_string() } else { known.join(", ") }),
-            });
+            return Err(CurateError::Model { model: name, message: format!("not declared in curate.toml (models: {})", if known.is_empty() { "none".to_string() } else { known.join(", ") }) });
         };
         let spec = ModelSpec::parse(&name, value)?;
         let model = Arc::new(Model::load_with(ws.root(), &name, &spec, ws.config.runtime)?);
@@ -316,7 +313,6 @@ impl Registry {
         }
         Ok((model, vectors, view))
     }
-
 }
 
 /// The model to embed with when none is named: the only one that declares an `embedding`.

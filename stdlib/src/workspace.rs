@@ -27,9 +27,7 @@ const KEEP_VIEWS: usize = 3;
 impl Workspace {
     /// Open the workspace rooted at `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
-        let root = dir
-            .canonicalize()
-            .map_err(|e| CurateError::io(dir, e))?;
+        let root = dir.canonicalize().map_err(|e| CurateError::io(dir, e))?;
         let config_path = root.join(CONFIG_FILE);
         if !config_path.is_file() {
             return Err(CurateError::NotAWorkspace { path: dir.to_path_buf() });
@@ -60,10 +58,7 @@ impl Workspace {
             return Err(CurateError::WorkspaceExists { path: dir.to_path_buf() });
         }
         let root = dir.canonicalize().map_err(|e| CurateError::io(dir, e))?;
-        let name = name
-            .map(str::to_string)
-            .or_else(|| root.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .unwrap_or_else(|| "dataset".to_string());
+        let name = name.map(str::to_string).or_else(|| root.file_name().map(|n| n.to_string_lossy().into_owned())).unwrap_or_else(|| "dataset".to_string());
         let config = Config::new(&name);
         for sub in ["scripts", "tests"] {
             let p = root.join(sub);
@@ -148,7 +143,8 @@ impl Workspace {
     fn upload_pending(&self, url: &str, pending: &Path) -> Result<()> {
         let local = self.manifest_path();
         let bytes = std::fs::read(pending).map_err(|e| CurateError::io(pending, e))?;
-        let version = crate::objects::write(url, bytes).map_err(|m| CurateError::manifest(Path::new(url), format!("{m}; the new manifest is kept in {} and uploaded by the next command that reads it", pending.display())))?;
+        let version = crate::objects::write(url, bytes)
+            .map_err(|m| CurateError::manifest(Path::new(url), format!("{m}; the new manifest is kept in {} and uploaded by the next command that reads it", pending.display())))?;
         std::fs::rename(pending, &local).map_err(|e| CurateError::io(&local, e))?;
         crate::atomic::write_bytes_atomic(&local.with_extension("version"), version.as_bytes())
     }
@@ -337,10 +333,7 @@ impl Workspace {
 
 /// Resolve `path` against `root`, refusing anything that ends up outside `root`.
 pub fn resolve_inside(root: &Path, path: &str) -> Result<PathBuf> {
-    let outside = || CurateError::PathOutsideWorkspace {
-        path: path.to_string(),
-        root: root.to_path_buf(),
-    };
+    let outside = || CurateError::PathOutsideWorkspace { path: path.to_string(), root: root.to_path_buf() };
     let joined = root.join(path);
     let mut normal = PathBuf::new();
     for c in joined.components() {
@@ -407,10 +400,7 @@ mod tests {
         let ws = Workspace::init(dir.path(), Some("t")).expect("init");
         assert!(ws.manifest_path().is_file());
         assert!(ws.root().join(".gitignore").is_file());
-        assert!(matches!(
-            Workspace::init(dir.path(), None),
-            Err(CurateError::WorkspaceExists { .. })
-        ));
+        assert!(matches!(Workspace::init(dir.path(), None), Err(CurateError::WorkspaceExists { .. })));
         let reopened = Workspace::open(dir.path()).expect("open");
         assert_eq!(reopened.config.name, "t");
     }

@@ -63,7 +63,10 @@ fn resized_and_reencoded_copies_are_found() {
     std::fs::write(t.path().join("curate.toml"), format!("{config}{model}")).expect("config");
     t.run_with(&["import", "images"]).success();
     let truth: HashSet<(String, String)> = truth.into_iter().map(|(a, b)| if a < b { (a, b) } else { (b, a) }).collect();
-    let t = t.write("d.rhai", "let t = param(\"t\", -1.0);\nlet opts = if t < 0.0 { #{} } else { #{threshold: t} };\nlet d = open().embed().duplicates(opts);\nfor r in d.ids() { print(`${r}|${d.get(r).cluster}`); }\n");
+    let t = t.write(
+        "d.rhai",
+        "let t = param(\"t\", -1.0);\nlet opts = if t < 0.0 { #{} } else { #{threshold: t} };\nlet d = open().embed().duplicates(opts);\nfor r in d.ids() { print(`${r}|${d.get(r).cluster}`); }\n",
+    );
     let measure = |threshold: Option<f64>| -> (f64, f64, usize) {
         let param = format!("t={}", threshold.unwrap_or(-1.0));
         let out = t.run_with(&["run", "d.rhai", "--param", &param]).success();

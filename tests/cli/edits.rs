@@ -87,9 +87,7 @@ fn edits_replay_open_at_earlier_states_and_report() {
 #[test]
 fn concurrent_sessions_lose_no_edits() {
     let t = Test::example();
-    let script = |class: &str| {
-        format!("let ids = open().filter(\"class = '{class}' AND split = 'train'\").head(25).ids();\nfor id in ids {{ open().tag(id, \"seen\"); }}\n")
-    };
+    let script = |class: &str| format!("let ids = open().filter(\"class = '{class}' AND split = 'train'\").head(25).ids();\nfor id in ids {{ open().tag(id, \"seen\"); }}\n");
     let t = t.write("a.rhai", &script("cat")).write("b.rhai", &script("dog"));
     std::thread::scope(|s| {
         let a = s.spawn(|| t.run_with(&["run", "a.rhai"]));
@@ -230,11 +228,9 @@ fn a_value_that_does_not_fit_its_column_is_refused() {
 /// exported and manifests of another format are removed (session 2's leftover).
 #[test]
 fn reexport_removes_what_the_earlier_export_left() {
-    let t = Test::example().write(
-        "first.rhai",
-        "open().filter(\"split = 'test' AND (class = 'face' OR class = 'cat')\").train_export(\"exports/v\", #{format: \"csv\", mode: \"copy\"}).files",
-    )
-    .write("second.rhai", "open().filter(\"split = 'test' AND class = 'face'\").train_export(\"exports/v\", #{format: \"parquet\", mode: \"copy\"}).files");
+    let t = Test::example()
+        .write("first.rhai", "open().filter(\"split = 'test' AND (class = 'face' OR class = 'cat')\").train_export(\"exports/v\", #{format: \"csv\", mode: \"copy\"}).files")
+        .write("second.rhai", "open().filter(\"split = 'test' AND class = 'face'\").train_export(\"exports/v\", #{format: \"parquet\", mode: \"copy\"}).files");
     t.run_with(&["run", "first.rhai"]).success();
     let v = t.path().join("exports/v");
     assert!(v.join("images/no_person").is_dir() && v.join("manifest.csv").exists());
@@ -271,9 +267,8 @@ print(`${gone.len()} ${open().restore([id]).len()} ${open().filter(`id = '${id}'
 #[test]
 fn a_long_logs_view_is_cached_until_the_log_changes() {
     let t = with_long_log();
-    let views = |t: &Test| -> Vec<String> {
-        std::fs::read_dir(t.path().join(".curate/views")).map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect()).unwrap_or_default()
-    };
+    let views =
+        |t: &Test| -> Vec<String> { std::fs::read_dir(t.path().join(".curate/views")).map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect()).unwrap_or_default() };
     let t = t.write("count.rhai", "print(open().filter(\"label = 'person'\").len());\nprint(open(#{at: \"current\"}).filter(\"label = 'person'\").len());");
     let first = t.run_with(&["run", "count.rhai"]).success();
     let lines: Vec<&str> = first.stdout.lines().collect();
@@ -302,7 +297,10 @@ fn a_view_that_cannot_be_saved_is_reported_once() {
     let t = with_long_log();
     std::fs::create_dir_all(t.path().join(".curate")).expect("mkdir");
     std::fs::write(t.path().join(".curate/views"), "not a directory").expect("block the cache");
-    let t = t.write("twice.rhai", "print(open().filter(\"label = 'person'\").len());\nprint(open().filter(\"label = 'person'\").len());\nprint(open(#{at: \"current\"}).filter(\"label = 'person'\").len());");
+    let t = t.write(
+        "twice.rhai",
+        "print(open().filter(\"label = 'person'\").len());\nprint(open().filter(\"label = 'person'\").len());\nprint(open(#{at: \"current\"}).filter(\"label = 'person'\").len());",
+    );
     let out = t.run_with(&["run", "twice.rhai"]).success();
     let warned: Vec<&str> = out.stdout.lines().chain(out.stderr.lines()).filter(|l| l.contains("could not be saved")).collect();
     assert_eq!(warned.len(), 1, "{}\n{}", out.stdout, out.stderr);

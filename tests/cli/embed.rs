@@ -49,14 +49,7 @@ fn a_killed_embed_resumes_and_matches_a_clean_run() {
     let subset: Vec<&str> = csv.lines().take(701).collect();
     let t = Test::example_without_vectors().write("subset.csv", &(subset.join("\n") + "\n")).args(&["import", "subset.csv"]);
     t.run().success();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_curate"))
-        .args(["embed"])
-        .current_dir(t.path())
-        .env("CI", "true")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_curate")).args(["embed"]).current_dir(t.path()).env("CI", "true").stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
     let dir = t.path().join(".curate/embeddings");
     let started = Instant::now();
     loop {
@@ -92,10 +85,9 @@ fn a_killed_embed_resumes_and_matches_a_clean_run() {
 
 #[test]
 fn unreadable_images_are_reported_and_skipped() {
-    let t = Test::example_without_vectors().write("bad/corrupt.jpg", "\u{ff}\u{d8} not a jpeg").write(
-        "list.csv",
-        "id,path,label\nok,media/cifar/test/cat/0000.jpg,cat\ncorrupt,bad/corrupt.jpg,cat\ngone,bad/gone.png,cat\n",
-    );
+    let t = Test::example_without_vectors()
+        .write("bad/corrupt.jpg", "\u{ff}\u{d8} not a jpeg")
+        .write("list.csv", "id,path,label\nok,media/cifar/test/cat/0000.jpg,cat\ncorrupt,bad/corrupt.jpg,cat\ngone,bad/gone.png,cat\n");
     let t = t.args(&["import", "list.csv"]);
     t.run().success();
     let out = t.args(&["embed", "--json"]).run().success();

@@ -36,9 +36,7 @@ fn unknown_function_suggests_a_primitive() {
 
 #[test]
 fn error_inside_a_function_points_inside_it() {
-    insta::assert_snapshot!(stderr_of(
-        "fn people(ds) {\n    ds.filter(\"label = 'person'\").col(\"age\")\n}\n\npeople(open())\n"
-    ));
+    insta::assert_snapshot!(stderr_of("fn people(ds) {\n    ds.filter(\"label = 'person'\").col(\"age\")\n}\n\npeople(open())\n"));
 }
 
 #[test]

@@ -76,10 +76,7 @@ fn csv_jsonl_and_parquet_tables_import_alike() {
     let jsonl = "{\"path\":\"images/train/cat/0000.jpg\",\"label\":\"cat\",\"split\":\"train\",\"scene\":\"indoor\"}\n\
                  {\"path\":\"images/train/dog/0001.jpg\",\"label\":\"dog\",\"split\":\"val\",\"scene\":\"outdoor\"}\n";
     let t = workspace_with_folder().write("t.csv", csv).write("t.jsonl", jsonl);
-    let mut table = CsvReadOptions::default()
-        .try_into_reader_with_file_path(Some(t.path().join("t.csv")))
-        .and_then(|r| r.finish())
-        .expect("csv");
+    let mut table = CsvReadOptions::default().try_into_reader_with_file_path(Some(t.path().join("t.csv"))).and_then(|r| r.finish()).expect("csv");
     ParquetWriter::new(std::fs::File::create(t.path().join("t.parquet")).expect("create")).finish(&mut table).expect("parquet");
 
     let mut manifests = vec![];
@@ -165,11 +162,7 @@ fn shards_of_an_import_scan_once_and_the_manifest_is_one_import_s() {
     std::fs::remove_file(sharded.path().join("manifest.parquet")).expect("no manifest yet");
     let children: Vec<_> = (0..4)
         .map(|i| {
-            std::process::Command::new(env!("CARGO_BIN_EXE_curate"))
-                .current_dir(sharded.path())
-                .args(["import", "samples.csv", "--shard", &format!("{i}/4"), "--json"])
-                .env("CI", "true")
-                .output()
+            std::process::Command::new(env!("CARGO_BIN_EXE_curate")).current_dir(sharded.path()).args(["import", "samples.csv", "--shard", &format!("{i}/4"), "--json"]).env("CI", "true").output()
         })
         .collect();
     let mut scanned = 0;

@@ -36,11 +36,7 @@ fn install(t: &Test, prefix: &Path) -> String {
 
 fn python(python: &Path, jupyter_path: &str, runtime_dir: &Path) -> Command {
     let mut cmd = Command::new(python);
-    cmd.env("JUPYTER_PATH", jupyter_path)
-        .env("JUPYTER_RUNTIME_DIR", runtime_dir)
-        .env("JUPYTER_PLATFORM_DIRS", "1")
-        .env("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-        .env_remove("CURATE_RUNTIME");
+    cmd.env("JUPYTER_PATH", jupyter_path).env("JUPYTER_RUNTIME_DIR", runtime_dir).env("JUPYTER_PLATFORM_DIRS", "1").env("PYDEVD_DISABLE_FILE_VALIDATION", "1").env_remove("CURATE_RUNTIME");
     cmd
 }
 
@@ -102,13 +98,7 @@ fn a_notebook_runs_on_the_kernel_with_tables_pictures_errors_and_an_interrupt() 
     let nb_in = t.path().join("people.ipynb");
     let nb_out = t.path().join("people.out.ipynb");
     std::fs::write(&nb_in, notebook(&cells)).expect("write notebook");
-    let run = python(&python_bin, &jupyter_path, jupyter.path())
-        .arg(repo().join("tests/cli/notebook_client.py"))
-        .arg(&nb_in)
-        .arg(&nb_out)
-        .arg(t.path())
-        .output()
-        .expect("run the client");
+    let run = python(&python_bin, &jupyter_path, jupyter.path()).arg(repo().join("tests/cli/notebook_client.py")).arg(&nb_in).arg(&nb_out).arg(t.path()).output().expect("run the client");
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "client failed:\n{}\n{stderr}", String::from_utf8_lossy(&run.stdout));
     let executed: Value = serde_json::from_str(&std::fs::read_to_string(&nb_out).expect("executed notebook")).expect("json");
@@ -181,10 +171,7 @@ fn a_notebook_runs_on_the_kernel_with_tables_pictures_errors_and_an_interrupt() 
     let doc = text(&replies["inspect_primitive"]["data"]["text/plain"]);
     assert!(replies["inspect_primitive"]["found"] == true && doc.contains("ds.group_count(") && doc.contains("Examples:"), "{doc}");
     assert!(text(&replies["inspect_variable"]["data"]["text/plain"]).starts_with("ds: Dataset\n1400 samples"), "{replies}");
-    assert_eq!(
-        replies["is_complete"],
-        json!({"for x in [1, 2] {": "incomplete", "let a = 1;": "complete", "let a = 1 +* 2;": "invalid", "%workspace .\nds.len()": "complete"})
-    );
+    assert_eq!(replies["is_complete"], json!({"for x in [1, 2] {": "incomplete", "let a = 1;": "complete", "let a = 1 +* 2;": "invalid", "%workspace .\nds.len()": "complete"}));
     assert_eq!(replies["run_all"], json!(["error", "aborted"]), "{replies}");
     assert_eq!(replies["after_run_all"], "ok", "{replies}");
     assert_eq!(replies["heartbeat"], true, "{replies}");
@@ -253,10 +240,7 @@ fn the_example_notebook_executes_with_nbconvert() {
     }
     let near = code_cells.last().map(|c| text(&outputs(c)[0]["data"]["text/html"])).unwrap_or_default();
     // The neighbours' distances, nearest and farthest, as the guide gives them.
-    let distances: Vec<f64> = near
-        .split("<tr>")
-        .filter_map(|row| row.split("<td").nth(12).and_then(|td| td.split(['>', '<']).nth(1)).and_then(|v| v.parse().ok()))
-        .collect();
+    let distances: Vec<f64> = near.split("<tr>").filter_map(|row| row.split("<td").nth(12).and_then(|td| td.split(['>', '<']).nth(1)).and_then(|v| v.parse().ok())).collect();
     assert_eq!(distances.len(), 8, "8 neighbours: {near}");
     let range = format!("({:.3} … {:.3})", distances[0], distances[7]);
     assert!(guide.contains(&range), "docs/guide/notebooks.md lacks the distances {range}");
@@ -271,10 +255,7 @@ fn the_example_notebook_executes_with_nbconvert() {
 fn notebooks_run_headless_on_the_workspace_they_name() {
     // A notebook outside the workspace names it with `%workspace`, relative to the notebook's
     // folder (the kernel's), whatever folder `curate run` starts in.
-    let t = Test::new().write("nb/look.ipynb", &notebook(&[
-        code("%workspace ../ws\nlet ds = open();\nprint(`${ds.len()} samples`);"),
-        code("ds.group_count(\"split\")"),
-    ]));
+    let t = Test::new().write("nb/look.ipynb", &notebook(&[code("%workspace ../ws\nlet ds = open();\nprint(`${ds.len()} samples`);"), code("ds.group_count(\"split\")")]));
     let ws = t.path().join("ws");
     std::fs::create_dir_all(&ws).expect("mkdir");
     for f in ["curate.toml", "manifest.parquet"] {

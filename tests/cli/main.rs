@@ -3,9 +3,9 @@
 mod util;
 
 mod cluster;
+mod duplicates;
 mod edits;
 mod embed;
-mod duplicates;
 mod errors;
 mod examples;
 mod import;
@@ -13,9 +13,9 @@ mod jupyter;
 mod objects;
 mod onnxruntime;
 mod pictures;
+mod probe;
 mod readme;
 mod repl;
-mod probe;
 mod run;
 mod similar;
 mod store;

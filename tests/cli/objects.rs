@@ -36,12 +36,7 @@ impl S3 {
         let python = python_with(&[MOTO]);
         let port = TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
         let server = python.parent().expect("venv bin").join("moto_server");
-        let child = Command::new(server)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server starts");
+        let child = Command::new(server).args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("moto_server starts");
         wait_for(port, "moto_server");
         S3 { child, port, python }
     }
@@ -52,10 +47,8 @@ impl S3 {
 
     /// Run boto3 against the server.
     fn boto(&self, code: &str) {
-        let script = format!(
-            "import boto3, os, sys\ns3 = boto3.client('s3', endpoint_url='{}', aws_access_key_id='test', aws_secret_access_key='test', region_name='us-east-1')\n{code}",
-            self.endpoint()
-        );
+        let script =
+            format!("import boto3, os, sys\ns3 = boto3.client('s3', endpoint_url='{}', aws_access_key_id='test', aws_secret_access_key='test', region_name='us-east-1')\n{code}", self.endpoint());
         let out = Command::new(&self.python).args(["-c", &script]).output().expect("python runs");
         assert!(out.status.success(), "boto3 failed: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -70,11 +63,7 @@ impl S3 {
 
     /// Point a test's curate at this server.
     fn env(&self, t: Test) -> Test {
-        t.env("AWS_ENDPOINT_URL", &self.endpoint())
-            .env("AWS_ALLOW_HTTP", "true")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
+        t.env("AWS_ENDPOINT_URL", &self.endpoint()).env("AWS_ALLOW_HTTP", "true").env("AWS_ACCESS_KEY_ID", "test").env("AWS_SECRET_ACCESS_KEY", "test").env("AWS_REGION", "us-east-1")
     }
 
     fn stop(&mut self) {
@@ -88,7 +77,6 @@ impl Drop for S3 {
         self.stop();
     }
 }
-
 
 #[test]
 fn a_bucket_is_imported_and_embedded_like_a_folder() {
@@ -115,7 +103,8 @@ fn a_bucket_is_imported_and_embedded_like_a_folder() {
     // A grid and a copying export read the objects too.
     let out = t.run_with(&["run", "g.rhai"]).success();
     assert!(!out.stdout.contains("missing"), "{}", out.stdout);
-    let exported: Vec<PathBuf> = walkdir::WalkDir::new(t.path().join("out")).into_iter().flatten().filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "jpg")).map(|e| e.into_path()).collect();
+    let exported: Vec<PathBuf> =
+        walkdir::WalkDir::new(t.path().join("out")).into_iter().flatten().filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "jpg")).map(|e| e.into_path()).collect();
     assert_eq!(exported.len(), 20, "{exported:?}");
     let originals: HashSet<Vec<u8>> = std::fs::read_dir(example_dir().join("media/cifar/test/cat")).expect("cats").flatten().map(|e| std::fs::read(e.path()).expect("original")).collect();
     assert!(exported.iter().all(|p| originals.contains(&std::fs::read(p).expect("exported"))), "exported copies are the objects' bytes");
@@ -195,7 +184,9 @@ fn a_server_that_stops_mid_run_loses_nothing() {
     let parts = t.path().join(".curate/embeddings");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_curate"));
     cmd.args(["embed"]).current_dir(t.path()).env("CI", "true").env("NO_COLOR", "1").stdout(Stdio::piped()).stderr(Stdio::piped());
-    for (k, v) in [("AWS_ENDPOINT_URL", s3.endpoint()), ("AWS_ALLOW_HTTP", "true".into()), ("AWS_ACCESS_KEY_ID", "test".into()), ("AWS_SECRET_ACCESS_KEY", "test".into()), ("AWS_REGION", "us-east-1".into())] {
+    for (k, v) in
+        [("AWS_ENDPOINT_URL", s3.endpoint()), ("AWS_ALLOW_HTTP", "true".into()), ("AWS_ACCESS_KEY_ID", "test".into()), ("AWS_SECRET_ACCESS_KEY", "test".into()), ("AWS_REGION", "us-east-1".into())]
+    {
         cmd.env(k, v);
     }
     let child = cmd.spawn().expect("curate embed");

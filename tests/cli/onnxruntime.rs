@@ -104,11 +104,7 @@ fn onnxruntime_fills_the_same_cache_as_tract_and_predicts_the_same() {
 
     // The workspace says onnxruntime; the model's own `runtime` says tract and wins.
     let toml = std::fs::read_to_string(b.path().join("curate.toml")).expect("curate.toml");
-    let toml = toml.replacen("media = \".\"\n", "media = \".\"\nruntime = \"onnxruntime\"\n", 1).replacen(
-        "[models.mobilenet]\n",
-        "[models.mobilenet]\nruntime = \"tract\"\n",
-        1,
-    );
+    let toml = toml.replacen("media = \".\"\n", "media = \".\"\nruntime = \"onnxruntime\"\n", 1).replacen("[models.mobilenet]\n", "[models.mobilenet]\nruntime = \"tract\"\n", 1);
     let b = b.write("curate.toml", &toml).write("s.rhai", "open().filter(\"split = 'test' OR class = 'face'\").embed()");
     let out = b.run_with(&["run", "s.rhai"]).success();
     assert!(out.stdout.contains("80 embedded, 240 already cached") && out.stdout.contains("s, tract)"), "{}", out.stdout);
@@ -146,11 +142,7 @@ fn a_missing_onnxruntime_is_a_clear_error_not_a_fallback() {
     let t = Test::example_without_vectors().write("s.rhai", "open().filter(\"split = 'test'\").embed()");
     let out = run(&t.env("CURATE_PYTHON", "/bin/false"));
     assert_ne!(out.code, 0);
-    assert!(
-        flat(&out.stderr).contains("ORT_DYLIB_PATH is not set, and `/bin/false` cannot import the onnxruntime package") && flat(&out.stderr).contains("runtime = \"tract\""),
-        "{}",
-        out.stderr
-    );
+    assert!(flat(&out.stderr).contains("ORT_DYLIB_PATH is not set, and `/bin/false` cannot import the onnxruntime package") && flat(&out.stderr).contains("runtime = \"tract\""), "{}", out.stderr);
 
     // A shared library that is not onnxruntime (the wheel's provider bridge).
     let capi = curate_stdlib::testing::onnxruntime_library().parent().expect("capi").to_path_buf();

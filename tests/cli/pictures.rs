@@ -104,10 +104,7 @@ fn charts_and_grids_render_and_reports_hold_every_cell() {
 
 #[test]
 fn markdown_reports_link_their_pictures_and_failures_keep_earlier_cells() {
-    let t = Test::example().write(
-        "scripts/fails.rhai",
-        "// %% counts\nopen().plot_counts(\"label\")\n// %% boom\nlet x = open().col(\"nope\");\n// %% after\nprint(\"never\");\n",
-    );
+    let t = Test::example().write("scripts/fails.rhai", "// %% counts\nopen().plot_counts(\"label\")\n// %% boom\nlet x = open().col(\"nope\");\n// %% after\nprint(\"never\");\n");
     let out = t.run_with(&["run", "scripts/fails.rhai", "--report", "r.md"]).code(2);
     assert!(out.stderr.contains("unknown column `nope`") && out.stderr.contains("report: "), "{}", out.stderr);
     let md = std::fs::read_to_string(t.path().join("r.md")).expect("report written despite the error");

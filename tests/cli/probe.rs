@@ -144,9 +144,7 @@ for id in ["person", "no_person"] { let r = ds.get(id); print(`${id} ${r.pred_la
 "#,
     );
     let out = t.run_with(&["run", "p.rhai"]).success();
-    let find = |id: &str| -> Vec<String> {
-        out.stdout.lines().find(|l| l.starts_with(&format!("{id} "))).expect("line").split(' ').map(str::to_string).collect()
-    };
+    let find = |id: &str| -> Vec<String> { out.stdout.lines().find(|l| l.starts_with(&format!("{id} "))).expect("line").split(' ').map(str::to_string).collect() };
     let person = find("person");
     assert_eq!(person[1], "person");
     assert!((person[2].parse::<f64>().expect("p") - 0.8611).abs() < 1e-3, "{person:?}");

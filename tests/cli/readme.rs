@@ -125,11 +125,7 @@ fn readme_is_at_most_200_lines_and_keeps_figures_out() {
 fn ci_runs_the_readme_test_command() {
     let readme = readme();
     let ci = read(".ci/run");
-    let test_cmd = blocks(&readme, "sh")
-        .iter()
-        .flat_map(|b| b.lines().map(str::to_string).collect::<Vec<_>>())
-        .find(|l| l.starts_with("cargo test"))
-        .expect("the README gives a `cargo test` command");
+    let test_cmd = blocks(&readme, "sh").iter().flat_map(|b| b.lines().map(str::to_string).collect::<Vec<_>>()).find(|l| l.starts_with("cargo test")).expect("the README gives a `cargo test` command");
     assert!(ci.contains(&test_cmd), ".ci/run does not run `{test_cmd}`");
 }
 

@@ -2,11 +2,7 @@ use crate::util::Test;
 
 #[test]
 fn a_script_prints_its_outputs_and_final_value() {
-    let out = Test::example()
-        .write("scripts/a.rhai", "let ds = open();\nprint(`n = ${ds.len()}`);\nds.filter(\"class = 'cat'\").len()\n")
-        .args(&["run", "scripts/a.rhai"])
-        .run()
-        .success();
+    let out = Test::example().write("scripts/a.rhai", "let ds = open();\nprint(`n = ${ds.len()}`);\nds.filter(\"class = 'cat'\").len()\n").args(&["run", "scripts/a.rhai"]).run().success();
     assert_eq!(out.stdout, "n = 1400\n120\n");
 }
 
@@ -31,11 +27,7 @@ fn a_dataset_result_prints_as_a_table() {
 
 #[test]
 fn json_output_is_machine_readable() {
-    let out = Test::example()
-        .write("s.rhai", "print(\"hi\");\nshow(open().group_count(\"label\"));\nopen().len()")
-        .args(&["run", "s.rhai", "--json"])
-        .run()
-        .success();
+    let out = Test::example().write("s.rhai", "print(\"hi\");\nshow(open().group_count(\"label\"));\nopen().len()").args(&["run", "s.rhai", "--json"]).run().success();
     let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("valid JSON");
     assert_eq!(v["ok"], true);
     assert_eq!(v["result"], 1400);
@@ -47,11 +39,7 @@ fn json_output_is_machine_readable() {
 
 #[test]
 fn json_errors_carry_the_position() {
-    let out = Test::example()
-        .write("s.rhai", "let ds = open();\nds.filter(\"nope > 1\")")
-        .args(&["run", "s.rhai", "--json"])
-        .run()
-        .code(2);
+    let out = Test::example().write("s.rhai", "let ds = open();\nds.filter(\"nope > 1\")").args(&["run", "s.rhai", "--json"]).run().code(2);
     let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("valid JSON");
     assert_eq!(v["ok"], false);
     assert_eq!(v["error"]["code"], "curate::column::unknown");
@@ -61,11 +49,7 @@ fn json_errors_carry_the_position() {
 
 #[test]
 fn failed_assertions_exit_with_1() {
-    let out = Test::example()
-        .write("s.rhai", "let n = open().len();\nassert(n < 10, `too many samples: ${n}`);\n")
-        .args(&["run", "s.rhai"])
-        .run()
-        .code(1);
+    let out = Test::example().write("s.rhai", "let n = open().len();\nassert(n < 10, `too many samples: ${n}`);\n").args(&["run", "s.rhai"]).run().code(1);
     assert!(out.stderr.contains("assertion failed: too many samples: 1400"), "{}", out.stderr);
 }
 
@@ -79,9 +63,7 @@ fn the_sandbox_keeps_scripts_inside_the_workspace() {
 fn endless_loops_stop_at_the_operation_limit() {
     let t = Test::example();
     let config = std::fs::read_to_string(t.path().join("curate.toml")).expect("config");
-    let t = t
-        .write("curate.toml", &format!("{config}\n[limits]\nmax_operations = 200000\n"))
-        .write("s.rhai", "let i = 0;\nwhile true { i += 1; }\n");
+    let t = t.write("curate.toml", &format!("{config}\n[limits]\nmax_operations = 200000\n")).write("s.rhai", "let i = 0;\nwhile true { i += 1; }\n");
     let out = t.args(&["run", "s.rhai"]).run().code(2);
     assert!(out.stderr.contains("too many operations"), "{}", out.stderr);
     assert!(out.stderr.contains("max_operations"), "{}", out.stderr);

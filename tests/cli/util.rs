@@ -101,10 +101,7 @@ impl Test {
 
     fn spawn(&self, args: &[&str], input: Option<&str>) -> Outcome {
         let mut cmd = curate(args, self.path());
-        cmd.envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn curate");
         {
             let mut stdin = child.stdin.take().expect("stdin");
@@ -113,11 +110,7 @@ impl Test {
             }
         }
         let out = child.wait_with_output().expect("wait");
-        Outcome {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Outcome { code: out.status.code().unwrap_or(-1), stdout: String::from_utf8_lossy(&out.stdout).into_owned(), stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
     }
 }
 

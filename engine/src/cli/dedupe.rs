@@ -26,10 +26,7 @@ pub fn run(dir: &Path, model: Option<&str>, shard: Option<&str>, json: bool, can
                 if json {
                     println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
                 } else {
-                    println!(
-                        "dedupe shard {}: neighbours of {} `{}` images ({} candidate pairs, {} perceptual hashes) in {:.1} s",
-                        r.shard, r.images, r.model, r.candidates, r.phashes, r.seconds
-                    );
+                    println!("dedupe shard {}: neighbours of {} `{}` images ({} candidate pairs, {} perceptual hashes) in {:.1} s", r.shard, r.images, r.model, r.candidates, r.phashes, r.seconds);
                 }
                 0
             }

@@ -29,14 +29,7 @@ pub fn run(dir: &Path, source: &Path, opts: &ImportOptions, json: bool, cancel: 
             if report.scan.reused > 0 {
                 println!("{} of {} images taken from the shards' scans", report.scan.reused, report.scan.scanned);
             }
-            println!(
-                "imported {} samples from {} ({}); {} now holds {}",
-                report.imported,
-                source.display(),
-                format!("{:?}", report.format).to_lowercase(),
-                report.manifest.display(),
-                report.total
-            );
+            println!("imported {} samples from {} ({}); {} now holds {}", report.imported, source.display(), format!("{:?}", report.format).to_lowercase(), report.manifest.display(), report.total);
             if !report.scan.issues.is_empty() {
                 println!("{} files could not be read (their size, format and hash are null):", report.scan.issues.len());
                 for issue in report.scan.issues.iter().take(20) {

@@ -40,7 +40,10 @@ pub fn run(dir: &Path, model: Option<&str>, metric: &str, backend: Option<&str>,
             let of = shard.map(|s| format!(" (shard {}/{})", s.index, s.count)).unwrap_or_default();
             if json {
                 let shard = shard.map(|s| format!("{}/{}", s.index, s.count));
-                println!("{}", serde_json::json!({"model": model, "vectors": n, "metric": format!("{metric:?}").to_lowercase(), "backend": backend, "action": action, "shard": shard, "seconds": seconds}));
+                println!(
+                    "{}",
+                    serde_json::json!({"model": model, "vectors": n, "metric": format!("{metric:?}").to_lowercase(), "backend": backend, "action": action, "shard": shard, "seconds": seconds})
+                );
             } else {
                 println!("index of {n} `{model}` vectors{of} ready ({backend}, {action}) in {seconds:.1} s");
             }

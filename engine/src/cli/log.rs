@@ -42,7 +42,11 @@ pub fn run(dir: &Path, json: bool) -> u8 {
 }
 
 fn count(n: usize) -> String {
-    if n == 1 { "1 sample".into() } else { format!("{n} samples") }
+    if n == 1 {
+        "1 sample".into()
+    } else {
+        format!("{n} samples")
+    }
 }
 
 fn plain(v: &serde_json::Value) -> String {

@@ -364,14 +364,7 @@ pub fn main() -> u8 {
                 Ok(s) => s,
                 Err(code) => return code,
             };
-            let opts = ImportOptions {
-                shard,
-                format: format.as_deref().and_then(ImportFormat::parse),
-                split,
-                id_prefix,
-                append,
-                coco: CocoOptions { images, person_category, min_person_area },
-            };
+            let opts = ImportOptions { shard, format: format.as_deref().and_then(ImportFormat::parse), split, id_prefix, append, coco: CocoOptions { images, person_category, min_person_area } };
             let remote = source.to_str().is_some_and(curate_stdlib::objects::is_url);
             let source = if source.is_absolute() || remote { source } else { dir.join(source) };
             import::run(&dir, &source, &opts, json, cancel)

@@ -15,9 +15,9 @@ use rhai::Dynamic;
 
 use crate::diagnostic::{render, ScriptError};
 use crate::report::{CellRecord, Report, Status as ReportStatus};
+use crate::session::Session;
 use curate_stdlib::plot::chart::TestBar;
 use curate_stdlib::plot::Picture;
-use crate::session::Session;
 
 #[derive(Debug, Default)]
 pub struct TestOptions {
@@ -137,10 +137,13 @@ fn run_inner(dir: &Path, opts: &TestOptions, cancel: CancelFlag) -> Result<u8, C
         }
     }
     if results.is_empty() {
-        return Err(CurateError::arg("curate test", match &opts.pattern {
-            Some(p) => format!("no test matches `{p}`"),
-            None => "the test files declare no tests: use test(name, || rule)".to_string(),
-        }));
+        return Err(CurateError::arg(
+            "curate test",
+            match &opts.pattern {
+                Some(p) => format!("no test matches `{p}`"),
+                None => "the test files declare no tests: use test(name, || rule)".to_string(),
+            },
+        ));
     }
     let run = Run::new(&ws, label, hash, results)?;
     let path = runs::save(&ws, &run)?;
@@ -296,10 +299,7 @@ fn test_report(run: &Run, sheets: &[(usize, Output)], ws: &Workspace) -> Report 
     let passed = run.count(Status::Pass);
     Report {
         title: format!("Unit Tests Passed: {passed} / {}", run.tests.len()),
-        meta: vec![
-            format!("run {} at {}, {}", run.id, run.time, run.predictions),
-            format!("manifest {}", &run.manifest_hash[..16.min(run.manifest_hash.len())]),
-        ],
+        meta: vec![format!("run {} at {}, {}", run.id, run.time, run.predictions), format!("manifest {}", &run.manifest_hash[..16.min(run.manifest_hash.len())])],
         cells,
     }
 }

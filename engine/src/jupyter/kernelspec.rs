@@ -58,13 +58,7 @@ fn data_dir(target: &Target) -> Result<PathBuf, CurateError> {
 /// The kernelspec: this binary, `jupyter kernel --connection-file {connection_file}`.
 fn spec(exe: &Path, display_name: &str) -> JupyterKernelspec {
     JupyterKernelspec {
-        argv: vec![
-            exe.display().to_string(),
-            "jupyter".to_string(),
-            "kernel".to_string(),
-            "--connection-file".to_string(),
-            "{connection_file}".to_string(),
-        ],
+        argv: vec![exe.display().to_string(), "jupyter".to_string(), "kernel".to_string(), "--connection-file".to_string(), "{connection_file}".to_string()],
         display_name: display_name.to_string(),
         language: "rhai".to_string(),
         metadata: Some(HashMap::from([("debugger".to_string(), serde_json::Value::Bool(false))])),

@@ -20,14 +20,12 @@ use curate_stdlib::primitives::Sink;
 use curate_stdlib::progress::CancelFlag;
 use curate_stdlib::{CurateError, Workspace};
 use jupyter_protocol::{
-    CodeMirrorMode, CommInfoReply, CompleteReply, CompleteRequest, ConnectionInfo, DisplayData, ErrorOutput, ExecuteInput,
-    ExecuteReply, ExecuteRequest, ExecuteResult, ExecutionCount, HistoryReply, InspectReply, InspectRequest, InterruptReply,
-    IoPubWelcome, IsCompleteReply, IsCompleteReplyStatus, JupyterMessage, JupyterMessageContent, KernelInfoReply, LanguageInfo,
-    Media, MediaType, ReplyError, ReplyStatus, ShutdownReply, Status, StreamContent,
+    CodeMirrorMode, CommInfoReply, CompleteReply, CompleteRequest, ConnectionInfo, DisplayData, ErrorOutput, ExecuteInput, ExecuteReply, ExecuteRequest, ExecuteResult, ExecutionCount, HistoryReply,
+    InspectReply, InspectRequest, InterruptReply, IoPubWelcome, IsCompleteReply, IsCompleteReplyStatus, JupyterMessage, JupyterMessageContent, KernelInfoReply, LanguageInfo, Media, MediaType,
+    ReplyError, ReplyStatus, ShutdownReply, Status, StreamContent,
 };
 use jupyter_zmq_client::{
-    create_kernel_control_connection, create_kernel_heartbeat_connection, create_kernel_iopub_xpub_connection,
-    create_kernel_shell_connection, create_kernel_stdin_connection, SubscriptionEvent,
+    create_kernel_control_connection, create_kernel_heartbeat_connection, create_kernel_iopub_xpub_connection, create_kernel_shell_connection, create_kernel_stdin_connection, SubscriptionEvent,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -81,8 +79,7 @@ fn exit_with_parent() {
 
 fn read_connection_file(path: &Path) -> Result<ConnectionInfo, CurateError> {
     let text = std::fs::read_to_string(path).map_err(|e| CurateError::io(path, e))?;
-    serde_json::from_str(&text)
-        .map_err(|e| CurateError::Io { path: path.to_path_buf(), message: format!("not a Jupyter connection file: {e}") })
+    serde_json::from_str(&text).map_err(|e| CurateError::Io { path: path.to_path_buf(), message: format!("not a Jupyter connection file: {e}") })
 }
 
 /// A request for the cell thread, and where its reply goes.
@@ -187,10 +184,9 @@ async fn serve(info: ConnectionInfo, dir: PathBuf, cancel: CancelFlag) -> jupyte
             };
             let _ = publish.send(Status::busy().as_child_of(&msg));
             let reply = match &msg.content {
-                JupyterMessageContent::ExecuteRequest(_) if abort => Some(
-                    ExecuteReply { status: ReplyStatus::Aborted, execution_count: ExecutionCount::new(0), payload: vec![], user_expressions: None, error: None }
-                        .as_child_of(&msg),
-                ),
+                JupyterMessageContent::ExecuteRequest(_) if abort => {
+                    Some(ExecuteReply { status: ReplyStatus::Aborted, execution_count: ExecutionCount::new(0), payload: vec![], user_expressions: None, error: None }.as_child_of(&msg))
+                }
                 _ => {
                     let (tx, rx) = oneshot::channel();
                     if jobs.send((msg.clone(), tx)).is_err() {
@@ -367,8 +363,7 @@ impl Kernel {
                     self.send(ErrorOutput { ename: f.ename.clone(), evalue: f.evalue.clone(), traceback: f.traceback.clone() }.as_child_of(msg));
                 }
                 let error = ReplyError { ename: f.ename, evalue: f.evalue, traceback: f.traceback };
-                let mut reply = ExecuteReply { status: ReplyStatus::Error, execution_count: count, payload: vec![], user_expressions: None, error: Some(Box::new(error)) }
-                    .as_child_of(msg);
+                let mut reply = ExecuteReply { status: ReplyStatus::Error, execution_count: count, payload: vec![], user_expressions: None, error: Some(Box::new(error)) }.as_child_of(msg);
                 // Where in the cell, for clients that point at it.
                 reply.metadata = serde_json::json!({"curate": {"line": f.line, "column": f.column}});
                 reply
@@ -398,17 +393,14 @@ impl Kernel {
         if !crate::cells::shows_value(&magic.code) {
             return Ok(None);
         }
-        session.output_of(&value.value).map_err(|e| {
-            Failure::script(&ScriptError::from_eval(&name, &magic.code, &Box::<rhai::EvalAltResult>::from(e)))
-        })
+        session.output_of(&value.value).map_err(|e| Failure::script(&ScriptError::from_eval(&name, &magic.code, &Box::<rhai::EvalAltResult>::from(e))))
     }
 
     /// `%workspace PATH`: a fresh session on the workspace at PATH (relative to the kernel's folder).
     fn open(&mut self, path: &str) -> Result<(), Failure> {
         let dir = self.dir.join(path);
         let ws = Workspace::discover(&dir).map_err(|e| Failure::curate(&e))?;
-        let session = Session::with_progress(ws.root(), rhai::Map::new(), self.cancel.clone(), self.sink.clone(), self.progress.clone())
-            .map_err(|e| Failure::curate(&e))?;
+        let session = Session::with_progress(ws.root(), rhai::Map::new(), self.cancel.clone(), self.sink.clone(), self.progress.clone()).map_err(|e| Failure::curate(&e))?;
         (self.sink)(Output::Text(format!("workspace `{}` ({}); variables start afresh", ws.config.name, ws.root().display())));
         self.session = Ok(session);
         Ok(())
@@ -416,10 +408,7 @@ impl Kernel {
 
     fn names(&self) -> Names {
         match &self.session {
-            Ok(s) => Names {
-                variables: s.variable_names(),
-                columns: s.schema().map(|c| c.into_iter().map(|(n, _)| n).collect()).unwrap_or_default(),
-            },
+            Ok(s) => Names { variables: s.variable_names(), columns: s.schema().map(|c| c.into_iter().map(|(n, _)| n).collect()).unwrap_or_default() },
             Err(_) => Names::default(),
         }
     }
@@ -454,9 +443,7 @@ impl Kernel {
         let text = if let Some(p) = curate_stdlib::primitives::find(word) {
             Some(crate::repl::meta::primitive_help(p))
         } else {
-            self.session.as_ref().ok().and_then(|s| {
-                s.variables().into_iter().find(|(n, _, _)| n == word).map(|(n, ty, preview)| format!("{n}: {ty}\n{preview}"))
-            })
+            self.session.as_ref().ok().and_then(|s| s.variables().into_iter().find(|(n, _, _)| n == word).map(|(n, ty, preview)| format!("{n}: {ty}\n{preview}")))
         };
         match text {
             Some(t) => InspectReply { found: true, data: Media::new(vec![MediaType::Plain(t)]), ..Default::default() },

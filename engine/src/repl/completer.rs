@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use reedline::{CompletionResult, Completer, Span, Suggestion};
+use reedline::{Completer, CompletionResult, Span, Suggestion};
 
 /// The names the completer offers; the REPL refreshes them after every cell.
 #[derive(Default, Clone)]
@@ -21,13 +21,7 @@ impl Completer for CurateCompleter {
         let names = self.names.lock().map(|n| n.clone()).unwrap_or_default();
         let suggestions: Vec<Suggestion> = candidates(line, pos, &names)
             .into_iter()
-            .map(|(start, value, description)| Suggestion {
-                value,
-                description: Some(description),
-                span: Span::new(start, pos),
-                append_whitespace: false,
-                ..Suggestion::default()
-            })
+            .map(|(start, value, description)| Suggestion { value, description: Some(description), span: Span::new(start, pos), append_whitespace: false, ..Suggestion::default() })
             .collect();
         CompletionResult::fresh(suggestions)
     }
@@ -37,12 +31,7 @@ impl Completer for CurateCompleter {
 pub fn candidates(line: &str, pos: usize, names: &Names) -> Vec<(usize, String, String)> {
     let pos = pos.min(line.len());
     let before = &line[..pos];
-    let start = before
-        .char_indices()
-        .rev()
-        .find(|(_, c)| !(c.is_alphanumeric() || *c == '_' || *c == ':'))
-        .map(|(i, c)| i + c.len_utf8())
-        .unwrap_or(0);
+    let start = before.char_indices().rev().find(|(_, c)| !(c.is_alphanumeric() || *c == '_' || *c == ':')).map(|(i, c)| i + c.len_utf8()).unwrap_or(0);
     let word = &before[start..];
     let mut out = Vec::new();
     if in_string(before) {

@@ -6,10 +6,8 @@ use reedline::{Highlighter, StyledText};
 
 pub struct CurateHighlighter;
 
-const KEYWORDS: &[&str] = &[
-    "let", "const", "fn", "if", "else", "for", "in", "while", "loop", "do", "until", "break", "continue", "return",
-    "true", "false", "switch", "throw", "try", "catch", "this", "private",
-];
+const KEYWORDS: &[&str] =
+    &["let", "const", "fn", "if", "else", "for", "in", "while", "loop", "do", "until", "break", "continue", "return", "true", "false", "switch", "throw", "try", "catch", "this", "private"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {

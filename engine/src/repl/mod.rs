@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use curate_stdlib::output::Output;
 use curate_stdlib::progress::CancelFlag;
 use reedline::{
-    default_emacs_keybindings, ColumnarMenu, DefaultPrompt, DefaultPromptSegment, Emacs, FileBackedHistory, KeyCode,
-    KeyModifiers, MenuBuilder, Reedline, ReedlineEvent, ReedlineMenu, Signal, ValidationResult, Validator,
+    default_emacs_keybindings, ColumnarMenu, DefaultPrompt, DefaultPromptSegment, Emacs, FileBackedHistory, KeyCode, KeyModifiers, MenuBuilder, Reedline, ReedlineEvent, ReedlineMenu, Signal,
+    ValidationResult, Validator,
 };
 
 use crate::diagnostic::render;
@@ -130,11 +130,7 @@ impl Repl {
     /// The interactive loop on a terminal.
     fn interactive(&mut self) -> std::io::Result<()> {
         let mut keybindings = default_emacs_keybindings();
-        keybindings.add_binding(
-            KeyModifiers::NONE,
-            KeyCode::Tab,
-            ReedlineEvent::UntilFound(vec![ReedlineEvent::Menu("completion_menu".to_string()), ReedlineEvent::MenuNext]),
-        );
+        keybindings.add_binding(KeyModifiers::NONE, KeyCode::Tab, ReedlineEvent::UntilFound(vec![ReedlineEvent::Menu("completion_menu".to_string()), ReedlineEvent::MenuNext]));
         let history_path = match self.session.workspace() {
             Some(ws) => ws.cache_dir().join("history"),
             None => self.session.root().join(".curate_history"),
@@ -142,8 +138,7 @@ impl Repl {
         if let Some(dir) = history_path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let history = FileBackedHistory::with_file(10_000, history_path)
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let history = FileBackedHistory::with_file(10_000, history_path).map_err(|e| std::io::Error::other(e.to_string()))?;
         let mut editor = Reedline::create()
             .with_history(Box::new(history))
             .with_validator(Box::new(RhaiValidator))

@@ -348,7 +348,14 @@ impl Curvature {
 
 impl std::fmt::Debug for Factor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Factor").field("dim", &self.dim).field("classes", &self.classes).field("alpha", &self.alpha).field("damping", &self.damping).field("rows", &self.rows).field("sample", &self.sample).finish()
+        f.debug_struct("Factor")
+            .field("dim", &self.dim)
+            .field("classes", &self.classes)
+            .field("alpha", &self.alpha)
+            .field("damping", &self.damping)
+            .field("rows", &self.rows)
+            .field("sample", &self.sample)
+            .finish()
     }
 }
 
@@ -571,17 +578,7 @@ fn iterative(head: &Head, xs: &Design<'_>, scale: f64, alpha: Option<f64>, sampl
     let ridge = alpha + damping;
     diag.iter_mut().for_each(|d| *d += ridge);
     let built = started.elapsed().as_secs_f64();
-    Ok(Factor {
-        dim: head.dim,
-        classes: k,
-        alpha,
-        damping,
-        rows: n,
-        sample,
-        g0,
-        seconds: (built, 0.0),
-        solver: Solver::Iterative(Curvature { d1, k, x, p, scale, ridge, diag }),
-    })
+    Ok(Factor { dim: head.dim, classes: k, alpha, damping, rows: n, sample, g0, seconds: (built, 0.0), solver: Solver::Iterative(Curvature { d1, k, x, p, scale, ridge, diag }) })
 }
 
 /// How to rank the training rows for each test gradient.
@@ -600,10 +597,7 @@ pub enum Rank {
 /// head fitted with an L2 weight α).
 pub fn representer_directions(grads: &[Vec<f64>], dim: usize, alpha: f64) -> Vec<Vec<f64>> {
     let d1 = dim + 1;
-    grads
-        .iter()
-        .map(|g| g.iter().enumerate().map(|(i, v)| if i % d1 == dim { 0.0 } else { v / alpha }).collect())
-        .collect()
+    grads.iter().map(|g| g.iter().enumerate().map(|(i, v)| if i % d1 == dim { 0.0 } else { v / alpha }).collect()).collect()
 }
 
 /// For each direction v (a `size()`-long vector), each training row's influence

@@ -185,22 +185,7 @@ pub fn top_k(queries: &[f32], dim: usize, base: Matrix<'_>, subset: Option<&[u32
                     // scores (mq × nb) = batch (mq × dim) · rows_bufᵀ (dim × nb)
                     // SAFETY: the pointers and strides describe buffers of exactly these shapes.
                     unsafe {
-                        matrixmultiply::sgemm(
-                            mq,
-                            dim,
-                            nb,
-                            1.0,
-                            batch.as_ptr(),
-                            dim as isize,
-                            1,
-                            rows_buf.as_ptr(),
-                            1,
-                            dim as isize,
-                            0.0,
-                            scores.as_mut_ptr(),
-                            nb as isize,
-                            1,
-                        );
+                        matrixmultiply::sgemm(mq, dim, nb, 1.0, batch.as_ptr(), dim as isize, 1, rows_buf.as_ptr(), 1, dim as isize, 0.0, scores.as_mut_ptr(), nb as isize, 1);
                     }
                     for (qi, top) in tops.iter_mut().enumerate() {
                         let s = &scores[qi * nb..(qi + 1) * nb];
@@ -424,11 +409,7 @@ pub fn knn_self_of(base: Matrix<'_>, dim: usize, rows: &[u32], queries: &[usize]
             }
         }
     });
-    results
-        .into_iter()
-        .zip(queries)
-        .map(|(top, &i)| drop_self(top.into_inner().map(TopK::into_sorted).unwrap_or_default(), rows[i], k))
-        .collect()
+    results.into_iter().zip(queries).map(|(top, &i)| drop_self(top.into_inner().map(TopK::into_sorted).unwrap_or_default(), rows[i], k)).collect()
 }
 
 /// Spherical k-means on a seeded sample of `rows`, then each row's `probes` nearest lists

@@ -41,11 +41,7 @@ impl instant_distance::Point for Vector {
 pub type Hnsw = instant_distance::HnswMap<Vector, u32>;
 
 pub fn build_hnsw(points: Vec<Vector>, values: Vec<u32>, ef_construction: usize, ef_search: usize, seed: u64) -> Hnsw {
-    instant_distance::Builder::default()
-        .ef_construction(ef_construction)
-        .ef_search(ef_search)
-        .seed(seed)
-        .build(points, values)
+    instant_distance::Builder::default().ef_construction(ef_construction).ef_search(ef_search).seed(seed).build(points, values)
 }
 
 /// Up to `n` approximate nearest (row, squared distance) of `query`, nearest first.
@@ -99,15 +95,7 @@ pub fn blit(dst: &mut [u8], width: u32, src: &[u8], src_w: u32, x: u32, y: u32) 
 
 /// Interleaved u8 pixels (`channels` per pixel) to normalised f32, either planar (NCHW) or
 /// interleaved (NHWC). `order` maps output channel to input channel (BGR models swap).
-pub fn normalize_pixels(
-    pixels: &[u8],
-    channels: usize,
-    order: [usize; 3],
-    scale: f32,
-    mean: &[f32],
-    std: &[f32],
-    planar: bool,
-) -> Vec<f32> {
+pub fn normalize_pixels(pixels: &[u8], channels: usize, order: [usize; 3], scale: f32, mean: &[f32], std: &[f32], planar: bool) -> Vec<f32> {
     let plane = pixels.len() / channels;
     let mut data = vec![0f32; plane * channels];
     let inv_std: Vec<f32> = std.iter().map(|s| 1.0 / s).collect();

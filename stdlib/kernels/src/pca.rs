@@ -78,10 +78,7 @@ pub fn project(data: &[f32], dim: usize, k: usize, seed: u64) -> (Vec<Vec<f32>>,
         }
     }
     let shares = eigen.iter().map(|&e| if total > 0.0 { e / total } else { 0.0 }).collect();
-    let out = data
-        .par_chunks_exact(dim)
-        .map(|row| basis.iter().map(|c| row.iter().zip(&mean32).zip(c).map(|((&x, &mu), &ci)| (x - mu) as f64 * ci).sum::<f64>() as f32).collect())
-        .collect();
+    let out = data.par_chunks_exact(dim).map(|row| basis.iter().map(|c| row.iter().zip(&mean32).zip(c).map(|((&x, &mu), &ci)| (x - mu) as f64 * ci).sum::<f64>() as f32).collect()).collect();
     (out, shares)
 }
 

@@ -106,7 +106,11 @@ impl<'a> Design<'a> {
                 Scale::Denormalise(norms) => norms[self.row_id(i)],
                 Scale::Normalise => {
                     let norm = o.iter().map(|x| x * x).sum::<f32>().sqrt();
-                    if norm > 0.0 { root / norm } else { 0.0 }
+                    if norm > 0.0 {
+                        root / norm
+                    } else {
+                        0.0
+                    }
                 }
             };
             o.iter_mut().for_each(|x| *x *= f);
@@ -136,9 +140,7 @@ fn sgemm(m: usize, k: usize, n: usize, a: &[f32], (rsa, csa): (usize, usize), b:
     debug_assert!(c.len() >= (m - 1) * rsc + n);
     // SAFETY: the strides and shapes address only elements inside the slices (checked above in
     // debug builds; every caller passes buffers sized for exactly these shapes).
-    unsafe {
-        matrixmultiply::sgemm(m, k, n, 1.0, a.as_ptr(), rsa as isize, csa as isize, b.as_ptr(), rsb as isize, csb as isize, beta, c.as_mut_ptr(), rsc as isize, 1)
-    }
+    unsafe { matrixmultiply::sgemm(m, k, n, 1.0, a.as_ptr(), rsa as isize, csa as isize, b.as_ptr(), rsb as isize, csb as isize, beta, c.as_mut_ptr(), rsc as isize, 1) }
 }
 
 /// Mean softmax cross-entropy plus `alpha/(2n) |W|²` (the intercepts are not penalised): the
@@ -284,10 +286,7 @@ pub fn fit_from(x: &Design<'_>, y: &[usize], classes: usize, alpha: f64, start: 
         }
     }
     let solver = LBFGS::new(MoreThuenteLineSearch::new(), 10).with_tolerance_grad(gradient_tolerance(n)).map_err(|e| e.to_string())?;
-    let result = Executor::new(problem, solver)
-        .configure(|s| s.param(Array1::from_vec(init)).max_iters(100))
-        .run()
-        .map_err(|e| format!("the solver failed: {e}"))?;
+    let result = Executor::new(problem, solver).configure(|s| s.param(Array1::from_vec(init)).max_iters(100)).run().map_err(|e| format!("the solver failed: {e}"))?;
     let best = result.state.get_best_param().cloned().ok_or("the solver found no parameters")?;
     let p = best.to_vec();
     if p.iter().any(|v| !v.is_finite()) {
@@ -412,7 +411,8 @@ pub fn cross_validate(x: &Design<'_>, y: &[usize], classes: usize, alphas: &[f64
     let rows: Vec<u32> = pick.iter().map(|&i| x.row_id(i) as u32).collect();
     let ys: Vec<usize> = pick.iter().map(|&i| y[i]).collect();
     let sample = x.with_rows(&rows);
-    let chosen = if alphas.len() > 1 { grid(&sample, &ys, classes, alphas, folds, seed, None)? } else { CrossValidation { alpha: alphas[0], log_loss: vec![], accuracy: f64::NAN, oof: vec![], sample: None } };
+    let chosen =
+        if alphas.len() > 1 { grid(&sample, &ys, classes, alphas, folds, seed, None)? } else { CrossValidation { alpha: alphas[0], log_loss: vec![], accuracy: f64::NAN, oof: vec![], sample: None } };
     let start = fit(&sample, &ys, classes, chosen.alpha)?;
     let full = grid(x, y, classes, &[chosen.alpha], folds, seed, Some(&start))?;
     Ok(CrossValidation { alpha: chosen.alpha, log_loss: chosen.log_loss, accuracy: full.accuracy, oof: full.oof, sample: Some(rows.len()) })
@@ -442,10 +442,7 @@ fn grid(x: &Design<'_>, y: &[usize], classes: usize, alphas: &[f64], folds: usiz
             oof_by_alpha[a][i * classes..(i + 1) * classes].copy_from_slice(&probs[t * classes..(t + 1) * classes]);
         }
     }
-    let log_loss: Vec<f64> = oof_by_alpha
-        .iter()
-        .map(|p| (0..n).map(|i| -(p[i * classes + y[i]].max(1e-7) as f64).ln()).sum::<f64>() / n as f64)
-        .collect();
+    let log_loss: Vec<f64> = oof_by_alpha.iter().map(|p| (0..n).map(|i| -(p[i * classes + y[i]].max(1e-7) as f64).ln()).sum::<f64>() / n as f64).collect();
     let best = (0..alphas.len()).min_by(|&a, &b| log_loss[a].total_cmp(&log_loss[b])).unwrap_or(0);
     let oof = std::mem::take(&mut oof_by_alpha[best]);
     let correct = (0..n)
@@ -476,7 +473,15 @@ mod tests {
         for i in 0..200 {
             let c = i % 2;
             for d in 0..dim {
-                let centre = if d == 0 { if c == 0 { 1.0 } else { -1.0 } } else { 0.0 };
+                let centre = if d == 0 {
+                    if c == 0 {
+                        1.0
+                    } else {
+                        -1.0
+                    }
+                } else {
+                    0.0
+                };
                 x.push(centre + noise());
             }
             y.push(c);
@@ -527,10 +532,13 @@ mod tests {
         assert!(rare_hits * 2 > rare.len(), "the rare class is learnt: {rare_hits}/{}", rare.len());
 
         // Unit f16 rows with a shuffled subset, against the prepared rows gathered by hand.
-        let unit: Vec<f32> = raw.chunks(dim).flat_map(|v| {
-            let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt();
-            v.iter().map(move |a| a / norm)
-        }).collect();
+        let unit: Vec<f32> = raw
+            .chunks(dim)
+            .flat_map(|v| {
+                let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+                v.iter().map(move |a| a / norm)
+            })
+            .collect();
         let stored = crate::knn::to_f16(&unit);
         let subset: Vec<u32> = (0..500u32).map(|i| (i * 37) % n as u32).collect();
         let model = fit(&Design::dense(&x, dim), &y, classes, 1.0).expect("fit");

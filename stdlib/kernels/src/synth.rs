@@ -32,9 +32,7 @@ impl Manifold {
     pub fn point(&self, rng: &mut SplitMix) -> Vec<f32> {
         let c = (rng.next_u64() % COMPONENTS as u64) as usize;
         let z: Vec<f32> = self.means[c].iter().map(|m| m + self.spreads[c] * rng.gauss()).collect();
-        (0..self.dim)
-            .map(|j| (self.weights[j * LATENT..(j + 1) * LATENT].iter().zip(&z).map(|(w, z)| w * z).sum::<f32>() + self.bias[j] + 0.8 * rng.gauss()).max(0.0))
-            .collect()
+        (0..self.dim).map(|j| (self.weights[j * LATENT..(j + 1) * LATENT].iter().zip(&z).map(|(w, z)| w * z).sum::<f32>() + self.bias[j] + 0.8 * rng.gauss()).max(0.0)).collect()
     }
 }
 

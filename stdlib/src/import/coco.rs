@@ -24,11 +24,7 @@ pub struct CocoOptions {
 
 impl Default for CocoOptions {
     fn default() -> Self {
-        CocoOptions {
-            images: None,
-            person_category: "person".to_string(),
-            min_person_area: 0.005,
-        }
+        CocoOptions { images: None, person_category: "person".to_string(), min_person_area: 0.005 }
     }
 }
 
@@ -105,14 +101,10 @@ pub(super) fn read(ws: &Workspace, source: &Path, opts: &CocoOptions) -> Result<
         }
     }
 
-    let base = opts
-        .images
-        .clone()
-        .unwrap_or_else(|| source.parent().unwrap_or(Path::new(".")).to_path_buf());
+    let base = opts.images.clone().unwrap_or_else(|| source.parent().unwrap_or(Path::new(".")).to_path_buf());
     let n = coco.images.len();
     let (mut ids, mut paths, mut labels) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    let (mut coco_ids, mut categories, mut n_objects, mut areas, mut is_person) =
-        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut coco_ids, mut categories, mut n_objects, mut areas, mut is_person) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
     for img in &coco.images {
         let area = person_area.get(&img.id).copied().unwrap_or(0.0);
         let person = person_area.contains_key(&img.id) && area >= opts.min_person_area;

@@ -58,15 +58,10 @@ pub(super) fn read_remote(ws: &Workspace, url: &str) -> Result<DataFrame> {
 fn frame(files: impl Iterator<Item = (PathBuf, String)>) -> Result<DataFrame> {
     let (mut ids, mut paths, mut labels, mut splits) = (vec![], vec![], vec![], vec![]);
     for (rel, stored) in files {
-        let dirs: Vec<String> = rel
-            .parent()
-            .map(|p| p.iter().map(|c| c.to_string_lossy().into_owned()).collect())
-            .unwrap_or_default();
+        let dirs: Vec<String> = rel.parent().map(|p| p.iter().map(|c| c.to_string_lossy().into_owned()).collect()).unwrap_or_default();
         let (split, label) = match dirs.as_slice() {
             [] => (None, None),
-            [first, rest @ ..] if SPLITS.contains(&first.to_ascii_lowercase().as_str()) => {
-                (Some(first.clone()), rest.last().cloned())
-            }
+            [first, rest @ ..] if SPLITS.contains(&first.to_ascii_lowercase().as_str()) => (Some(first.clone()), rest.last().cloned()),
             [.., last] => (None, Some(last.clone())),
         };
         ids.push(id_from_rel(&rel));

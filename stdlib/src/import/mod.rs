@@ -103,12 +103,7 @@ pub fn import(ws: &Workspace, source: &Path, opts: &ImportOptions, progress: &dy
     };
     let format = match opts.format.or(detected) {
         Some(f) => f,
-        None => {
-            return Err(CurateError::import(
-                source,
-                format!("cannot tell the format; pass --format ({})", ImportFormat::NAMES.join(", ")),
-            ))
-        }
+        None => return Err(CurateError::import(source, format!("cannot tell the format; pass --format ({})", ImportFormat::NAMES.join(", ")))),
     };
     let rows = match (format, remote) {
         (ImportFormat::Folder, Some(url)) => folder::read_remote(ws, url)?,
@@ -150,14 +145,7 @@ pub fn import(ws: &Workspace, source: &Path, opts: &ImportOptions, progress: &dy
     };
     ws.write_manifest(&mut out)?;
     cache.remove();
-    Ok(ImportReport {
-        format,
-        imported,
-        total: out.height(),
-        manifest: ws.manifest_location(),
-        scan: report,
-        shard: None,
-    })
+    Ok(ImportReport { format, imported, total: out.height(), manifest: ws.manifest_location(), scan: report, shard: None })
 }
 
 /// Apply the split and id-prefix options and put the standard columns first, in their usual
@@ -180,11 +168,7 @@ fn finish_rows(df: DataFrame, opts: &ImportOptions) -> PolarsResult<DataFrame> {
         }
     }
     let scan_cols = ["width", "height", "format", "bytes", "hash"];
-    let rest: Vec<Expr> = schema
-        .iter_names()
-        .filter(|n| !["id", "path", "label", "split"].contains(&n.as_str()) && !scan_cols.contains(&n.as_str()))
-        .map(|n| col(n.clone()))
-        .collect();
+    let rest: Vec<Expr> = schema.iter_names().filter(|n| !["id", "path", "label", "split"].contains(&n.as_str()) && !scan_cols.contains(&n.as_str())).map(|n| col(n.clone())).collect();
     front.extend(rest);
     lf.select(front).collect()
 }
@@ -208,10 +192,7 @@ fn id_from_rel(rel: &Path) -> String {
 pub const IMAGE_EXTENSIONS: [&str; 9] = ["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff", "pgm"];
 
 pub fn is_image(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .map(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-        .unwrap_or(false)
+    path.extension().and_then(|e| e.to_str()).map(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())).unwrap_or(false)
 }
 
 #[cfg(test)]

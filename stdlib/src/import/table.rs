@@ -13,11 +13,7 @@ use crate::workspace::Workspace;
 pub fn read_raw(source: &Path, format: ImportFormat) -> Result<DataFrame> {
     let bad = |e: PolarsError| CurateError::import(source, e);
     Ok(match format {
-        ImportFormat::Csv => CsvReadOptions::default()
-            .with_has_header(true)
-            .try_into_reader_with_file_path(Some(source.to_path_buf()))
-            .and_then(|r| r.finish())
-            .map_err(bad)?,
+        ImportFormat::Csv => CsvReadOptions::default().with_has_header(true).try_into_reader_with_file_path(Some(source.to_path_buf())).and_then(|r| r.finish()).map_err(bad)?,
         ImportFormat::Jsonl => {
             let file = std::fs::File::open(source).map_err(|e| CurateError::io(source, e))?;
             JsonReader::new(file).with_json_format(JsonFormat::JsonLines).finish().map_err(bad)?
@@ -61,22 +57,9 @@ pub(super) fn read_remote(ws: &Workspace, url: &str, format: ImportFormat) -> Re
 fn with_paths(ws: &Workspace, source: &Path, df: DataFrame, base_url: Option<&str>) -> Result<DataFrame> {
     let bad = |e: PolarsError| CurateError::import(source, e);
     let Some(path_col) = df.column("path").ok() else {
-        return Err(CurateError::import(
-            source,
-            format!(
-                "the table has no `path` column (columns: {})",
-                df.get_column_names().iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-            ),
-        ));
+        return Err(CurateError::import(source, format!("the table has no `path` column (columns: {})", df.get_column_names().iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))));
     };
-    let raw_paths: Vec<Option<String>> = path_col
-        .cast(&DataType::String)
-        .map_err(bad)?
-        .str()
-        .map_err(bad)?
-        .iter()
-        .map(|v| v.map(str::to_string))
-        .collect();
+    let raw_paths: Vec<Option<String>> = path_col.cast(&DataType::String).map_err(bad)?.str().map_err(bad)?.iter().map(|v| v.map(str::to_string)).collect();
     let base = source.parent().unwrap_or(Path::new("."));
     let mut paths = Vec::with_capacity(raw_paths.len());
     let mut derived_ids = Vec::with_capacity(raw_paths.len());

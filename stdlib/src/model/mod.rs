@@ -153,16 +153,11 @@ fn default_scale() -> f32 {
     1.0 / 255.0
 }
 
-pub const SPEC_KEYS: &[&str] = &[
-    "path", "input", "layout", "channels", "scale", "mean", "std", "embedding", "scores", "classes", "activation", "runtime", "batch",
-];
+pub const SPEC_KEYS: &[&str] = &["path", "input", "layout", "channels", "scale", "mean", "std", "embedding", "scores", "classes", "activation", "runtime", "batch"];
 
 impl ModelSpec {
     pub fn parse(name: &str, value: &toml::Value) -> Result<Self> {
-        value.clone().try_into().map_err(|e: toml::de::Error| CurateError::Model {
-            model: name.to_string(),
-            message: format!("invalid declaration in curate.toml: {}", e.message()),
-        })
+        value.clone().try_into().map_err(|e: toml::de::Error| CurateError::Model { model: name.to_string(), message: format!("invalid declaration in curate.toml: {}", e.message()) })
     }
 
     fn per_channel(&self, name: &str, v: &Option<Vec<f32>>, default: f32) -> Result<Vec<f32>> {
@@ -171,10 +166,7 @@ impl ModelSpec {
             None => Ok(vec![default; n]),
             Some(v) if v.len() == n => Ok(v.clone()),
             Some(v) if v.len() == 1 => Ok(vec![v[0]; n]),
-            Some(v) => Err(CurateError::Model {
-                model: name.to_string(),
-                message: format!("mean/std need {n} values for {:?} input, got {}", self.channels, v.len()),
-            }),
+            Some(v) => Err(CurateError::Model { model: name.to_string(), message: format!("mean/std need {n} values for {:?} input, got {}", self.channels, v.len()) }),
         }
     }
 }
@@ -286,12 +278,7 @@ impl Model {
             Runtime::Onnxruntime => {
                 use onnxruntime::{LoadError, OrtModel, FIX};
                 Engine::Onnxruntime(OrtModel::load(&bytes, &wanted, input.shape(), spec.batch).map_err(|e| match e {
-                    LoadError::Library(message) => CurateError::Runtime {
-                        model: name.to_string(),
-                        runtime: "onnxruntime".to_string(),
-                        message,
-                        help: FIX.to_string(),
-                    },
+                    LoadError::Library(message) => CurateError::Runtime { model: name.to_string(), runtime: "onnxruntime".to_string(), message, help: FIX.to_string() },
                     LoadError::Model(m) => err(format!("{} on onnxruntime: {m}", path.display())),
                 })?)
             }
@@ -333,23 +320,15 @@ impl Model {
     /// tract's optimised plan for the `wanted` outputs at the input's shape.
     fn tract_plan(path: &Path, bytes: &[u8], wanted: &[String], input: &InputSpec, layout: Layout) -> std::result::Result<Arc<TypedRunnableModel>, String> {
         let err = |m: String| m;
-        let mut model = tract_onnx::onnx()
-            .model_for_read(&mut std::io::Cursor::new(bytes))
-            .map_err(|e| err(format!("{} is not a loadable ONNX model: {e}", path.display())))?;
+        let mut model = tract_onnx::onnx().model_for_read(&mut std::io::Cursor::new(bytes)).map_err(|e| err(format!("{} is not a loadable ONNX model: {e}", path.display())))?;
         if let Err(e) = model.select_outputs_by_name(wanted) {
-            let outputs: Vec<String> = model
-                .output_outlets()
-                .map(|o| o.iter().map(|o| model.outlet_label(*o).map(str::to_string).unwrap_or_else(|| model.node(o.node).name.clone())).collect())
-                .unwrap_or_default();
+            let outputs: Vec<String> =
+                model.output_outlets().map(|o| o.iter().map(|o| model.outlet_label(*o).map(str::to_string).unwrap_or_else(|| model.node(o.node).name.clone())).collect()).unwrap_or_default();
             return Err(err(format!("{e}; the model's outputs are: {}", outputs.join(", "))));
         }
         let shape = input.shape();
-        model
-            .set_input_fact(0, f32::fact(shape).into())
-            .map_err(|e| err(format!("cannot set input shape {shape:?}: {e}")))?;
-        let typed = model
-            .into_optimized()
-            .map_err(|e| err(format!("the input shape {shape:?} ({layout:?}) does not fit the model: {}", chain(&e))))?;
+        model.set_input_fact(0, f32::fact(shape).into()).map_err(|e| err(format!("cannot set input shape {shape:?}: {e}")))?;
+        let typed = model.into_optimized().map_err(|e| err(format!("the input shape {shape:?} ({layout:?}) does not fit the model: {}", chain(&e))))?;
         typed.into_runnable().map_err(|e| err(chain(&e)))
     }
 
@@ -374,9 +353,10 @@ impl Model {
         };
         let consumers = |v: &str| -> Vec<&NodeProto> { graph.node.iter().filter(|n| n.input.iter().any(|i| i == v)).collect() };
         let next = consumers(&value);
-        let layer = next.iter().find(|n| n.op_type == "MatMul" || n.op_type == "Gemm").ok_or_else(|| {
-            format!("`{emb}` does not feed a MatMul or Gemm (it feeds: {})", next.iter().map(|n| n.op_type.as_str()).collect::<Vec<_>>().join(", "))
-        })?;
+        let layer = next
+            .iter()
+            .find(|n| n.op_type == "MatMul" || n.op_type == "Gemm")
+            .ok_or_else(|| format!("`{emb}` does not feed a MatMul or Gemm (it feeds: {})", next.iter().map(|n| n.op_type.as_str()).collect::<Vec<_>>().join(", ")))?;
         let other = layer.input.iter().find(|i| **i != value).ok_or("the layer has one input")?;
         let (shape, w) = constant(other).ok_or_else(|| format!("{} `{}`: its weights `{other}` are not a constant", layer.op_type, layer.name))?;
         let attr = |name: &str| layer.attribute.iter().find(|a| a.name == name);
@@ -408,7 +388,11 @@ impl Model {
                     match b {
                         Some((_, b)) if b.len() == classes || b.len() == 1 => {
                             nodes.push(format!("Add `{}`", add.name));
-                            if b.len() == 1 { vec![b[0]; classes] } else { b }
+                            if b.len() == 1 {
+                                vec![b[0]; classes]
+                            } else {
+                                b
+                            }
                         }
                         _ => return Err(format!("Add `{}` after the layer does not add a constant bias of {classes}", add.name)),
                     }
@@ -551,11 +535,7 @@ mod tests {
         let ws = crate::workspace::Workspace::open(&root).expect("example workspace");
         let spec = ModelSpec::parse("vww", &ws.config.models["vww"]).expect("declared");
         let model = Model::load(&root, "vww", &spec).expect("loads");
-        let direct = tract_onnx::onnx()
-            .model_for_path(root.join("models/vww_96_float.onnx"))
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
-            .expect("tract loads the file directly");
+        let direct = tract_onnx::onnx().model_for_path(root.join("models/vww_96_float.onnx")).and_then(|m| m.into_optimized()).and_then(|m| m.into_runnable()).expect("tract loads the file directly");
         let mut state = model.spawn().expect("state");
         for (file, class, expected) in [("person.png", 1usize, 0.8611f32), ("no_person.png", 0, 0.8870)] {
             let bytes = std::fs::read(root.join("models/reference").join(file)).expect("reference image");

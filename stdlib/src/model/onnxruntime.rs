@@ -61,14 +61,8 @@ fn load() -> std::result::Result<&'static Library, String> {
     LIBRARY
         .get_or_init(|| {
             let path = find_library()?;
-            let builder = ort::init_from(&path).map_err(|e| {
-                format!("cannot load onnxruntime from {}: {e} (curate needs onnxruntime 1.17 or newer)", path.display())
-            })?;
-            let env = builder
-                .with_name("curate")
-                .with_telemetry(false)
-                .build()
-                .map_err(|e| format!("onnxruntime from {} does not start: {e}", path.display()))?;
+            let builder = ort::init_from(&path).map_err(|e| format!("cannot load onnxruntime from {}: {e} (curate needs onnxruntime 1.17 or newer)", path.display()))?;
+            let env = builder.with_name("curate").with_telemetry(false).build().map_err(|e| format!("onnxruntime from {} does not start: {e}", path.display()))?;
             env.set_log_level(ort::logging::LogLevel::Error);
             let version = version_of(&path).unwrap_or_else(|| "of unknown version".into());
             Ok(Library { env, path, version })
@@ -101,21 +95,13 @@ fn find_library() -> std::result::Result<PathBuf, String> {
     }
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
-        return if p.is_file() {
-            Ok(p)
-        } else {
-            Err(format!("ORT_DYLIB_PATH is {}, which is not a file", p.display()))
-        };
+        return if p.is_file() { Ok(p) } else { Err(format!("ORT_DYLIB_PATH is {}, which is not a file", p.display())) };
     }
     let python = std::env::var("CURATE_PYTHON").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| "python3".to_string());
     // Found, not imported: importing onnxruntime (and numpy) takes 0.4 s, finding it 30 ms.
     let script = "import importlib.util as u, os, sys\ns = u.find_spec('onnxruntime')\nif s is None or not s.origin: sys.exit(\"No module named 'onnxruntime'\")\nprint(os.path.join(os.path.dirname(s.origin), 'capi'))";
     let looked = format!("the onnxruntime library was not found: ORT_DYLIB_PATH is not set, and `{python}`");
-    let out = std::process::Command::new(&python)
-        .args(["-c", script])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| format!("{looked} could not be run ({e})"))?;
+    let out = std::process::Command::new(&python).args(["-c", script]).stdin(std::process::Stdio::null()).output().map_err(|e| format!("{looked} could not be run ({e})"))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output").trim().to_string();
@@ -133,8 +119,7 @@ fn library_in(dir: &Path) -> Option<PathBuf> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            (name.starts_with("libonnxruntime.so") || (name.starts_with("libonnxruntime.") && name.ends_with(".dylib")) || name == "onnxruntime.dll")
-                && !name.contains("providers")
+            (name.starts_with("libonnxruntime.so") || (name.starts_with("libonnxruntime.") && name.ends_with(".dylib")) || name == "onnxruntime.dll") && !name.contains("providers")
         })
         .collect();
     found.sort();
@@ -240,10 +225,7 @@ fn select_outputs(bytes: &[u8], wanted: &[String]) -> std::result::Result<(Vec<u
             let names: Vec<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
             return Err(format!("`{w}` is neither an output nor a node of the model; the model's outputs are: {}", names.join(", ")));
         };
-        let float = pb::TypeProto {
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor { elem_type: pb::tensor_proto::DataType::Float as i32, shape: None })),
-            ..Default::default()
-        };
+        let float = pb::TypeProto { value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor { elem_type: pb::tensor_proto::DataType::Float as i32, shape: None })), ..Default::default() };
         infos.push(pb::ValueInfoProto { name: value.clone(), r#type: Some(float), ..Default::default() });
         outputs.push(value);
     }
@@ -308,7 +290,12 @@ mod tests {
             for ((t, b), m) in tensors.into_iter().zip(batched).zip(media) {
                 let want = tract.run(&mut state, t.clone()).expect("tract runs");
                 let one = ort.run(&mut ort_state, t).expect("onnxruntime runs");
-                for (what, a, got) in [("embedding", &want.embedding, &one.embedding), ("scores", &want.scores, &one.scores), ("batched embedding", &want.embedding, &b.embedding), ("batched scores", &want.scores, &b.scores)] {
+                for (what, a, got) in [
+                    ("embedding", &want.embedding, &one.embedding),
+                    ("scores", &want.scores, &one.scores),
+                    ("batched embedding", &want.embedding, &b.embedding),
+                    ("batched scores", &want.scores, &b.scores),
+                ] {
                     let (a, got) = (a.as_ref().expect("tract output"), got.as_ref().expect("onnxruntime output"));
                     assert_eq!(a.len(), got.len(), "{name} {what} {m}");
                     let scale = a.iter().fold(0f32, |s, v| s.max(v.abs())).max(1e-6);

@@ -69,10 +69,7 @@ pub const MAX_PIXELS: u64 = 40_000_000;
 /// Refuse a picture too large to hold, before allocating it.
 pub fn check_size(w: u32, h: u32, what: &str) -> Result<()> {
     if w as u64 * h as u64 > MAX_PIXELS {
-        return Err(crate::CurateError::Plot {
-            what: what.into(),
-            message: format!("{w}×{h} pixels is too large (at most {MAX_PIXELS}); show fewer samples, categories or smaller tiles"),
-        });
+        return Err(crate::CurateError::Plot { what: what.into(), message: format!("{w}×{h} pixels is too large (at most {MAX_PIXELS}); show fewer samples, categories or smaller tiles") });
     }
     Ok(())
 }
@@ -242,8 +239,7 @@ pub fn bars(categories: &[String], groups: &[String], counts: &[Vec<f64>], title
         }
         for (ci, name) in names.iter().enumerate() {
             let (x, y) = chart.backend_coord(&(0.0, (n - ci) as f64 - 0.5));
-            root.draw(&Text::new(name.clone(), (x - 8, y), font(14).pos(Pos::new(HPos::Right, VPos::Center))))
-                .map_err(draw_err("bar chart"))?;
+            root.draw(&Text::new(name.clone(), (x - 8, y), font(14).pos(Pos::new(HPos::Right, VPos::Center)))).map_err(draw_err("bar chart"))?;
         }
         if groups.len() > 1 {
             chart
@@ -290,10 +286,7 @@ pub fn heatmap(rows: &[String], cols: &[String], counts: &[Vec<u64>], title: &st
     let top = 90u32;
     let note = "cells shaded by their share of the row: green on the diagonal, red off it";
     if rows.len() > MAX_CATEGORIES * 2 || cols.len() > MAX_CATEGORIES * 2 {
-        return Err(crate::CurateError::Plot {
-            what: "heat map".into(),
-            message: format!("{} × {} classes are too many to read; filter to the classes of interest first", rows.len(), cols.len()),
-        });
+        return Err(crate::CurateError::Plot { what: "heat map".into(), message: format!("{} × {} classes are too many to read; filter to the classes of interest first", rows.len(), cols.len()) });
     }
     let w = (left + cell_w * cnames.len() as u32 + 30).max(text_width(title, 20) + 40).max(left + text_width(note, 12) + 20).max(420);
     let h = top + cell_h * rnames.len() as u32 + 50;
@@ -424,13 +417,7 @@ pub fn pr_curve(points: &[(f64, f64)], title: &str, operating: Option<(f64, f64)
     render(WIDTH.min(720), HEIGHT, "PR curve", |root| {
         let e = draw_err("PR curve");
         root.fill(&WHITE).map_err(&e)?;
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, font(20))
-            .margin(16)
-            .x_label_area_size(48)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..1.0, 0f64..1.02)
-            .map_err(&e)?;
+        let mut chart = ChartBuilder::on(root).caption(title, font(20)).margin(16).x_label_area_size(48).y_label_area_size(60).build_cartesian_2d(0f64..1.0, 0f64..1.02).map_err(&e)?;
         chart
             .configure_mesh()
             .x_desc("recall")
@@ -442,7 +429,11 @@ pub fn pr_curve(points: &[(f64, f64)], title: &str, operating: Option<(f64, f64)
             .y_label_formatter(&tick)
             .draw()
             .map_err(&e)?;
-        chart.draw_series(LineSeries::new(points.iter().copied(), color(0).stroke_width(3))).map_err(&e)?.label("precision at each score threshold").legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color(0).stroke_width(3)));
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), color(0).stroke_width(3)))
+            .map_err(&e)?
+            .label("precision at each score threshold")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color(0).stroke_width(3)));
         if let Some(op) = operating {
             chart
                 .draw_series([Circle::new(op, 7, RED.filled())])
@@ -450,14 +441,7 @@ pub fn pr_curve(points: &[(f64, f64)], title: &str, operating: Option<(f64, f64)
                 .label(format!("model's prediction: recall {:.3}, precision {:.3}", op.0, op.1))
                 .legend(|(x, y)| Circle::new((x + 8, y), 6, RED.filled()));
         }
-        chart
-            .configure_series_labels()
-            .label_font(font(13))
-            .background_style(WHITE.mix(0.9))
-            .border_style(GREY)
-            .position(SeriesLabelPosition::LowerLeft)
-            .draw()
-            .map_err(&e)?;
+        chart.configure_series_labels().label_font(font(13)).background_style(WHITE.mix(0.9)).border_style(GREY).position(SeriesLabelPosition::LowerLeft).draw().map_err(&e)?;
         Ok(())
     })
 }
@@ -502,9 +486,7 @@ pub fn scatter(points: &[(f64, f64)], category: &[usize], names: &[String], high
             .map_err(&e)?;
         for (c, _) in names.iter().enumerate() {
             let col = color(c);
-            chart
-                .draw_series(points.iter().zip(category).zip(highlight).filter(|((_, &k), &h)| k == c && !h).map(|((&p, _), _)| Circle::new(p, 3, col.mix(0.75).filled())))
-                .map_err(&e)?;
+            chart.draw_series(points.iter().zip(category).zip(highlight).filter(|((_, &k), &h)| k == c && !h).map(|((&p, _), _)| Circle::new(p, 3, col.mix(0.75).filled()))).map_err(&e)?;
         }
         let hi: Vec<_> = points.iter().zip(category).zip(highlight).filter(|(_, &h)| h).map(|((&p, &k), _)| (p, k)).collect();
         chart.draw_series(hi.iter().map(|&(p, k)| Circle::new(p, 7, color(k).filled()))).map_err(&e)?;

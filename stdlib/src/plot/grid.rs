@@ -123,12 +123,7 @@ pub fn thumbnail(path: Option<&PathBuf>, size: u32) -> std::result::Result<RgbIm
         Some(url) if crate::objects::is_url(url) => crate::objects::read(url).map_err(|e| if e.ends_with("not found") { "missing: not found".to_string() } else { e })?,
         _ => std::fs::read(path).map_err(|e| format!("missing: {}", e.kind()))?,
     };
-    let img = image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| format!("unreadable: {e}"))?
-        .decode()
-        .map_err(|_| "unreadable image".to_string())?
-        .to_rgb8();
+    let img = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| format!("unreadable: {e}"))?.decode().map_err(|_| "unreadable image".to_string())?.to_rgb8();
     let (w, h) = img.dimensions();
     if w == 0 || h == 0 {
         return Err("empty image".to_string());

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use curate_kernels::SplitMix;
 use image::{DynamicImage, GenericImageView};
 use polars::prelude::*;
-use rhai::{NativeCallContext, Dynamic, Engine, EvalAltResult, Map};
+use rhai::{Dynamic, Engine, EvalAltResult, Map, NativeCallContext};
 use serde_json::json;
 
 use super::{Context, Example, Opt, Primitive};

@@ -48,10 +48,7 @@ pub const RECALL_DOC: Primitive = Primitive {
               samples: the ones missed, most confident first. The slice needs `label` and \
               `pred_label` (predictions(), ds.predict, ds.load_predictions).",
     options: &[],
-    examples: &[Example {
-        code: "open().filter(\"class = 'face'\").predict(\"vww\").recall(\"person\").to_string()",
-        result: Some("recall(person) = 0.000 (n=100)"),
-    }],
+    examples: &[Example { code: "open().filter(\"class = 'face'\").predict(\"vww\").recall(\"person\").to_string()", result: Some("recall(person) = 0.000 (n=100)") }],
 };
 
 pub const PRECISION_DOC: Primitive = Primitive {
@@ -60,10 +57,7 @@ pub const PRECISION_DOC: Primitive = Primitive {
     summary: "Of the slice's samples predicted `class`, the share labelled `class`. Failing \
               samples: the false positives, most confident first.",
     options: &[],
-    examples: &[Example {
-        code: "open().filter(\"class IN ('face', 'nonface')\").predict(\"vww\").precision(\"no_person\").to_string()",
-        result: Some("precision(no_person) = 0.500 (n=200)"),
-    }],
+    examples: &[Example { code: "open().filter(\"class IN ('face', 'nonface')\").predict(\"vww\").precision(\"no_person\").to_string()", result: Some("precision(no_person) = 0.500 (n=200)") }],
 };
 
 pub const FPR_DOC: Primitive = Primitive {
@@ -72,10 +66,7 @@ pub const FPR_DOC: Primitive = Primitive {
     summary: "False positive rate: of the slice's labelled samples not labelled `class`, the \
               share predicted `class`. Failing samples: those false positives.",
     options: &[],
-    examples: &[Example {
-        code: "let v = open().filter(\"class = 'nonface'\").predict(\"vww\").fpr(\"person\") <= 0.01; v.to_string()",
-        result: Some("fpr(person) = 0.000 ≤ 0.01: pass (n=100)"),
-    }],
+    examples: &[Example { code: "let v = open().filter(\"class = 'nonface'\").predict(\"vww\").fpr(\"person\") <= 0.01; v.to_string()", result: Some("fpr(person) = 0.000 ≤ 0.01: pass (n=100)") }],
 };
 
 pub const ACCURACY_DOC: Primitive = Primitive {
@@ -83,10 +74,7 @@ pub const ACCURACY_DOC: Primitive = Primitive {
     signatures: &["slice.accuracy() -> Metric"],
     summary: "Of the slice's labelled samples, the share whose prediction is their label.",
     options: &[],
-    examples: &[Example {
-        code: "open().filter(\"class IN ('face', 'nonface')\").predict(\"vww\").accuracy().to_string()",
-        result: Some("accuracy = 0.500 (n=200)"),
-    }],
+    examples: &[Example { code: "open().filter(\"class IN ('face', 'nonface')\").predict(\"vww\").accuracy().to_string()", result: Some("accuracy = 0.500 (n=200)") }],
 };
 
 pub const MEAN_SCORE_DOC: Primitive = Primitive {
@@ -125,10 +113,7 @@ pub const EVERY_PREDICTED_DOC: Primitive = Primitive {
     summary: "Passes when every sample of the slice is predicted `class`. Failing samples: the \
               ones predicted otherwise.",
     options: &[],
-    examples: &[Example {
-        code: "open().filter(\"class = 'nonface'\").predict(\"vww\").every_predicted(\"no_person\").pass",
-        result: Some("true"),
-    }],
+    examples: &[Example { code: "open().filter(\"class = 'nonface'\").predict(\"vww\").every_predicted(\"no_person\").pass", result: Some("true") }],
 };
 
 pub const NONE_PREDICTED_DOC: Primitive = Primitive {
@@ -137,10 +122,7 @@ pub const NONE_PREDICTED_DOC: Primitive = Primitive {
     summary: "Passes when no sample of the slice is predicted `class`: scenes without people \
               must stay empty. Failing samples: the ones predicted `class`.",
     options: &[],
-    examples: &[Example {
-        code: "open().filter(\"class = 'nonface'\").predict(\"vww\").none_predicted(\"person\").to_string()",
-        result: Some("share_predicted(person) = 0.000 ≤ 0: pass (n=100)"),
-    }],
+    examples: &[Example { code: "open().filter(\"class = 'nonface'\").predict(\"vww\").none_predicted(\"person\").to_string()", result: Some("share_predicted(person) = 0.000 ≤ 0: pass (n=100)") }],
 };
 
 pub const NO_DROP_DOC: Primitive = Primitive {
@@ -150,10 +132,7 @@ pub const NO_DROP_DOC: Primitive = Primitive {
               test --baseline RUN`), looked up by test and metric. Without a baseline it passes \
               and says so; with a baseline that lacks this metric it fails.",
     options: &[],
-    examples: &[Example {
-        code: "open().filter(\"class = 'face'\").count().no_drop(0.01).to_string()",
-        result: Some("count = 100 no_drop (no baseline; pass --baseline RUN): pass (n=100)"),
-    }],
+    examples: &[Example { code: "open().filter(\"class = 'face'\").count().no_drop(0.01).to_string()", result: Some("count = 100 no_drop (no baseline; pass --baseline RUN): pass (n=100)") }],
 };
 
 /// A metric measured on a slice.
@@ -168,9 +147,9 @@ pub struct Metric {
     pub failing: Vec<String>,
 }
 
+use crate::runs::trim;
 /// The outcome of a rule (kept in the run records, so defined there).
 pub use crate::runs::Verdict;
-use crate::runs::trim;
 
 /// One declared test.
 #[derive(Clone)]
@@ -217,31 +196,17 @@ fn compare(m: &Metric, op: &str, t: f64) -> Verdict {
 fn predictions_of(ds: &Dataset, function: &str) -> Result<Vec<(String, Option<String>, Option<String>, f64)>> {
     for c in ["label", "pred_label"] {
         if !ds.schema().contains(c) {
-            return Err(CurateError::arg(
-                function,
-                format!("the slice has no `{c}` column: test a slice of predictions() (or of ds.predict(model))"),
-            ));
+            return Err(CurateError::arg(function, format!("the slice has no `{c}` column: test a slice of predictions() (or of ds.predict(model))")));
         }
     }
     let score = if ds.schema().contains("pred_score") { col("pred_score").cast(DataType::Float64) } else { lit(0.0) };
-    let df = ds
-        .lazy()
-        .select([col("id"), col("label").cast(DataType::String), col("pred_label").cast(DataType::String), score.alias("s")])
-        .collect()?;
+    let df = ds.lazy().select([col("id"), col("label").cast(DataType::String), col("pred_label").cast(DataType::String), score.alias("s")]).collect()?;
     let ids = df.column("id")?.str()?.clone();
     let labels = df.column("label")?.str()?.clone();
     let preds = df.column("pred_label")?.str()?.clone();
     let scores = df.column("s")?.f64()?.clone();
-    let mut out: Vec<_> = (0..df.height())
-        .map(|i| {
-            (
-                ids.get(i).unwrap_or_default().to_string(),
-                labels.get(i).map(str::to_string),
-                preds.get(i).map(str::to_string),
-                scores.get(i).unwrap_or(0.0),
-            )
-        })
-        .collect();
+    let mut out: Vec<_> =
+        (0..df.height()).map(|i| (ids.get(i).unwrap_or_default().to_string(), labels.get(i).map(str::to_string), preds.get(i).map(str::to_string), scores.get(i).unwrap_or(0.0))).collect();
     // Most confident first, so failing samples list the most confident mistakes first.
     out.sort_by(|a, b| b.3.total_cmp(&a.3).then_with(|| a.0.cmp(&b.0)));
     Ok(out)
@@ -296,13 +261,7 @@ pub fn predicted_share(ds: &Dataset, c: &str) -> Result<Metric> {
 pub fn mean_score(ds: &Dataset, column: &str) -> Result<Metric> {
     ds.check_column(column)?;
     let df = ds.lazy().select([col("id"), col(column).cast(DataType::Float64).alias("v")]).collect()?;
-    let mut vals: Vec<(f64, String)> = df
-        .column("v")?
-        .f64()?
-        .iter()
-        .zip(df.column("id")?.str()?.iter())
-        .filter_map(|(v, id)| Some((v?, id?.to_string())))
-        .collect();
+    let mut vals: Vec<(f64, String)> = df.column("v")?.f64()?.iter().zip(df.column("id")?.str()?.iter()).filter_map(|(v, id)| Some((v?, id?.to_string()))).collect();
     vals.sort_by(|a, b| a.0.total_cmp(&b.0));
     let n = vals.len();
     let value = if n == 0 { None } else { Some(vals.iter().map(|v| v.0).sum::<f64>() / n as f64) };

@@ -125,7 +125,13 @@ fn parse_classify(map: &Map) -> Result<ClassifyOptions> {
         match k.as_str() {
             "positive" => o.positive = ids_of("classify", "positive", v)?,
             "negative" => o.negative = ids_of("classify", "negative", v)?,
-            "model" => o.model = Some(v.clone().into_string().map_err(|t| CurateError::InvalidOption { function: "classify".into(), key: "model".into(), message: format!("expected a model name, found a {t}") })?),
+            "model" => {
+                o.model = Some(v.clone().into_string().map_err(|t| CurateError::InvalidOption {
+                    function: "classify".into(),
+                    key: "model".into(),
+                    message: format!("expected a model name, found a {t}"),
+                })?)
+            }
             "extend" => {
                 o.extend = Some(v.clone().try_cast::<Probe>().ok_or_else(|| CurateError::InvalidOption {
                     function: "classify".into(),
@@ -133,9 +139,7 @@ fn parse_classify(map: &Map) -> Result<ClassifyOptions> {
                     message: format!("expected a probe, found a {}", v.type_name()),
                 })?)
             }
-            other => {
-                return Err(CurateError::UnknownOption { function: "classify".into(), key: other.to_string(), valid: CLASSIFY_KEYS.iter().map(|s| s.to_string()).collect() })
-            }
+            other => return Err(CurateError::UnknownOption { function: "classify".into(), key: other.to_string(), valid: CLASSIFY_KEYS.iter().map(|s| s.to_string()).collect() }),
         }
     }
     Ok(o)
@@ -171,10 +175,7 @@ pub fn score(ctx: &Context, ds: &Dataset, probe: &Probe) -> Result<Dataset> {
     let labelled: std::collections::HashMap<&str, &str> = probe.examples.iter().map(|(i, c)| (i.as_str(), c.as_str())).collect();
     let marks: Vec<Option<&str>> = ids.iter().map(|i| labelled.get(i.as_str()).copied()).collect();
     let extra = df!("id" => ids.clone(), "score" => scores, "labelled" => marks)?;
-    let sorted = ds.annotate(extra).sort_by_exprs(
-        [col("score"), col("id")],
-        SortMultipleOptions::default().with_order_descending_multi([true, false]).with_nulls_last(true),
-    );
+    let sorted = ds.annotate(extra).sort_by_exprs([col("score"), col("id")], SortMultipleOptions::default().with_order_descending_multi([true, false]).with_nulls_last(true));
     ds.derive(sorted)
 }
 
@@ -199,13 +200,8 @@ pub fn fit_probe(ctx: &Context, ds: &Dataset, column: &str, opts: &FitOptions) -
     let labelled = ds.derive(ds.lazy().filter(col(column).is_not_null()))?;
     let f = probe::features(&ctx.services(), &labelled, &model, true)?;
     let labels_df = labelled.lazy().select([col("id"), col(column).cast(DataType::String).alias("label")]).collect()?;
-    let label_of: std::collections::HashMap<String, String> = labels_df
-        .column("id")?
-        .str()?
-        .iter()
-        .zip(labels_df.column("label")?.str()?.iter())
-        .filter_map(|(i, l)| Some((i?.to_string(), l?.to_string())))
-        .collect();
+    let label_of: std::collections::HashMap<String, String> =
+        labels_df.column("id")?.str()?.iter().zip(labels_df.column("label")?.str()?.iter()).filter_map(|(i, l)| Some((i?.to_string(), l?.to_string()))).collect();
     let mut classes: Vec<String> = label_of.values().cloned().collect();
     classes.sort();
     classes.dedup();
@@ -215,18 +211,12 @@ pub fn fit_probe(ctx: &Context, ds: &Dataset, column: &str, opts: &FitOptions) -
     let y: Vec<usize> = f.ids.iter().map(|i| classes.binary_search(&label_of[i]).unwrap_or(0)).collect();
     let smallest = (0..classes.len()).map(|c| y.iter().filter(|&&v| v == c).count()).min().unwrap_or(0);
     let folds = (folds as usize).min(smallest.max(2));
-    let cv = curate_kernels::probe::cross_validate(&f.design(), &y, classes.len(), probe::ALPHAS, folds, 0x5eed)
-        .map_err(|m| CurateError::arg("fit_probe", m))?;
+    let cv = curate_kernels::probe::cross_validate(&f.design(), &y, classes.len(), probe::ALPHAS, folds, 0x5eed).map_err(|m| CurateError::arg("fit_probe", m))?;
     let chosen = match cv.sample {
         Some(s) => format!("alpha {} (chosen on a stratified sample of {s})", cv.alpha),
         None => format!("alpha {}", cv.alpha),
     };
-    (ctx.sink)(Output::Text(format!(
-        "fit_probe({column}): {} samples, {} classes, {folds}-fold CV, {chosen}, out-of-fold accuracy {:.3}",
-        f.ids.len(),
-        classes.len(),
-        cv.accuracy
-    )));
+    (ctx.sink)(Output::Text(format!("fit_probe({column}): {} samples, {} classes, {folds}-fold CV, {chosen}, out-of-fold accuracy {:.3}", f.ids.len(), classes.len(), cv.accuracy)));
     let k = classes.len();
     let probs: Vec<Option<Vec<f32>>> = cv.oof.chunks(k).map(|c| Some(c.to_vec())).collect();
     let preds = super::predict::prediction_frame(f.ids, &classes, &probs)?;
@@ -241,9 +231,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     engine.register_get("negative", |p: &mut Probe| -> rhai::Array { p.ids_of("negative").into_iter().map(Dynamic::from).collect() });
     engine.register_get("cv_accuracy", |p: &mut Probe| -> Dynamic { p.cv_accuracy.map(Dynamic::from).unwrap_or(Dynamic::UNIT) });
     let c = ctx.clone();
-    engine.register_fn("classify", move |ds: &mut Dataset, opts: Map| -> Result<Probe, Box<EvalAltResult>> {
-        Ok(classify(&c, ds, parse_classify(&opts)?)?)
-    });
+    engine.register_fn("classify", move |ds: &mut Dataset, opts: Map| -> Result<Probe, Box<EvalAltResult>> { Ok(classify(&c, ds, parse_classify(&opts)?)?) });
     let c = ctx.clone();
     engine.register_fn("score", move |ds: &mut Dataset, p: Probe| -> Result<Dataset, Box<EvalAltResult>> { Ok(score(&c, ds, &p)?) });
     let c = ctx.clone();
@@ -264,9 +252,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
         Ok(p.clone())
     });
     let c = ctx.clone();
-    engine.register_fn("fit_probe", move |ds: &mut Dataset, column: &str| -> Result<Dataset, Box<EvalAltResult>> {
-        Ok(fit_probe(&c, ds, column, &FitOptions::default())?)
-    });
+    engine.register_fn("fit_probe", move |ds: &mut Dataset, column: &str| -> Result<Dataset, Box<EvalAltResult>> { Ok(fit_probe(&c, ds, column, &FitOptions::default())?) });
     let c = ctx.clone();
     engine.register_fn("fit_probe", move |ds: &mut Dataset, column: &str, opts: Map| -> Result<Dataset, Box<EvalAltResult>> {
         let opts: FitOptions = crate::options::parse("fit_probe", &opts)?;

@@ -24,9 +24,7 @@ pub fn column(ds: &Dataset, name: &str) -> Result<Array> {
 }
 
 pub fn register(engine: &mut Engine) {
-    engine.register_fn("col", |ds: &mut Dataset, name: &str| -> Result<Array, Box<EvalAltResult>> {
-        Ok(column(ds, name)?)
-    });
+    engine.register_fn("col", |ds: &mut Dataset, name: &str| -> Result<Array, Box<EvalAltResult>> { Ok(column(ds, name)?) });
 }
 
 #[cfg(test)]

@@ -24,7 +24,11 @@ pub const DOC: Primitive = Primitive {
               sample in a cluster, with `cluster`, `cluster_size`, `similarity` (to its closest \
               member) and `leak` (the cluster spans more than one split: train/test leakage).",
     options: &[
-        Opt { name: "threshold", default: "0.9", help: "The cosine similarity at which a pair may differ in twice `max_hamming` bits, or at which the embedding alone decides when there is no perceptual hash." },
+        Opt {
+            name: "threshold",
+            default: "0.9",
+            help: "The cosine similarity at which a pair may differ in twice `max_hamming` bits, or at which the embedding alone decides when there is no perceptual hash.",
+        },
         Opt { name: "loose", default: "0.7", help: "Pairs below this cosine similarity are never candidates." },
         Opt { name: "max_hamming", default: "8", help: "The bits in which two 64-bit perceptual hashes may differ for a duplicate." },
         Opt { name: "phash", default: "true", help: "Confirm candidates with perceptual hashes; false leaves the embedding alone at `threshold`." },
@@ -45,9 +49,7 @@ impl Options for DuplicatesOptions {
 
 pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     let c = ctx.clone();
-    engine.register_fn("duplicates", move |ds: &mut Dataset| -> Result<Dataset, Box<EvalAltResult>> {
-        Ok(duplicates(&c.registry, ds, &DuplicatesOptions::default(), c.progress.as_ref())?)
-    });
+    engine.register_fn("duplicates", move |ds: &mut Dataset| -> Result<Dataset, Box<EvalAltResult>> { Ok(duplicates(&c.registry, ds, &DuplicatesOptions::default(), c.progress.as_ref())?) });
     let c = ctx.clone();
     engine.register_fn("duplicates", move |ds: &mut Dataset, opts: Map| -> Result<Dataset, Box<EvalAltResult>> {
         let opts: DuplicatesOptions = options::parse("duplicates", &opts)?;

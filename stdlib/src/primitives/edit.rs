@@ -26,10 +26,7 @@ pub const DOC: Primitive = Primitive {
               dataset; an id not in the current view is an error. Edits of more samples than the \
               REPL's limit ask first.",
     options: &[],
-    examples: &[Example {
-        code: "let ds = open().relabel(\"lfw/nonface/104\", \"person\", \"a face after all\"); ds.get(\"lfw/nonface/104\").label",
-        result: Some("person"),
-    }],
+    examples: &[Example { code: "let ds = open().relabel(\"lfw/nonface/104\", \"person\", \"a face after all\"); ds.get(\"lfw/nonface/104\").label", result: Some("person") }],
 };
 
 pub const REMOVE_DOC: Primitive = Primitive {
@@ -57,10 +54,7 @@ pub const TAG_DOC: Primitive = Primitive {
     summary: "Mark samples with a tag through the edit log: the view gets a boolean column \
               `tag_<tag>`, true for the tagged samples and false for the others, to filter on.",
     options: &[],
-    examples: &[Example {
-        code: "let ds = open().tag([\"lfw/face/000\", \"lfw/face/001\"], \"blue_bg\"); ds.filter(\"tag_blue_bg\").len()",
-        result: Some("2"),
-    }],
+    examples: &[Example { code: "let ds = open().tag([\"lfw/face/000\", \"lfw/face/001\"], \"blue_bg\"); ds.filter(\"tag_blue_bg\").len()", result: Some("2") }],
 };
 
 pub const UNTAG_DOC: Primitive = Primitive {
@@ -83,10 +77,7 @@ pub const SET_DOC: Primitive = Primitive {
               (set(\"label\", ...) with a reason relabels), weight for `weight`, tag and untag \
               for `tag_*` columns.",
     options: &[],
-    examples: &[Example {
-        code: "let ds = open().set(\"scene\", [\"lfw/face/000\", \"lfw/face/001\"], \"indoor\", \"checked by hand\"); ds.filter(\"scene = 'indoor'\").len()",
-        result: Some("2"),
-    }],
+    examples: &[Example { code: "let ds = open().set(\"scene\", [\"lfw/face/000\", \"lfw/face/001\"], \"indoor\", \"checked by hand\"); ds.filter(\"scene = 'indoor'\").len()", result: Some("2") }],
 };
 
 pub const WEIGHT_DOC: Primitive = Primitive {
@@ -105,10 +96,7 @@ pub const OVERSAMPLE_DOC: Primitive = Primitive {
     summary: "Multiply the training weight of samples by `factor` (> 0) through the edit log: a \
               sample without a weight counts as 1, one weighted 2 becomes 2 × factor.",
     options: &[],
-    examples: &[Example {
-        code: "let ds = open().weight(\"lfw/face/007\", 2.0); ds.oversample(ds.filter(\"class = 'face'\"), 3.0).get(\"lfw/face/007\").weight",
-        result: Some("6.0"),
-    }],
+    examples: &[Example { code: "let ds = open().weight(\"lfw/face/007\", 2.0); ds.oversample(ds.filter(\"class = 'face'\"), 3.0).get(\"lfw/face/007\").weight", result: Some("6.0") }],
 };
 
 /// The keys of balance's options map.
@@ -125,10 +113,7 @@ pub const BALANCE_DOC: Primitive = Primitive {
         default: "equal shares",
         help: "The share of the total weight per value of `col`, e.g. #{person: 1, no_person: 3}; values left out get none. Shares are normalised to add up to 1.",
     }],
-    examples: &[Example {
-        code: "let ds = open().balance(\"label\"); ds.filter(\"label = 'person'\").head(1).col(\"weight\")",
-        result: Some("[7.0]"),
-    }],
+    examples: &[Example { code: "let ds = open().balance(\"label\"); ds.filter(\"label = 'person'\").head(1).col(\"weight\")", result: Some("[7.0]") }],
 };
 
 pub const CHECKPOINT_DOC: Primitive = Primitive {
@@ -187,9 +172,7 @@ fn values_in(view: &Dataset, ids: &[String], column: Option<&str>) -> Result<Vec
         let v = if has { crate::output::any_to_json(&df.column("__v")?.get(i)?) } else { Value::Null };
         found.insert(id, v);
     }
-    ids.iter()
-        .map(|id| found.remove(id).ok_or_else(|| CurateError::UnknownId { id: id.clone() }))
-        .collect()
+    ids.iter().map(|id| found.remove(id).ok_or_else(|| CurateError::UnknownId { id: id.clone() })).collect()
 }
 
 /// Ask the user (the interactive REPL sets `confirm`) before an edit of many samples.
@@ -272,9 +255,17 @@ pub fn balance(ctx: &Context, call: &NativeCallContext, ds: &Dataset, column: &s
         Some(t) => {
             let mut m = std::collections::BTreeMap::new();
             for (k, v) in t {
-                let share = v.as_float().or_else(|_| v.as_int().map(|i| i as f64)).map_err(|_| CurateError::InvalidOption { function: "balance".into(), key: "target".into(), message: format!("the share of `{k}` is not a number") })?;
+                let share = v.as_float().or_else(|_| v.as_int().map(|i| i as f64)).map_err(|_| CurateError::InvalidOption {
+                    function: "balance".into(),
+                    key: "target".into(),
+                    message: format!("the share of `{k}` is not a number"),
+                })?;
                 if !groups.contains_key(k.as_str()) {
-                    return Err(CurateError::InvalidOption { function: "balance".into(), key: "target".into(), message: format!("`{k}` is not a value of `{column}` in ds (values: {})", groups.keys().cloned().collect::<Vec<_>>().join(", ")) });
+                    return Err(CurateError::InvalidOption {
+                        function: "balance".into(),
+                        key: "target".into(),
+                        message: format!("`{k}` is not a value of `{column}` in ds (values: {})", groups.keys().cloned().collect::<Vec<_>>().join(", ")),
+                    });
                 }
                 m.insert(k.to_string(), share);
             }
@@ -294,7 +285,15 @@ pub fn balance(ctx: &Context, call: &NativeCallContext, ds: &Dataset, column: &s
         let share = shares.get(&value).copied().unwrap_or(0.0);
         let w = share * n as f64 / ids.len() as f64;
         let old = current_values(ds, &ids, Some("weight"))?;
-        entries.push(entry("set_weight", ids, Some("weight"), Some(Value::from((w * 1e6).round() / 1e6)), old, &format!("balance {column}: {value} to {:.1}% of the weight", share * 100.0), src.clone()));
+        entries.push(entry(
+            "set_weight",
+            ids,
+            Some("weight"),
+            Some(Value::from((w * 1e6).round() / 1e6)),
+            old,
+            &format!("balance {column}: {value} to {:.1}% of the weight", share * 100.0),
+            src.clone(),
+        ));
     }
     edits::append(&ws.edits_path(), &entries)?;
     Dataset::new(ws.clone(), ws.scan_manifest()?)
@@ -321,7 +320,20 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     engine.register_fn("set", move |call: NativeCallContext, ds: &mut Dataset, column: &str, ids: Dynamic, value: Dynamic| -> R<Dataset> {
         let v = json_of(&value, "set")?;
         if column.starts_with("tag_") || column == "weight" || column == "label" {
-            return Err(CurateError::arg("set", format!("use {} for `{column}`", if column == "label" { "relabel" } else if column == "weight" { "weight" } else { "tag/untag" })).into());
+            return Err(CurateError::arg(
+                "set",
+                format!(
+                    "use {} for `{column}`",
+                    if column == "label" {
+                        "relabel"
+                    } else if column == "weight" {
+                        "weight"
+                    } else {
+                        "tag/untag"
+                    }
+                ),
+            )
+            .into());
         }
         Ok(set_value(&c, &call, ds, "set", column, &ids, v, "")?)
     });
@@ -365,10 +377,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
         }
         let ws = workspace(&c, ds);
         let src = source(&c, &call);
-        let entries: Vec<Edit> = groups
-            .into_iter()
-            .map(|(w, ids, old)| entry("set_weight", ids, Some("weight"), Some(Value::from(w)), old, &format!("oversample x{factor}"), src.clone()))
-            .collect();
+        let entries: Vec<Edit> = groups.into_iter().map(|(w, ids, old)| entry("set_weight", ids, Some("weight"), Some(Value::from(w)), old, &format!("oversample x{factor}"), src.clone())).collect();
         edits::append(&ws.edits_path(), &entries)?;
         Ok(Dataset::new(ws.clone(), ws.scan_manifest()?)?)
     });
@@ -414,7 +423,18 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
 mod tests {
     #[test]
     fn examples() {
-        for doc in [&super::DOC, &super::REMOVE_DOC, &super::RESTORE_DOC, &super::TAG_DOC, &super::UNTAG_DOC, &super::SET_DOC, &super::WEIGHT_DOC, &super::OVERSAMPLE_DOC, &super::BALANCE_DOC, &super::CHECKPOINT_DOC] {
+        for doc in [
+            &super::DOC,
+            &super::REMOVE_DOC,
+            &super::RESTORE_DOC,
+            &super::TAG_DOC,
+            &super::UNTAG_DOC,
+            &super::SET_DOC,
+            &super::WEIGHT_DOC,
+            &super::OVERSAMPLE_DOC,
+            &super::BALANCE_DOC,
+            &super::CHECKPOINT_DOC,
+        ] {
             crate::testing::check_examples_in_copy(doc);
         }
     }

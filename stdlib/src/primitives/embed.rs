@@ -33,13 +33,9 @@ fn embed_and_report(ctx: &Context, ds: &Dataset, model: Option<&str>) -> Result<
 
 pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     let c = ctx.clone();
-    engine.register_fn("embed", move |ds: &mut Dataset| -> Result<Dataset, Box<EvalAltResult>> {
-        Ok(embed_and_report(&c, ds, None)?)
-    });
+    engine.register_fn("embed", move |ds: &mut Dataset| -> Result<Dataset, Box<EvalAltResult>> { Ok(embed_and_report(&c, ds, None)?) });
     let c = ctx.clone();
-    engine.register_fn("embed", move |ds: &mut Dataset, model: &str| -> Result<Dataset, Box<EvalAltResult>> {
-        Ok(embed_and_report(&c, ds, Some(model))?)
-    });
+    engine.register_fn("embed", move |ds: &mut Dataset, model: &str| -> Result<Dataset, Box<EvalAltResult>> { Ok(embed_and_report(&c, ds, Some(model))?) });
 }
 
 #[cfg(test)]

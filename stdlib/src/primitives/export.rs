@@ -35,10 +35,7 @@ pub const DOC: Primitive = Primitive {
         Opt { name: "mode", default: "\"manifest_only\"", help: "\"manifest_only\" (paths point at the media), \"copy\" or \"link\" (files go to dir/images/<label>/, named from their ids)." },
         Opt { name: "expand", default: "false", help: "Repeat each row round(weight / smallest weight) times instead of writing a weight column." },
     ],
-    examples: &[Example {
-        code: "let r = open().filter(\"class = 'face'\").train_export(\"exports/doc\", #{split: \"test\"}); r.rows",
-        result: Some("20"),
-    }],
+    examples: &[Example { code: "let r = open().filter(\"class = 'face'\").train_export(\"exports/doc\", #{split: \"test\"}); r.rows", result: Some("20") }],
 };
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -95,10 +92,7 @@ pub fn train_export(ctx: &Context, ds: &Dataset, dir: &str, opts: &ExportOptions
     }
     let weight = if ds.schema().contains("weight") { col("weight").cast(DataType::Float64) } else { lit(1.0) };
     let str_col = |c: &str| if ds.schema().contains(c) { col(c).cast(DataType::String) } else { lit(NULL).cast(DataType::String).alias(c) };
-    let df = lf
-        .select([col("id"), col("path"), str_col("label"), str_col("split"), str_col("hash"), weight.alias("weight")])
-        .sort(["id"], SortMultipleOptions::default())
-        .collect()?;
+    let df = lf.select([col("id"), col("path"), str_col("label"), str_col("split"), str_col("hash"), weight.alias("weight")]).sort(["id"], SortMultipleOptions::default()).collect()?;
     // Columns are read in place (no per-row copies): 30M rows export in the memory of the frame.
     let n = df.height();
     let ids = df.column("id")?.str()?.rechunk();
@@ -162,8 +156,7 @@ pub fn train_export(ctx: &Context, ds: &Dataset, dir: &str, opts: &ExportOptions
     // lightest samples keep one row each and the mix the weights describe survives.
     let unit = weights.iter().copied().filter(|w| *w > 0.0).fold(f64::INFINITY, f64::min);
     let unit = if unit.is_finite() { unit } else { 1.0 };
-    let repeats: Option<Vec<IdxSize>> =
-        opts.expand.then(|| (0..n).flat_map(|i| std::iter::repeat_n(i as IdxSize, (weights[i] / unit).round().max(0.0) as usize)).collect());
+    let repeats: Option<Vec<IdxSize>> = opts.expand.then(|| (0..n).flat_map(|i| std::iter::repeat_n(i as IdxSize, (weights[i] / unit).round().max(0.0) as usize)).collect());
     let rows = repeats.as_ref().map_or(n, Vec::len);
     if format != "imagefolder" {
         let label_col = StringChunked::from_iter_values("label".into(), (0..n).map(label_of));
@@ -270,9 +263,7 @@ fn export_file(src: &Path, target: &Path, mode: &str) -> Result<()> {
 
 pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     let c = ctx.clone();
-    engine.register_fn("train_export", move |ds: &mut Dataset, dir: &str| -> std::result::Result<Map, Box<EvalAltResult>> {
-        Ok(train_export(&c, ds, dir, &ExportOptions::default())?)
-    });
+    engine.register_fn("train_export", move |ds: &mut Dataset, dir: &str| -> std::result::Result<Map, Box<EvalAltResult>> { Ok(train_export(&c, ds, dir, &ExportOptions::default())?) });
     let c = ctx.clone();
     engine.register_fn("train_export", move |ds: &mut Dataset, dir: &str, opts: Map| -> std::result::Result<Map, Box<EvalAltResult>> {
         let opts: ExportOptions = options::parse("train_export", &opts)?;

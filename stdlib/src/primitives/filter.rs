@@ -26,10 +26,7 @@ pub const DOC: Primitive = Primitive {
 
 /// Parse a SQL predicate and check that every column it names exists.
 pub fn parse_predicate(expr: &str, schema: &Schema) -> Result<Expr> {
-    let parsed = polars::sql::sql_expr(expr).map_err(|e| CurateError::InvalidFilter {
-        expr: expr.to_string(),
-        message: clean_sql_error(&e.to_string()),
-    })?;
+    let parsed = polars::sql::sql_expr(expr).map_err(|e| CurateError::InvalidFilter { expr: expr.to_string(), message: clean_sql_error(&e.to_string()) })?;
     for name in parsed.clone().meta().root_names() {
         if !schema.contains(name.as_str()) {
             return Err(CurateError::unknown_column(&name, crate::manifest::names(schema)));
@@ -62,23 +59,16 @@ where
 }
 
 pub fn register(engine: &mut Engine) {
-    engine.register_fn("filter", |ds: &mut Dataset, expr: &str| -> Result<Dataset, Box<EvalAltResult>> {
-        Ok(ds.derive(filter_sql(ds.lazy(), ds.schema(), expr)?)?)
+    engine.register_fn("filter", |ds: &mut Dataset, expr: &str| -> Result<Dataset, Box<EvalAltResult>> { Ok(ds.derive(filter_sql(ds.lazy(), ds.schema(), expr)?)?) });
+    engine.register_fn("filter", |ctx: NativeCallContext, ds: &mut Dataset, f: FnPtr| -> Result<Dataset, Box<EvalAltResult>> {
+        let df = ds.collect()?;
+        let kept = filter_rows(&df, |row| {
+            let id = row.get("id").map(|v| v.to_string()).unwrap_or_default();
+            let out: Dynamic = f.call_within_context(&ctx, (Dynamic::from_map(row),))?;
+            out.as_bool().map_err(|t| CurateError::arg("filter", format!("the closure must return a bool, but returned a {t} for sample `{id}`")).into())
+        })?;
+        Ok(ds.derive(kept.lazy())?)
     });
-    engine.register_fn(
-        "filter",
-        |ctx: NativeCallContext, ds: &mut Dataset, f: FnPtr| -> Result<Dataset, Box<EvalAltResult>> {
-            let df = ds.collect()?;
-            let kept = filter_rows(&df, |row| {
-                let id = row.get("id").map(|v| v.to_string()).unwrap_or_default();
-                let out: Dynamic = f.call_within_context(&ctx, (Dynamic::from_map(row),))?;
-                out.as_bool().map_err(|t| {
-                    CurateError::arg("filter", format!("the closure must return a bool, but returned a {t} for sample `{id}`")).into()
-                })
-            })?;
-            Ok(ds.derive(kept.lazy())?)
-        },
-    );
 }
 
 #[cfg(test)]

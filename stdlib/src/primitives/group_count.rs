@@ -25,18 +25,11 @@ pub fn group_count(ds: &Dataset, column: &str) -> Result<LazyFrame> {
         .lazy()
         .group_by([col(column)])
         .agg([len().alias("count")])
-        .sort_by_exprs(
-            [col("count"), col(column)],
-            SortMultipleOptions::default()
-                .with_order_descending_multi([true, false])
-                .with_nulls_last(true),
-        ))
+        .sort_by_exprs([col("count"), col(column)], SortMultipleOptions::default().with_order_descending_multi([true, false]).with_nulls_last(true)))
 }
 
 pub fn register(engine: &mut Engine) {
-    engine.register_fn("group_count", |ds: &mut Dataset, column: &str| -> Result<Dataset, Box<EvalAltResult>> {
-        Ok(ds.derive(group_count(ds, column)?)?)
-    });
+    engine.register_fn("group_count", |ds: &mut Dataset, column: &str| -> Result<Dataset, Box<EvalAltResult>> { Ok(ds.derive(group_count(ds, column)?)?) });
 }
 
 #[cfg(test)]

@@ -13,10 +13,7 @@ pub const DOC: Primitive = Primitive {
     summary: "The first n samples (10 by default), in manifest order. A dataset displays as a \
               table with column types and the total row count.",
     options: &[],
-    examples: &[
-        Example { code: "open().head(3).len()", result: Some("3") },
-        Example { code: "open().head(2).ids()", result: Some("[\"cifar/test/airplane/0000\", \"cifar/test/airplane/0001\"]") },
-    ],
+    examples: &[Example { code: "open().head(3).len()", result: Some("3") }, Example { code: "open().head(2).ids()", result: Some("[\"cifar/test/airplane/0000\", \"cifar/test/airplane/0001\"]") }],
 };
 
 pub fn head(lf: LazyFrame, n: i64) -> Result<LazyFrame> {
@@ -27,12 +24,8 @@ pub fn head(lf: LazyFrame, n: i64) -> Result<LazyFrame> {
 }
 
 pub fn register(engine: &mut Engine) {
-    engine.register_fn("head", |ds: &mut Dataset, n: i64| -> Result<Dataset, Box<EvalAltResult>> {
-        Ok(ds.derive(head(ds.lazy(), n)?)?)
-    });
-    engine.register_fn("head", |ds: &mut Dataset| -> Result<Dataset, Box<EvalAltResult>> {
-        Ok(ds.derive(head(ds.lazy(), crate::output::DISPLAY_ROWS as i64)?)?)
-    });
+    engine.register_fn("head", |ds: &mut Dataset, n: i64| -> Result<Dataset, Box<EvalAltResult>> { Ok(ds.derive(head(ds.lazy(), n)?)?) });
+    engine.register_fn("head", |ds: &mut Dataset| -> Result<Dataset, Box<EvalAltResult>> { Ok(ds.derive(head(ds.lazy(), crate::output::DISPLAY_ROWS as i64)?)?) });
 }
 
 #[cfg(test)]

@@ -14,9 +14,7 @@ pub const DOC: Primitive = Primitive {
 };
 
 pub fn register(engine: &mut Engine) {
-    engine.register_fn("ids", |ds: &mut Dataset| -> Result<Array, Box<EvalAltResult>> {
-        Ok(super::col::column(ds, "id")?)
-    });
+    engine.register_fn("ids", |ds: &mut Dataset| -> Result<Array, Box<EvalAltResult>> { Ok(super::col::column(ds, "id")?) });
 }
 
 #[cfg(test)]

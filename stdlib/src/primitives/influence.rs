@@ -80,10 +80,7 @@ pub const SELF_DOC: Primitive = Primitive {
         Opt { name: "alpha", default: "the head's own", help: "The L2 weight of the head's objective, as for influence." },
         Opt { name: "seed", default: "0x1f1", help: "The seed of the row sample the Hessian is built from on large sets." },
     ],
-    examples: &[Example {
-        code: "open().filter(\"split = 'train' AND class IN ('face', 'nonface')\").self_influence(#{head: \"model\"}).len()",
-        result: Some("160"),
-    }],
+    examples: &[Example { code: "open().filter(\"split = 'train' AND class IN ('face', 'nonface')\").self_influence(#{head: \"model\"}).len()", result: Some("160") }],
 };
 
 #[derive(Debug, Default, Clone, serde::Deserialize)]
@@ -134,9 +131,15 @@ impl InfluenceOptions {
             m => return Err(invalid("influence", "method", format!("`{m}` is not a method; use \"exact\", \"representer\", \"knn_shapley\" or \"gradients\""))),
         };
         match (method, &self.gradients) {
-            (Method::Gradients, None) => Err(invalid("influence", "gradients", "method \"gradients\" needs `gradients`: the file of per-sample gradient features (Parquet or Arrow with `id` or `hash`, or .npy with `gradient_ids`)".into())),
+            (Method::Gradients, None) => Err(invalid(
+                "influence",
+                "gradients",
+                "method \"gradients\" needs `gradients`: the file of per-sample gradient features (Parquet or Arrow with `id` or `hash`, or .npy with `gradient_ids`)".into(),
+            )),
             (Method::Gradients, Some(_)) => {
-                for (key, set) in [("head", self.head.is_some()), ("objective", self.objective.is_some()), ("verify", self.verify.is_some()), ("model", self.model.is_some()), ("label", self.label.is_some())] {
+                for (key, set) in
+                    [("head", self.head.is_some()), ("objective", self.objective.is_some()), ("verify", self.verify.is_some()), ("model", self.model.is_some()), ("label", self.label.is_some())]
+                {
                     if set {
                         return Err(invalid("influence", key, format!("`{key}` does not apply to imported gradient features: what they differentiate was fixed when they were written")));
                     }
@@ -397,9 +400,7 @@ fn fit_head(prep: &mut Prepared, why: String) -> Result<()> {
     let min = counts.iter().copied().filter(|&n| n > 0).min().unwrap_or(0);
     let alpha = match prep.alpha {
         Some(a) => a,
-        None if min >= probe::MIN_PER_CLASS_FOR_CV => {
-            probe_kernel::cross_validate(&prep.design(), &prep.y, k, probe::ALPHAS, min.min(5), 0x5eed).map_err(|m| CurateError::arg("influence", m))?.alpha
-        }
+        None if min >= probe::MIN_PER_CLASS_FOR_CV => probe_kernel::cross_validate(&prep.design(), &prep.y, k, probe::ALPHAS, min.min(5), 0x5eed).map_err(|m| CurateError::arg("influence", m))?.alpha,
         None => probe::DEFAULT_ALPHA,
     };
     let linear = probe_kernel::fit(&prep.design(), &prep.y, k, alpha).map_err(|m| CurateError::arg("influence", m))?;
@@ -452,9 +453,11 @@ pub fn test_rows(ctx: &Context, prep: &Prepared, ws: &Arc<crate::workspace::Work
     let mut out = Vec::new();
     for (id, row) in feats.ids.iter().zip(&feats.rows) {
         let label = labels.get(id).and_then(|l| l.clone()).ok_or_else(|| CurateError::arg("influence", format!("test sample `{id}` has no `{}` label", prep.label)))?;
-        let c = prep.classes.iter().position(|c| *c == label).ok_or_else(|| {
-            CurateError::arg("influence", format!("test sample `{id}` is labelled `{label}`, which is not one of the head's classes ({})", prep.classes.join(", ")))
-        })?;
+        let c = prep
+            .classes
+            .iter()
+            .position(|c| *c == label)
+            .ok_or_else(|| CurateError::arg("influence", format!("test sample `{id}` is labelled `{label}`, which is not one of the head's classes ({})", prep.classes.join(", "))))?;
         // The test samples may have been embedded just now, into a newer store.
         out.push((id.clone(), prep.features_of(&feats.store, *row), c));
     }
@@ -620,7 +623,12 @@ fn gradient_influence(ctx: &Context, train: &Dataset, queries: &[Query], opts: &
     if !missing.is_empty() {
         return Err(CurateError::import(
             &path,
-            format!("{} of the {} training samples have no gradient row, e.g. {} (write rows for every training sample, or filter the training set to those that have one)", missing.len(), missing.len() + ids.len(), missing.iter().take(3).cloned().collect::<Vec<_>>().join(", ")),
+            format!(
+                "{} of the {} training samples have no gradient row, e.g. {} (write rows for every training sample, or filter the training set to those that have one)",
+                missing.len(),
+                missing.len() + ids.len(),
+                missing.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+            ),
         ));
     }
     let mut sums = Vec::new();
@@ -771,7 +779,11 @@ pub fn explain(ctx: &Context, failing: &[String], k: usize) -> Result<Explained>
     let all = Dataset::new(ws.clone(), ws.scan_manifest()?)?;
     let train = if all.schema().contains("split") {
         let t = all.derive(all.lazy().filter(col("split").cast(DataType::String).eq(lit("train"))))?;
-        if t.is_empty()? { all } else { t }
+        if t.is_empty()? {
+            all
+        } else {
+            t
+        }
     } else {
         all
     };
@@ -986,11 +998,7 @@ mod tests {
         let dir = ws.cache_dir().join(&folder);
         std::fs::create_dir_all(&dir).expect("dir");
         let lists: Vec<Series> = rows.iter().map(|r| Series::new("".into(), r.clone())).collect();
-        let mut df = DataFrame::new(
-            ids.len(),
-            vec![Column::new("id".into(), ids.to_vec()), Column::new("grad".into(), lists), Column::new("weight".into(), weights.to_vec())],
-        )
-        .expect("frame");
+        let mut df = DataFrame::new(ids.len(), vec![Column::new("id".into(), ids.to_vec()), Column::new("grad".into(), lists), Column::new("weight".into(), weights.to_vec())]).expect("frame");
         ParquetWriter::new(std::fs::File::create(dir.join(name)).expect("create")).finish(&mut df).expect("parquet");
         let rel = ws.cache_dir().strip_prefix(ws.root()).expect("cache inside the workspace").join(&folder).join(name);
         GradientFile { dir, relative: rel.display().to_string() }
@@ -1036,7 +1044,14 @@ mod tests {
         let exact = influence(&ctx, &train, &Dynamic::from(face.clone()), &InfluenceOptions { k: Some(k), sign: Some("both".into()), ..Default::default() }).expect("exact");
         let table = |ds: &Dataset| -> HashMap<String, f64> {
             let df = ds.lazy().select([col("id"), col("influence")]).collect().expect("frame");
-            df.column("id").expect("id").str().expect("str").iter().zip(df.column("influence").expect("infl").f32().expect("f32").iter()).map(|(i, v)| (i.expect("id").to_string(), v.expect("value") as f64)).collect()
+            df.column("id")
+                .expect("id")
+                .str()
+                .expect("str")
+                .iter()
+                .zip(df.column("influence").expect("infl").f32().expect("f32").iter())
+                .map(|(i, v)| (i.expect("id").to_string(), v.expect("value") as f64))
+                .collect()
         };
         let (g, e) = (table(&got), table(&exact));
         assert_eq!(g.len(), prep.ids.len());

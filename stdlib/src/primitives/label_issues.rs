@@ -45,10 +45,7 @@ pub const CONFUSION_DOC: Primitive = Primitive {
     signatures: &["ds.confusion() -> Dataset", "ds.confusion(#{label: string, pred: string}) -> Dataset"],
     summary: "The confusion matrix: one row per label value, one count column per predicted \
               value, and the row's `total`. The columns default to `label` and `pred_label`.",
-    options: &[
-        Opt { name: "label", default: "\"label\"", help: "The column of true labels." },
-        Opt { name: "pred", default: "\"pred_label\"", help: "The column of predictions." },
-    ],
+    options: &[Opt { name: "label", default: "\"label\"", help: "The column of true labels." }, Opt { name: "pred", default: "\"pred_label\"", help: "The column of predictions." }],
     examples: &[Example { code: "open().filter(\"class = 'face'\").predict(\"vww\").confusion().len()", result: Some("1") }],
 };
 
@@ -57,10 +54,7 @@ pub const METRICS_DOC: Primitive = Primitive {
     signatures: &["ds.class_metrics() -> Dataset", "ds.class_metrics(#{label: string, pred: string}) -> Dataset"],
     summary: "Per-class `support` (samples with the label), `predicted`, `correct`, `precision`, \
               `recall` and `f1`, plus an `(all)` row with the accuracy in every metric column.",
-    options: &[
-        Opt { name: "label", default: "\"label\"", help: "The column of true labels." },
-        Opt { name: "pred", default: "\"pred_label\"", help: "The column of predictions." },
-    ],
+    options: &[Opt { name: "label", default: "\"label\"", help: "The column of true labels." }, Opt { name: "pred", default: "\"pred_label\"", help: "The column of predictions." }],
     examples: &[Example { code: "open().filter(\"split = 'test'\").predict(\"vww\").class_metrics().len()", result: Some("3") }],
 };
 
@@ -87,7 +81,6 @@ impl Options for PairOptions {
 }
 
 pub use crate::confident::{find_issues, Issue, Method};
-
 
 pub fn label_issues(ctx: &super::Context, ds: &Dataset, opts: &IssueOptions) -> Result<Dataset> {
     let label_col = opts.label.as_deref().unwrap_or("label");
@@ -230,17 +223,11 @@ pub fn register(engine: &mut Engine, ctx: &std::sync::Arc<super::Context>) {
     let c = ctx.clone();
     engine.register_fn("label_issues", move |ds: &mut Dataset| -> Result<Dataset, Box<EvalAltResult>> { Ok(label_issues(&c, ds, &IssueOptions::default())?) });
     let c = ctx.clone();
-    engine.register_fn("label_issues", move |ds: &mut Dataset, opts: Map| -> Result<Dataset, Box<EvalAltResult>> {
-        Ok(label_issues(&c, ds, &options::parse("label_issues", &opts)?)?)
-    });
+    engine.register_fn("label_issues", move |ds: &mut Dataset, opts: Map| -> Result<Dataset, Box<EvalAltResult>> { Ok(label_issues(&c, ds, &options::parse("label_issues", &opts)?)?) });
     engine.register_fn("confusion", |ds: &mut Dataset| -> Result<Dataset, Box<EvalAltResult>> { Ok(confusion(ds, &PairOptions::default())?) });
-    engine.register_fn("confusion", |ds: &mut Dataset, opts: Map| -> Result<Dataset, Box<EvalAltResult>> {
-        Ok(confusion(ds, &options::parse("confusion", &opts)?)?)
-    });
+    engine.register_fn("confusion", |ds: &mut Dataset, opts: Map| -> Result<Dataset, Box<EvalAltResult>> { Ok(confusion(ds, &options::parse("confusion", &opts)?)?) });
     engine.register_fn("class_metrics", |ds: &mut Dataset| -> Result<Dataset, Box<EvalAltResult>> { Ok(class_metrics(ds, &PairOptions::default())?) });
-    engine.register_fn("class_metrics", |ds: &mut Dataset, opts: Map| -> Result<Dataset, Box<EvalAltResult>> {
-        Ok(class_metrics(ds, &options::parse("class_metrics", &opts)?)?)
-    });
+    engine.register_fn("class_metrics", |ds: &mut Dataset, opts: Map| -> Result<Dataset, Box<EvalAltResult>> { Ok(class_metrics(ds, &options::parse("class_metrics", &opts)?)?) });
 }
 
 #[cfg(test)]

@@ -16,13 +16,8 @@ pub const DOC: Primitive = Primitive {
               Without a path, the workspace the session runs in. Paths are relative to that \
               workspace and may not leave it. `at` opens an earlier state: the first N edits, a \
               checkpoint's name, or \"manifest\" for none.",
-    options: &[
-        Opt { name: "at", default: "the current view", help: "An earlier state: the first N edits of the log (an int), a checkpoint's name, or \"manifest\" for none." },
-    ],
-    examples: &[
-        Example { code: "open(\".\").len()", result: Some("1400") },
-        Example { code: "let ds = open(); ds.len()", result: Some("1400") },
-    ],
+    options: &[Opt { name: "at", default: "the current view", help: "An earlier state: the first N edits of the log (an int), a checkpoint's name, or \"manifest\" for none." }],
+    examples: &[Example { code: "open(\".\").len()", result: Some("1400") }, Example { code: "let ds = open(); ds.len()", result: Some("1400") }],
 };
 
 /// The keys of open's options map.
@@ -37,7 +32,11 @@ fn at_of(opts: &rhai::Map) -> Result<Option<crate::edits::At>> {
     Ok(match opts.get("at") {
         None => None,
         Some(v) if v.is_int() => Some(crate::edits::At::Position(v.as_int().unwrap_or(0).max(0) as usize)),
-        Some(v) => Some(crate::edits::At::parse(&v.clone().into_string().map_err(|t| CurateError::InvalidOption { function: "open".into(), key: "at".into(), message: format!("expected an edit count or a checkpoint name, found a {t}") })?)),
+        Some(v) => Some(crate::edits::At::parse(&v.clone().into_string().map_err(|t| CurateError::InvalidOption {
+            function: "open".into(),
+            key: "at".into(),
+            message: format!("expected an edit count or a checkpoint name, found a {t}"),
+        })?)),
     })
 }
 

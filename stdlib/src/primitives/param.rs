@@ -14,10 +14,7 @@ pub const DOC: Primitive = Primitive {
               given. The value takes the default's type (int, float, bool or string). All \
               parameters are also in the `params` map.",
     options: &[],
-    examples: &[
-        Example { code: "param(\"min_width\", 96)", result: Some("96") },
-        Example { code: "param(\"split\", \"train\")", result: Some("train") },
-    ],
+    examples: &[Example { code: "param(\"min_width\", 96)", result: Some("96") }, Example { code: "param(\"split\", \"train\")", result: Some("train") }],
 };
 
 /// Convert a parameter's text to the default's type.
@@ -47,9 +44,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     });
     let c = ctx.clone();
     engine.register_fn("param", move |name: &str| -> Result<Dynamic, Box<EvalAltResult>> {
-        c.params.get(name).cloned().ok_or_else(|| {
-            CurateError::arg("param", format!("missing parameter `{name}`; pass --param {name}=VALUE")).into()
-        })
+        c.params.get(name).cloned().ok_or_else(|| CurateError::arg("param", format!("missing parameter `{name}`; pass --param {name}=VALUE")).into())
     });
 }
 

@@ -40,7 +40,12 @@ pub const GRID_DOC: Primitive = Primitive {
 
 pub const HIST_DOC: Primitive = Primitive {
     name: "plot_hist",
-    signatures: &["ds.plot_hist(column) -> Image", "ds.plot_hist(column, #{bins: int, by: string, title: string}) -> Image", "plot_hist(values: array) -> Image", "plot_hist(values, #{bins, title}) -> Image"],
+    signatures: &[
+        "ds.plot_hist(column) -> Image",
+        "ds.plot_hist(column, #{bins: int, by: string, title: string}) -> Image",
+        "plot_hist(values: array) -> Image",
+        "plot_hist(values, #{bins, title}) -> Image",
+    ],
     summary: "A histogram of a numeric column (or an array of numbers), `bins` (30) wide, stacked \
               by the values of the `by` column when given.",
     options: &[
@@ -151,11 +156,7 @@ pub(crate) const CHART_KEYS: &[(&str, &[&str])] = &[
 fn chart_options(function: &str, map: &Map) -> Result<ChartOptions> {
     let valid = CHART_KEYS.iter().find(|(f, _)| *f == function).map(|(_, k)| *k).unwrap_or(&[]);
     if let Some(key) = map.keys().find(|k| !valid.contains(&k.as_str())) {
-        return Err(CurateError::UnknownOption {
-            function: function.trim_end_matches("(values)").to_string(),
-            key: key.to_string(),
-            valid: valid.iter().map(|k| k.to_string()).collect(),
-        });
+        return Err(CurateError::UnknownOption { function: function.trim_end_matches("(values)").to_string(), key: key.to_string(), valid: valid.iter().map(|k| k.to_string()).collect() });
     }
     options::parse(function, map)
 }
@@ -305,11 +306,7 @@ pub fn grid(ctx: &Context, ds: &Dataset, opts: &GridOptions) -> Result<Picture> 
             let queries = query_tiles(ctx, ds, &order, label_by.as_deref())?;
             let widest = members.values().map(Vec::len).max().unwrap_or(1);
             let cols = opts.cols.map(|c| c as usize).unwrap_or((widest + 1).min(11));
-            let groups: Vec<Vec<Tile>> = order
-                .iter()
-                .zip(queries)
-                .map(|(q, qt)| std::iter::once(qt).chain(members[q].iter().map(|&i| tile(i))).collect())
-                .collect();
+            let groups: Vec<Vec<Tile>> = order.iter().zip(queries).map(|(q, qt)| std::iter::once(qt).chain(members[q].iter().map(|&i| tile(i))).collect()).collect();
             let what = if influence.is_some() { "most influential for" } else { "nearest to" };
             let title = format!("{} {what} {}", df.height(), if order.len() == 1 { order[0].clone() } else { format!("{} queries", order.len()) });
             (groups, cols, title, true)
@@ -357,11 +354,7 @@ fn query_tiles(ctx: &Context, ds: &Dataset, queries: &[String], label_by: Option
                 lines.push("query".to_string());
                 Tile { path: Some(ws.media_path(&paths[r])), lines, frame: Some(blue) }
             }
-            None => Tile {
-                path: crate::workspace::resolve_inside(&ctx.root, q).ok(),
-                lines: vec![q.clone(), "query (file)".to_string()],
-                frame: Some(blue),
-            },
+            None => Tile { path: crate::workspace::resolve_inside(&ctx.root, q).ok(), lines: vec![q.clone(), "query (file)".to_string()], frame: Some(blue) },
         })
         .collect())
 }
@@ -465,7 +458,8 @@ pub fn plot_confusion(ctx: &Context, ds: &Dataset, opts: &ChartOptions) -> Resul
     let table: Vec<Vec<u64>> = rows.iter().map(|l| cols.iter().map(|p| counts.get(&(l.clone(), p.clone())).copied().unwrap_or(0)).collect()).collect();
     let total: u64 = table.iter().flatten().sum();
     let right: u64 = rows.iter().enumerate().map(|(i, l)| cols.iter().position(|c| c == l).map(|j| table[i][j]).unwrap_or(0)).sum();
-    let title = opts.title.clone().unwrap_or_else(|| format!("confusion: {label} vs {pred} ({} samples, accuracy {:.3})", crate::output::thousands(total as usize), right as f64 / total.max(1) as f64));
+    let title =
+        opts.title.clone().unwrap_or_else(|| format!("confusion: {label} vs {pred} ({} samples, accuracy {:.3})", crate::output::thousands(total as usize), right as f64 / total.max(1) as f64));
     let img = chart::heatmap(&rows, &cols, &table, &title, &label, &pred)?;
     save(ctx, &img, &title, "confusion")
 }
@@ -635,12 +629,7 @@ pub fn plot_embedding(ctx: &Context, ds: &Dataset, opts: &EmbeddingOptions) -> R
 fn array_numbers(values: &Array) -> Result<Vec<f64>> {
     values
         .iter()
-        .map(|v| {
-            v.as_float()
-                .ok()
-                .or_else(|| v.as_int().ok().map(|i| i as f64))
-                .ok_or_else(|| CurateError::arg("plot_hist", format!("values must be numbers, found a {}", v.type_name())))
-        })
+        .map(|v| v.as_float().ok().or_else(|| v.as_int().ok().map(|i| i as f64)).ok_or_else(|| CurateError::arg("plot_hist", format!("values must be numbers, found a {}", v.type_name()))))
         .collect()
 }
 
@@ -677,9 +666,7 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     engine.register_fn("grid", move |ds: &mut Dataset, o: Map| -> Result<Picture, Box<EvalAltResult>> { Ok(grid(&c, ds, &options::parse("grid", &o)?)?) });
 
     let c = ctx.clone();
-    engine.register_fn("plot_hist", move |ds: &mut Dataset, column: &str| -> Result<Picture, Box<EvalAltResult>> {
-        Ok(plot_hist(&c, numbers(ds, column, None)?, column, &ChartOptions::default())?)
-    });
+    engine.register_fn("plot_hist", move |ds: &mut Dataset, column: &str| -> Result<Picture, Box<EvalAltResult>> { Ok(plot_hist(&c, numbers(ds, column, None)?, column, &ChartOptions::default())?) });
     let c = ctx.clone();
     engine.register_fn("plot_hist", move |ds: &mut Dataset, column: &str, o: Map| -> Result<Picture, Box<EvalAltResult>> {
         let opts = chart_options("plot_hist", &o)?;
@@ -696,34 +683,24 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     });
 
     let c = ctx.clone();
-    engine.register_fn("plot_counts", move |ds: &mut Dataset, column: &str| -> Result<Picture, Box<EvalAltResult>> {
-        Ok(plot_counts(&c, ds, column, &ChartOptions::default())?)
-    });
+    engine.register_fn("plot_counts", move |ds: &mut Dataset, column: &str| -> Result<Picture, Box<EvalAltResult>> { Ok(plot_counts(&c, ds, column, &ChartOptions::default())?) });
     let c = ctx.clone();
-    engine.register_fn("plot_counts", move |ds: &mut Dataset, column: &str, o: Map| -> Result<Picture, Box<EvalAltResult>> {
-        Ok(plot_counts(&c, ds, column, &chart_options("plot_counts", &o)?)?)
-    });
+    engine.register_fn("plot_counts", move |ds: &mut Dataset, column: &str, o: Map| -> Result<Picture, Box<EvalAltResult>> { Ok(plot_counts(&c, ds, column, &chart_options("plot_counts", &o)?)?) });
 
     let c = ctx.clone();
     engine.register_fn("plot_confusion", move |ds: &mut Dataset| -> Result<Picture, Box<EvalAltResult>> { Ok(plot_confusion(&c, ds, &ChartOptions::default())?) });
     let c = ctx.clone();
-    engine.register_fn("plot_confusion", move |ds: &mut Dataset, o: Map| -> Result<Picture, Box<EvalAltResult>> {
-        Ok(plot_confusion(&c, ds, &chart_options("plot_confusion", &o)?)?)
-    });
+    engine.register_fn("plot_confusion", move |ds: &mut Dataset, o: Map| -> Result<Picture, Box<EvalAltResult>> { Ok(plot_confusion(&c, ds, &chart_options("plot_confusion", &o)?)?) });
 
     let c = ctx.clone();
     engine.register_fn("plot_pr", move |ds: &mut Dataset, class: &str| -> Result<Picture, Box<EvalAltResult>> { Ok(plot_pr(&c, ds, class, &ChartOptions::default())?) });
     let c = ctx.clone();
-    engine.register_fn("plot_pr", move |ds: &mut Dataset, class: &str, o: Map| -> Result<Picture, Box<EvalAltResult>> {
-        Ok(plot_pr(&c, ds, class, &chart_options("plot_pr", &o)?)?)
-    });
+    engine.register_fn("plot_pr", move |ds: &mut Dataset, class: &str, o: Map| -> Result<Picture, Box<EvalAltResult>> { Ok(plot_pr(&c, ds, class, &chart_options("plot_pr", &o)?)?) });
 
     let c = ctx.clone();
     engine.register_fn("plot_embedding", move |ds: &mut Dataset| -> Result<Picture, Box<EvalAltResult>> { Ok(plot_embedding(&c, ds, &EmbeddingOptions::default())?) });
     let c = ctx.clone();
-    engine.register_fn("plot_embedding", move |ds: &mut Dataset, o: Map| -> Result<Picture, Box<EvalAltResult>> {
-        Ok(plot_embedding(&c, ds, &embedding_options(&o)?)?)
-    });
+    engine.register_fn("plot_embedding", move |ds: &mut Dataset, o: Map| -> Result<Picture, Box<EvalAltResult>> { Ok(plot_embedding(&c, ds, &embedding_options(&o)?)?) });
 }
 
 #[cfg(test)]

@@ -25,10 +25,7 @@ pub const DOC: Primitive = Primitive {
               content hash and model hash, so only new images are run. Samples whose image \
               cannot be read get nulls and are listed.",
     options: &[],
-    examples: &[Example {
-        code: "open().filter(\"class = 'face'\").predict(\"vww\").group_count(\"pred_label\").len() > 0",
-        result: Some("true"),
-    }],
+    examples: &[Example { code: "open().filter(\"class = 'face'\").predict(\"vww\").group_count(\"pred_label\").len() > 0", result: Some("true") }],
 };
 
 pub const LOAD_DOC: Primitive = Primitive {
@@ -66,13 +63,9 @@ pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     let c = ctx.clone();
     engine.register_fn("predict", move |ds: &mut Dataset| -> Result<Dataset, Box<EvalAltResult>> { Ok(predict(&c, ds, None)?) });
     let c = ctx.clone();
-    engine.register_fn("predict", move |ds: &mut Dataset, model: &str| -> Result<Dataset, Box<EvalAltResult>> {
-        Ok(predict(&c, ds, Some(model))?)
-    });
+    engine.register_fn("predict", move |ds: &mut Dataset, model: &str| -> Result<Dataset, Box<EvalAltResult>> { Ok(predict(&c, ds, Some(model))?) });
     let c = ctx.clone();
-    engine.register_fn("load_predictions", move |ds: &mut Dataset, path: &str| -> Result<Dataset, Box<EvalAltResult>> {
-        Ok(load_predictions(&c, ds, path)?)
-    });
+    engine.register_fn("load_predictions", move |ds: &mut Dataset, path: &str| -> Result<Dataset, Box<EvalAltResult>> { Ok(load_predictions(&c, ds, path)?) });
 }
 
 #[cfg(test)]

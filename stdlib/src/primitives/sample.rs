@@ -10,11 +10,7 @@ use crate::options::{self, Options};
 
 pub const DOC: Primitive = Primitive {
     name: "sample",
-    signatures: &[
-        "ds.sample(n: int) -> Dataset",
-        "ds.sample(n: int, seed: int) -> Dataset",
-        "ds.sample(n: int, #{seed: int, replace: bool, by: string}) -> Dataset",
-    ],
+    signatures: &["ds.sample(n: int) -> Dataset", "ds.sample(n: int, seed: int) -> Dataset", "ds.sample(n: int, #{seed: int, replace: bool, by: string}) -> Dataset"],
     summary: "A random sample of n samples (all of them if there are fewer, unless replace is \
               set). The same seed gives the same sample; the default seed is 0. With `by`, n \
               samples from each value of that column.",
@@ -89,9 +85,7 @@ pub fn sample(ds: &Dataset, n: i64, opts: &SampleOptions) -> Result<DataFrame> {
 }
 
 pub fn register(engine: &mut Engine) {
-    engine.register_fn("sample", |ds: &mut Dataset, n: i64| -> Result<Dataset, Box<EvalAltResult>> {
-        Ok(ds.derive(sample(ds, n, &SampleOptions::default())?.lazy())?)
-    });
+    engine.register_fn("sample", |ds: &mut Dataset, n: i64| -> Result<Dataset, Box<EvalAltResult>> { Ok(ds.derive(sample(ds, n, &SampleOptions::default())?.lazy())?) });
     engine.register_fn("sample", |ds: &mut Dataset, n: i64, seed: i64| -> Result<Dataset, Box<EvalAltResult>> {
         let opts = SampleOptions { seed: seed as u64, ..SampleOptions::default() };
         Ok(ds.derive(sample(ds, n, &opts)?.lazy())?)

@@ -15,10 +15,7 @@ use crate::options::{self, Options};
 
 pub const DOC: Primitive = Primitive {
     name: "similar",
-    signatures: &[
-        "ds.similar(query, k: int) -> Dataset",
-        "ds.similar(query, k: int, #{model: string, exact: bool, metric: \"cosine\"|\"l2\"}) -> Dataset",
-    ],
+    signatures: &["ds.similar(query, k: int) -> Dataset", "ds.similar(query, k: int, #{model: string, exact: bool, metric: \"cosine\"|\"l2\"}) -> Dataset"],
     summary: "The k samples of ds nearest to the query by embedding, nearest first, with a \
               `distance` column (1 - cosine similarity by default) and `query`, the query it is \
               nearest to. The query is an id, an array of ids, a dataset, or the path of an image \
@@ -60,11 +57,9 @@ pub fn similar(ctx: &Context, ds: &Dataset, query: &Dynamic, k: i64, opts: &Simi
     let ws = ds.workspace().clone();
     let metric = match &opts.metric {
         None => Metric::Cosine,
-        Some(m) => Metric::parse(m).ok_or_else(|| CurateError::InvalidOption {
-            function: "similar".into(),
-            key: "metric".into(),
-            message: format!("`{m}` is not a metric; use \"cosine\" or \"l2\""),
-        })?,
+        Some(m) => {
+            Metric::parse(m).ok_or_else(|| CurateError::InvalidOption { function: "similar".into(), key: "metric".into(), message: format!("`{m}` is not a metric; use \"cosine\" or \"l2\"") })?
+        }
     };
     let model = ctx.registry.model(&ws, opts.model.as_deref())?;
     let vectors = ctx.registry.vectors(&ws, &model)?;
@@ -128,7 +123,11 @@ pub fn similar(ctx: &Context, ds: &Dataset, query: &Dynamic, k: i64, opts: &Simi
             .par_iter()
             .map(|(_, qv)| {
                 let hits: Vec<Neighbour> = idx.search(qv, want * 4 + 64, want * 4 + 64).into_iter().filter(|n| view.contains(n.row)).collect();
-                if hits.len() >= want { Ok(hits) } else { exact_search(&vectors, metric, qv, want, Some(&view_rows())) }
+                if hits.len() >= want {
+                    Ok(hits)
+                } else {
+                    exact_search(&vectors, metric, qv, want, Some(&view_rows()))
+                }
             })
             .collect::<Result<_>>()?,
         None => {
@@ -232,9 +231,7 @@ fn lookup(ds: &Dataset, ids: Vec<String>) -> Result<Vec<(String, String, String)
 
 pub fn register(engine: &mut Engine, ctx: &Arc<Context>) {
     let c = ctx.clone();
-    engine.register_fn("similar", move |ds: &mut Dataset, q: Dynamic, k: i64| -> Result<Dataset, Box<EvalAltResult>> {
-        Ok(similar(&c, ds, &q, k, &SimilarOptions::default())?)
-    });
+    engine.register_fn("similar", move |ds: &mut Dataset, q: Dynamic, k: i64| -> Result<Dataset, Box<EvalAltResult>> { Ok(similar(&c, ds, &q, k, &SimilarOptions::default())?) });
     let c = ctx.clone();
     engine.register_fn("similar", move |ds: &mut Dataset, q: Dynamic, k: i64, opts: Map| -> Result<Dataset, Box<EvalAltResult>> {
         let opts: SimilarOptions = options::parse("similar", &opts)?;
