@@ -23,6 +23,6 @@ let d = after.col("distance");
 for i in 1..d.len() { assert(d[i - 1] <= d[i], "sorted by distance"); }
 print(after.len());
 "#;
-    let out = Test::example().write("s.rhai", script).args(&["run", "s.rhai"]).run().success();
+    let out = Test::example_without_vectors().write("s.rhai", script).args(&["run", "s.rhai"]).run().success();
     assert_eq!(out.stdout.lines().last(), Some("119"), "{}", out.stdout);
 }
