@@ -195,7 +195,7 @@ pub(crate) fn output_html(o: &Output) -> String {
             escape(&p.title),
             p.width,
             p.height,
-            escape(&p.path.display().to_string()),
+            escape(p.path.display().to_string()),
         ),
     }
 }
@@ -204,7 +204,7 @@ pub(crate) fn table_html(t: &TableView) -> String {
     let cols = t.head.columns();
     let mut h = String::from("<table>\n<thead><tr>");
     for c in cols {
-        let _ = write!(h, "<th>{}<br><small>{}</small></th>", escape(c.name().as_str()), escape(&c.dtype().to_string()));
+        let _ = write!(h, "<th>{}<br><small>{}</small></th>", escape(c.name().as_str()), escape(c.dtype().to_string()));
     }
     h.push_str("</tr></thead>\n<tbody>\n");
     for i in 0..t.head.height() {
@@ -216,13 +216,13 @@ pub(crate) fn table_html(t: &TableView) -> String {
         }
         h.push_str("</tr>\n");
     }
-    let _ = writeln!(h, "</tbody>\n<caption>{}</caption></table>", escape(&t.footer()));
+    let _ = writeln!(h, "</tbody>\n<caption>{}</caption></table>", escape(t.footer()));
     h
 }
 
 fn table_markdown(t: &TableView) -> String {
     let cols = t.head.columns();
-    let cell = |s: &str| escape(&s.replace('\\', "\\\\").replace('|', "\\|").replace('\n', " ")).into_owned();
+    let cell = |s: &str| escape(s.replace('\\', "\\\\").replace('|', "\\|").replace('\n', " ")).into_owned();
     let mut m = String::from("|");
     for c in cols {
         let _ = write!(m, " {} ({}) |", cell(c.name().as_str()), cell(&c.dtype().to_string()));

@@ -77,8 +77,8 @@ pub fn merge(ws: &Workspace, sources: &[&Path], progress: &dyn Progress) -> Resu
                     let name = e.file_name().to_string_lossy().to_string();
                     let to = target.join(&name);
                     if name.starts_with("knn-") && name.ends_with(".arrow") && !to.exists() {
-                        let mut from = std::fs::File::open(e.path()).map_err(|err| CurateError::io(&e.path(), err))?;
-                        crate::atomic::write_atomic(&to, |f| std::io::copy(&mut from, f).map(|_| ()).map_err(|err| CurateError::io(&e.path(), err)))?;
+                        let mut from = std::fs::File::open(e.path()).map_err(|err| CurateError::io(e.path(), err))?;
+                        crate::atomic::write_atomic(&to, |f| std::io::copy(&mut from, f).map(|_| ()).map_err(|err| CurateError::io(e.path(), err)))?;
                     }
                 }
                 let stored = Store::open(&dir)?;

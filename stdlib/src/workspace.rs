@@ -316,7 +316,7 @@ impl Workspace {
                 .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("current-")))
                 .map(|p| (std::fs::metadata(&p).and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), p))
                 .collect();
-            views.sort_by(|a, b| b.0.cmp(&a.0));
+            views.sort_by_key(|v| std::cmp::Reverse(v.0));
             for (_, old) in views.into_iter().skip(KEEP_VIEWS) {
                 let _ = std::fs::remove_file(old);
             }

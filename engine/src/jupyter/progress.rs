@@ -37,7 +37,7 @@ impl Phase {
             return format!("{}: {how}{}/{} in {secs:.1} s ({rate:.0}/s)", self.what, self.done, self.total);
         }
         let eta = if rate > 0.0 { format!(", eta {:.0} s", self.total.saturating_sub(self.done) as f64 / rate) } else { String::new() };
-        let pct = if self.total > 0 { self.done * 100 / self.total } else { 0 };
+        let pct = (self.done * 100).checked_div(self.total).unwrap_or(0);
         format!("{}: {}/{} ({pct}%, {rate:.0}/s{eta})", self.what, self.done, self.total)
     }
 }

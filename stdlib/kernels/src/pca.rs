@@ -14,7 +14,7 @@ pub const FIT_ROWS: usize = 4096;
 /// share of the total variance. Block power iteration (all k vectors per pass over the data,
 /// re-orthonormalised each time) on at most [`FIT_ROWS`] rows.
 pub fn project(data: &[f32], dim: usize, k: usize, seed: u64) -> (Vec<Vec<f32>>, Vec<f64>) {
-    let n = if dim == 0 { 0 } else { data.len() / dim };
+    let n = data.len().checked_div(dim).unwrap_or(0);
     if n == 0 || k == 0 {
         return (vec![vec![]; n], vec![0.0; k]);
     }

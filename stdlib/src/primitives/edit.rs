@@ -270,7 +270,7 @@ pub fn balance(ctx: &Context, call: &NativeCallContext, ds: &Dataset, column: &s
                 m.insert(k.to_string(), share);
             }
             let total: f64 = m.values().sum();
-            if !(total > 0.0) {
+            if total.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
                 return Err(CurateError::InvalidOption { function: "balance".into(), key: "target".into(), message: "the shares must add up to more than 0".into() });
             }
             m.into_iter().map(|(k, v)| (k, v / total)).collect()

@@ -373,7 +373,7 @@ fn graph_head(prep: &Prepared, ws: &Arc<crate::workspace::Workspace>) -> std::re
     }
     let linear = probe_kernel::Linear { dim: layer.dim, classes: layer.classes, weights: layer.weights.clone(), intercept: layer.bias.clone() };
     let head = Head::from_linear(&linear);
-    let paths = crate::probe::samples(ws, &prep.ids[..prep.ids.len().min(4)].to_vec()).and_then(|ds| Ok(ds.lazy().select([col("path")]).collect()?)).map_err(|e| e.to_string())?;
+    let paths = crate::probe::samples(ws, &prep.ids[..prep.ids.len().min(4)]).and_then(|ds| Ok(ds.lazy().select([col("path")]).collect()?)).map_err(|e| e.to_string())?;
     let mut worst = 0f32;
     for p in paths.column("path").map_err(|e| e.to_string())?.str().map_err(|e| e.to_string())?.iter().flatten() {
         let out = crate::embed::outputs_of_file(model, &ws.media_path(p))?;
