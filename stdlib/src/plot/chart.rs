@@ -150,7 +150,7 @@ pub fn histogram(series: &[(String, Vec<f64>)], bins: usize, title: &str, x_desc
                 .filter(|&b| counts[s][b] > 0)
                 .map(|b| {
                     let x0 = lo + step * b as f64;
-                    
+
                     Rectangle::new([(x0, base[b] as f64), (x0 + step, (base[b] + counts[s][b]) as f64)], c.filled())
                 })
                 .collect();
