@@ -3,7 +3,7 @@
 //! and projections push down into the Parquet scan.
 
 use std::any::{Any, TypeId};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use polars::prelude::*;
 
@@ -21,18 +21,18 @@ pub struct Dataset {
 }
 
 /// A dataset's resolved values. A plan is immutable, but the files under it are not: every
-/// entry is kept with the identity of the workspace state it was computed from, and recomputed
+/// entry is kept with the identity of the manifest file it was computed from, and recomputed
 /// when the manifest file has changed since.
 #[derive(Default)]
 struct Memo {
-    frame: OnceLock<(StateKey, DataFrame)>,
     derived: Mutex<Vec<(TypeId, String, StateKey, Arc<dyn Any + Send + Sync>)>>,
 }
 
-/// The identity (size and modification time, one `stat`) of the manifest file, which a plan
-/// scans lazily. The edit log is not part of it: `open()` reads the log once, so a value's
-/// edits are fixed when it is made.
-type StateKey = Option<(u64, std::time::SystemTime)>;
+/// The identity of the manifest file, which a plan scans lazily: one `stat` for its inode, size,
+/// modification and change times (the manifest is replaced by a rename, so a new file has a new
+/// inode or change time even within one timestamp tick). The edit log is not part of it:
+/// `open()` reads the log once, so a value's edits are fixed when it is made.
+type StateKey = Option<(u64, u64, std::time::SystemTime, i64, i64)>;
 
 impl Dataset {
     pub fn new(ws: Arc<Workspace>, mut lf: LazyFrame) -> Result<Self> {
@@ -41,23 +41,15 @@ impl Dataset {
     }
 
     fn state_key(&self) -> StateKey {
-        std::fs::metadata(self.ws.manifest_path()).ok().and_then(|m| Some((m.len(), m.modified().ok()?)))
-    }
-
-    /// The collected rows, computed once per value (and again only if the manifest file changed
-    /// since). For operations that pick rows by position out of a large view
-    /// again and again, such as `similar` in a loop.
-    pub fn frame(&self) -> Result<DataFrame> {
-        let key = self.state_key();
-        if let Some((k, df)) = self.memo.frame.get() {
-            if *k == key {
-                return Ok(df.clone());
-            }
-            // The files changed under a kept frame: collect again, uncached.
-            return self.collect();
-        }
-        let df = self.collect()?;
-        Ok(self.memo.frame.get_or_init(|| (key, df)).1.clone())
+        let m = std::fs::metadata(self.ws.manifest_path()).ok()?;
+        #[cfg(unix)]
+        let (ino, ctime, ctime_ns) = {
+            use std::os::unix::fs::MetadataExt;
+            (m.ino(), m.ctime(), m.ctime_nsec())
+        };
+        #[cfg(not(unix))]
+        let (ino, ctime, ctime_ns) = (0, 0, 0);
+        Some((ino, m.len(), m.modified().ok()?, ctime, ctime_ns))
     }
 
     /// A value derived from this dataset's rows, computed once per `key` (say, a vector

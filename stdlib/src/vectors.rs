@@ -203,8 +203,10 @@ pub struct View {
     /// `ids[start[i]..start[i + 1]]` are the samples of `rows[i]`.
     start: Vec<usize>,
     ids: Vec<String>,
-    /// Each of `ids`' position among the dataset's rows.
+    /// Each of `ids`' position among the rows of `frame`.
     pos: Vec<u32>,
+    /// The dataset's rows the view was resolved from, when it keeps them ([`View::cached`]).
+    frame: Option<polars::prelude::DataFrame>,
     pub missing: usize,
 }
 
@@ -238,17 +240,26 @@ impl View {
             pos.push(i);
         }
         start.push(out.len());
-        Ok(View { rows, start, ids: out, pos, missing })
+        Ok(View { rows, start, ids: out, pos, frame: None, missing })
     }
 
-    /// The view of `ds` onto `vectors`, resolved once per dataset value and store state, with
-    /// positions into `ds.frame()` (see
-    /// [`crate::Dataset::memo`]): a loop of queries on one view does work in proportion to
-    /// its results, not to the view's size.
+    /// The view of `ds` onto `vectors`, resolved once per dataset value and store state (see
+    /// [`crate::Dataset::memo`]), with the rows it was resolved from: a loop of queries on one
+    /// view does work in proportion to its results, not to the view's size. The positions and
+    /// the rows come from one collect, so they always agree.
     pub fn cached(ds: &crate::Dataset, vectors: &Store) -> Result<Arc<View>> {
         let key = format!("{}\0{}", vectors.dir().display(), vectors.fingerprint());
-        // From the kept rows, so that positions index exactly the frame `Dataset::frame` gives.
-        ds.memo(&key, || View::of_frame(&ds.frame()?, vectors))
+        ds.memo(&key, || {
+            let frame = ds.collect()?;
+            let mut view = View::of_frame(&frame, vectors)?;
+            view.frame = Some(frame);
+            Ok(view)
+        })
+    }
+
+    /// The rows the view was resolved from, when it keeps them.
+    pub fn frame(&self) -> Option<&polars::prelude::DataFrame> {
+        self.frame.as_ref()
     }
 
     /// The vector row of each of `ids` that is in the view. A scan for a few ids (one query

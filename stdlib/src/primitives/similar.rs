@@ -170,7 +170,8 @@ pub fn similar(ctx: &Context, ds: &Dataset, query: &Dynamic, k: i64, opts: &Simi
     // The k rows picked by position out of the kept frame, in the order found: the same rows
     // and columns as a join of the hits with the view, without a pass over the view.
     let picked = IdxCa::from_vec("pos".into(), rows.iter().map(|r| r.3 as IdxSize).collect());
-    let mut out = ds.frame()?.take(&picked)?;
+    let Some(frame) = view.frame() else { return Err(CurateError::arg("similar", "the view kept no rows")) };
+    let mut out = frame.take(&picked)?;
     out.with_column(Column::new("distance".into(), rows.iter().map(|r| r.1).collect::<Vec<f32>>()))?;
     out.with_column(Column::new("query".into(), rows.iter().map(|r| r.2).collect::<Vec<&str>>()))?;
     ds.derive(out.lazy())
