@@ -42,6 +42,24 @@ pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic(path, |f| f.write_all(bytes).map_err(|e| CurateError::io(path, e)))
 }
 
+/// A file's identity for the caches keyed by it: inode, size, modification and change times,
+/// from one `stat`. The files it is used on are replaced by a rename, so a new file differs even
+/// within one timestamp tick.
+pub type FileIdentity = (u64, u64, std::time::SystemTime, i64, i64);
+
+/// The identity of the file at `path`, `None` when there is none.
+pub fn identity(path: &Path) -> Option<FileIdentity> {
+    let m = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let (ino, ctime, ctime_ns) = {
+        use std::os::unix::fs::MetadataExt;
+        (m.ino(), m.ctime(), m.ctime_nsec())
+    };
+    #[cfg(not(unix))]
+    let (ino, ctime, ctime_ns) = (0, 0, 0);
+    Some((ino, m.len(), m.modified().ok()?, ctime, ctime_ns))
+}
+
 /// Write a table as CSV, JSON lines or Parquet (`format`), atomically.
 pub fn write_table(file: &Path, format: &str, table: &mut polars::prelude::DataFrame) -> Result<()> {
     use polars::prelude::SerWriter;

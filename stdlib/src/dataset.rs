@@ -32,7 +32,7 @@ struct Memo {
 /// modification and change times (the manifest is replaced by a rename, so a new file has a new
 /// inode or change time even within one timestamp tick). The edit log is not part of it:
 /// `open()` reads the log once, so a value's edits are fixed when it is made.
-type StateKey = Option<(u64, u64, std::time::SystemTime, i64, i64)>;
+type StateKey = Option<crate::atomic::FileIdentity>;
 
 impl Dataset {
     pub fn new(ws: Arc<Workspace>, mut lf: LazyFrame) -> Result<Self> {
@@ -41,15 +41,7 @@ impl Dataset {
     }
 
     fn state_key(&self) -> StateKey {
-        let m = std::fs::metadata(self.ws.manifest_path()).ok()?;
-        #[cfg(unix)]
-        let (ino, ctime, ctime_ns) = {
-            use std::os::unix::fs::MetadataExt;
-            (m.ino(), m.ctime(), m.ctime_nsec())
-        };
-        #[cfg(not(unix))]
-        let (ino, ctime, ctime_ns) = (0, 0, 0);
-        Some((ino, m.len(), m.modified().ok()?, ctime, ctime_ns))
+        crate::atomic::identity(&self.ws.manifest_path())
     }
 
     /// A value derived from this dataset's rows, computed once per `key` (say, a vector

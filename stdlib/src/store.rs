@@ -115,20 +115,11 @@ fn encode(row: &mut [f32], dtype: Dtype, normalized: bool, out: &mut Vec<u8>) ->
 
 /// The identity of a store's committed description file (inode, size, modification and change times).
 /// Every commit replaces that file by a rename, so an unchanged stamp means an unchanged store.
-pub type Stamp = (u64, u64, std::time::SystemTime, i64, i64);
+pub type Stamp = crate::atomic::FileIdentity;
 
-/// The stamp of the store in `dir` (inode, size, modification and change times), `None` when it
-/// has no description yet.
+/// The stamp of the store in `dir`, `None` when it has no description yet.
 pub fn commit_stamp(dir: &Path) -> Option<Stamp> {
-    let m = std::fs::metadata(dir.join(META)).ok()?;
-    #[cfg(unix)]
-    let (ino, ctime, ctime_ns) = {
-        use std::os::unix::fs::MetadataExt;
-        (m.ino(), m.ctime(), m.ctime_nsec())
-    };
-    #[cfg(not(unix))]
-    let (ino, ctime, ctime_ns) = (0, 0, 0);
-    Some((ino, m.len(), m.modified().ok()?, ctime, ctime_ns))
+    crate::atomic::identity(&dir.join(META))
 }
 
 /// An open, read-only view of a store.
